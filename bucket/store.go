@@ -1,0 +1,229 @@
+package bucket
+
+import (
+	"hash/maphash"
+	"math/bits"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ID names one bucket in a Store.
+type ID struct {
+	// Rule is the name of a named rule, or "" for an inline limit.
+	Rule string
+	// Inline is the limit of an inline rule; it is part of the identity so
+	// that callers using different inline limits on one key do not share a
+	// bucket. It is the zero Limit for named rules, whose buckets keep their
+	// state when the rule is edited.
+	Inline Limit
+	// Key is the caller's key within the rule.
+	Key string
+}
+
+// StoreConfig configures a Store. Zero fields mean defaults.
+type StoreConfig struct {
+	// MaxKeys bounds the number of buckets held. If zero, defaults to
+	// 1,000,000.
+	MaxKeys int
+	// Shards is the number of independently locked shards, rounded up to a
+	// power of two. If zero, defaults to 256.
+	Shards int
+}
+
+// evictScan is how many entries from the cold end of a shard's LRU list are
+// searched for a full bucket before the coldest one is evicted.
+const evictScan = 8
+
+// Store maps IDs to buckets. It is safe for concurrent use: IDs are spread
+// over shards, each with its own lock, so there is no global lock on the
+// check path, and no lock is ever held across I/O.
+//
+// The store is bounded. A bucket that has refilled completely is the same as
+// a new one and is dropped first (by Sweep, and when a shard is at its bound);
+// past the bound the least recently used bucket is evicted and counted.
+type Store struct {
+	seed      maphash.Seed
+	mask      uint64
+	shards    []shard
+	evictions atomic.Uint64
+}
+
+type shard struct {
+	mu      sync.Mutex // guards the fields below and every entry's fields
+	entries map[ID]*entry
+	lru     entry // sentinel: lru.next is the most recent, lru.prev the least
+	max     int
+}
+
+type entry struct {
+	id         ID
+	limit      Limit
+	state      State
+	prev, next *entry
+}
+
+// NewStore returns an empty Store.
+func NewStore(cfg StoreConfig) *Store {
+	if cfg.MaxKeys <= 0 {
+		cfg.MaxKeys = 1_000_000
+	}
+	if cfg.Shards <= 0 {
+		cfg.Shards = 256
+	}
+	n := 1 << bits.Len(uint(cfg.Shards-1))
+	for n > 1 && cfg.MaxKeys/n < evictScan {
+		n /= 2 // a tiny bound gets few shards, so it is not rounded away
+	}
+	s := &Store{seed: maphash.MakeSeed(), mask: uint64(n - 1), shards: make([]shard, n)}
+	per, extra := cfg.MaxKeys/n, cfg.MaxKeys%n
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.entries = make(map[ID]*entry)
+		sh.lru.next, sh.lru.prev = &sh.lru, &sh.lru
+		sh.max = per
+		if i < extra {
+			sh.max++
+		}
+	}
+	return s
+}
+
+func (s *Store) shard(id ID) *shard {
+	return &s.shards[maphash.String(s.seed, id.Key)&s.mask]
+}
+
+// AllowN spends cost tokens from the bucket id if it holds them at now; see
+// State.AllowN.
+func (s *Store) AllowN(now time.Time, id ID, l Limit, cost int64) Decision {
+	return s.update(now, id, l, func(st *State) Decision { return st.AllowN(now, l, cost) })
+}
+
+// ReserveN reserves cost tokens from the bucket id if they are available
+// within maxWait; see State.ReserveN.
+func (s *Store) ReserveN(now time.Time, id ID, l Limit, cost int64, maxWait time.Duration) Decision {
+	return s.update(now, id, l, func(st *State) Decision { return st.ReserveN(now, l, cost, maxWait) })
+}
+
+// RefundN gives back cost reserved tokens to the bucket id. If the bucket is
+// gone (evicted, or full and dropped) there is nothing to give back to.
+func (s *Store) RefundN(now time.Time, id ID, l Limit, cost int64) {
+	sh := s.shard(id)
+	sh.mu.Lock()
+	if e, ok := sh.entries[id]; ok {
+		e.limit = l
+		e.state.RefundN(now, l, cost)
+	}
+	sh.mu.Unlock()
+}
+
+// Peek returns the bucket's decision for cost at now without changing it.
+func (s *Store) Peek(now time.Time, id ID, l Limit, cost int64) Decision {
+	sh := s.shard(id)
+	sh.mu.Lock()
+	st := Full(now, l)
+	if e, ok := sh.entries[id]; ok {
+		st = e.state
+	}
+	sh.mu.Unlock()
+	return st.AllowN(now, l, cost) // on a copy
+}
+
+// update runs op on the bucket id, creating it full if absent. A new bucket
+// that op leaves full (a peek, a denial) is not stored.
+func (s *Store) update(now time.Time, id ID, l Limit, op func(*State) Decision) Decision {
+	sh := s.shard(id)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if e, ok := sh.entries[id]; ok {
+		e.limit = l
+		sh.touch(e)
+		return op(&e.state)
+	}
+	st := Full(now, l)
+	d := op(&st)
+	if st.Tokens >= l.Burst {
+		return d
+	}
+	if len(sh.entries) >= sh.max {
+		if !sh.dropFull(now) {
+			sh.remove(sh.lru.prev)
+			s.evictions.Add(1)
+		}
+	}
+	e := &entry{id: id, limit: l, state: st}
+	sh.entries[id] = e
+	sh.pushFront(e)
+	return d
+}
+
+// dropFull removes one full bucket among the coldest few and reports whether
+// it found one.
+func (sh *shard) dropFull(now time.Time) bool {
+	e := sh.lru.prev
+	for i := 0; i < evictScan && e != &sh.lru; i++ {
+		if e.state.FullAt(now, e.limit) {
+			sh.remove(e)
+			return true
+		}
+		e = e.prev
+	}
+	return false
+}
+
+func (sh *shard) touch(e *entry) {
+	if sh.lru.next == e {
+		return
+	}
+	e.prev.next, e.next.prev = e.next, e.prev
+	sh.pushFront(e)
+}
+
+func (sh *shard) pushFront(e *entry) {
+	e.prev, e.next = &sh.lru, sh.lru.next
+	sh.lru.next.prev = e
+	sh.lru.next = e
+}
+
+func (sh *shard) remove(e *entry) {
+	e.prev.next, e.next.prev = e.next, e.prev
+	e.prev, e.next = nil, nil
+	delete(sh.entries, e.id)
+}
+
+// Sweep drops every bucket that has refilled completely by now and returns
+// how many it dropped. It locks one shard at a time, so checks on other
+// shards go on meanwhile. Dropping a full bucket changes no decision.
+func (s *Store) Sweep(now time.Time) int {
+	dropped := 0
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		for e := sh.lru.prev; e != &sh.lru; {
+			prev := e.prev
+			if e.state.FullAt(now, e.limit) {
+				sh.remove(e)
+				dropped++
+			}
+			e = prev
+		}
+		sh.mu.Unlock()
+	}
+	return dropped
+}
+
+// Len returns the number of buckets held.
+func (s *Store) Len() int {
+	n := 0
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		n += len(sh.entries)
+		sh.mu.Unlock()
+	}
+	return n
+}
+
+// Evictions returns how many buckets that were not full have been evicted
+// to stay within MaxKeys since the store was made.
+func (s *Store) Evictions() uint64 { return s.evictions.Load() }
