@@ -1,0 +1,156 @@
+// Package rules defines sluice's named limits: how they are written (YAML),
+// validated, matched to a request's descriptors, and reloaded when their file
+// changes.
+package rules
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/sluicerl/sluice/bucket"
+)
+
+// MaxPeriod bounds a rule's period. A longer period is almost certainly a
+// mistake in the rule (and keeps every duration the API reports finite).
+const MaxPeriod = 366 * 24 * time.Hour
+
+// MinPeriod is the shortest period a rule may have.
+const MinPeriod = time.Millisecond
+
+// Sync is how a rule's buckets are kept across the cluster. On a single node
+// every mode decides locally.
+type Sync uint8
+
+// The sync modes. The zero value is SyncAuto.
+const (
+	// SyncAuto is SyncGossip in small clusters and SyncOwner in large ones.
+	SyncAuto Sync = iota
+	// SyncLocal keeps one bucket per node: the limit applies per node.
+	SyncLocal
+	// SyncGossip keeps a replica on every node, kept close by gossiped deltas.
+	SyncGossip
+	// SyncOwner decides on the key's owner on the hash ring: exact.
+	SyncOwner
+)
+
+var syncNames = [...]string{SyncAuto: "auto", SyncLocal: "local", SyncGossip: "gossip", SyncOwner: "owner"}
+
+// String returns the mode's name as written in rules and requests.
+func (s Sync) String() string {
+	if int(s) < len(syncNames) {
+		return syncNames[s]
+	}
+	return fmt.Sprintf("Sync(%d)", s)
+}
+
+// ParseSync parses a sync mode name. The empty string is SyncAuto.
+func ParseSync(name string) (Sync, error) {
+	if name == "" {
+		return SyncAuto, nil
+	}
+	for i, n := range syncNames {
+		if n == name {
+			return Sync(i), nil
+		}
+	}
+	return 0, fmt.Errorf("unknown sync mode %q (want one of %s)", name, strings.Join(syncNames[:], ", "))
+}
+
+// Algorithm is how a rule counts.
+type Algorithm uint8
+
+// The algorithms. The zero value is TokenBucket.
+const (
+	// TokenBucket refills continuously up to a burst.
+	TokenBucket Algorithm = iota
+)
+
+var algorithmNames = [...]string{TokenBucket: "token_bucket"}
+
+// String returns the algorithm's name as written in rules and requests.
+func (a Algorithm) String() string {
+	if int(a) < len(algorithmNames) {
+		return algorithmNames[a]
+	}
+	return fmt.Sprintf("Algorithm(%d)", a)
+}
+
+// ParseAlgorithm parses an algorithm name. The empty string is TokenBucket.
+func ParseAlgorithm(name string) (Algorithm, error) {
+	if name == "" {
+		return TokenBucket, nil
+	}
+	for i, n := range algorithmNames {
+		if n == name {
+			return Algorithm(i), nil
+		}
+	}
+	return 0, fmt.Errorf("unknown algorithm %q (want one of %s)", name, strings.Join(algorithmNames[:], ", "))
+}
+
+// Descriptor is one entry a rule matches in a request's descriptors, in the
+// sense of Envoy's ratelimit service: the request must carry Key, and, if
+// Value is set, with that value. An entry without a value matches any value,
+// and that value becomes part of the bucket's key.
+type Descriptor struct {
+	Key   string
+	Value string
+}
+
+// Rule is a named limit. Rules are values: a Set hands out copies.
+type Rule struct {
+	Name      string
+	Limit     bucket.Limit
+	Algorithm Algorithm
+	Sync      Sync
+	// Descriptors is how requests that carry descriptors are matched to the
+	// rule; empty when the rule is only used by name.
+	Descriptors []Descriptor
+}
+
+// FieldError is bad input that names the field at fault, in the request or
+// in a rules file.
+type FieldError struct {
+	Field string
+	Msg   string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
+
+func fieldErr(field, format string, args ...any) *FieldError {
+	return &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)}
+}
+
+// NewLimit validates a limit as a user writes it and returns it as a
+// bucket.Limit. A burst of 0 means "the same as the limit". Errors are
+// *FieldError naming "limit", "period" or "burst".
+func NewLimit(limit int64, period time.Duration, burst int64) (bucket.Limit, error) {
+	switch {
+	case limit <= 0:
+		return bucket.Limit{}, fieldErr("limit", "must be a positive integer, got %d", limit)
+	case limit > bucket.MaxTokens:
+		return bucket.Limit{}, fieldErr("limit", "must be at most %d, got %d", int64(bucket.MaxTokens), limit)
+	case period < MinPeriod:
+		return bucket.Limit{}, fieldErr("period", "must be at least %v, got %v", MinPeriod, period)
+	case period > MaxPeriod:
+		return bucket.Limit{}, fieldErr("period", "must be at most %v, got %v", MaxPeriod, period)
+	case burst < 0:
+		return bucket.Limit{}, fieldErr("burst", "must not be negative, got %d", burst)
+	case burst > bucket.MaxTokens:
+		return bucket.Limit{}, fieldErr("burst", "must be at most %d, got %d", int64(bucket.MaxTokens), burst)
+	}
+	if burst == 0 {
+		burst = limit
+	}
+	return bucket.Limit{Rate: limit, Period: period, Burst: burst}, nil
+}
+
+// ParsePeriod parses a period written as a Go duration ("1s", "1m", "250ms").
+func ParsePeriod(s string) (time.Duration, error) {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fieldErr("period", "%q is not a duration such as 1s, 1m or 250ms", s)
+	}
+	return d, nil
+}
