@@ -4,6 +4,7 @@
 package rules
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -153,4 +154,13 @@ func ParsePeriod(s string) (time.Duration, error) {
 		return 0, fieldErr("period", "%q is not a duration such as 1s, 1m or 250ms", s)
 	}
 	return d, nil
+}
+
+// PrefixField returns err with prefix put before the field it names, if it
+// is a *FieldError, and err unchanged otherwise: "checks[3]." + "limit".
+func PrefixField(err error, prefix string) error {
+	if fe, ok := errors.AsType[*FieldError](err); ok {
+		return &FieldError{Field: prefix + fe.Field, Msg: fe.Msg}
+	}
+	return err
 }

@@ -3,8 +3,8 @@ package rules
 import (
 	"bytes"
 	"errors"
-	"io"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"path/filepath"

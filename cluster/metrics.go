@@ -1,0 +1,125 @@
+package cluster
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicerl/sluice/bucket"
+	"github.com/sluicerl/sluice/rules"
+)
+
+// Registerer is where a Node registers its metrics.
+type Registerer = prometheus.Registerer
+
+// nearLimitFraction: an allowed check that leaves less than this fraction of
+// the burst is counted as near the limit (Envoy's ratelimit service uses the
+// same 80% mark).
+const nearLimitFraction = 0.2
+
+// metrics are the node's Prometheus metrics. Label values are rule names
+// (bounded by the rules loaded; "inline" for inline limits) and sync modes,
+// never keys.
+type metrics struct {
+	checks         *prometheus.CounterVec
+	nearLimit      *prometheus.CounterVec
+	rulesLoaded    prometheus.Gauge
+	waitsAbandoned prometheus.Counter
+	swept          prometheus.Counter
+
+	mu     sync.Mutex // serialises writers of byRule
+	byRule atomic.Pointer[map[ruleLabel]*ruleCounters]
+}
+
+type ruleLabel struct {
+	rule string
+	sync rules.Sync
+}
+
+// ruleCounters are one rule's counters, resolved once so that a check
+// increments them without a label lookup.
+type ruleCounters struct {
+	within, over, near prometheus.Counter
+}
+
+func (c *ruleCounters) observe(d *bucket.Decision, l bucket.Limit) {
+	if !d.Allowed {
+		c.over.Inc()
+		return
+	}
+	c.within.Inc()
+	if float64(d.Remaining) < nearLimitFraction*float64(l.Burst) {
+		c.near.Inc()
+	}
+}
+
+func newMetrics(reg Registerer, store *bucket.Store) *metrics {
+	m := &metrics{
+		checks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_checks_total",
+			Help: "Checks decided, by rule, sync mode and result (within_limit or over_limit).",
+		}, []string{"rule", "sync", "result"}),
+		nearLimit: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_near_limit_total",
+			Help: "Allowed checks that left less than 20% of the burst, by rule and sync mode.",
+		}, []string{"rule", "sync"}),
+		rulesLoaded: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sluice_rules_loaded",
+			Help: "Rules in force.",
+		}),
+		waitsAbandoned: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_waits_abandoned_total",
+			Help: "Waits whose caller went away before the tokens were due; their tokens were given back.",
+		}),
+		swept: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_store_swept_total",
+			Help: "Buckets dropped from the store because they had refilled completely.",
+		}),
+	}
+	m.byRule.Store(&map[ruleLabel]*ruleCounters{})
+	if reg != nil {
+		reg.MustRegister(m.checks, m.nearLimit, m.rulesLoaded, m.waitsAbandoned, m.swept,
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "sluice_store_keys",
+				Help: "Buckets held in the store.",
+			}, func() float64 { return float64(store.Len()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "sluice_store_evictions_total",
+				Help: "Buckets that were not full evicted to stay within --max-keys; each may have given its key a fresh burst.",
+			}, func() float64 { return float64(store.Evictions()) }))
+	}
+	return m
+}
+
+// forRule returns the counters for a rule ("" for inline limits) and mode.
+// The common case is one atomic load and a map read; a new pair copies the
+// small map.
+func (m *metrics) forRule(rule string, sync rules.Sync) *ruleCounters {
+	key := ruleLabel{rule, sync}
+	if c, ok := (*m.byRule.Load())[key]; ok {
+		return c
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	old := *m.byRule.Load()
+	if c, ok := old[key]; ok {
+		return c
+	}
+	name := rule
+	if name == "" {
+		name = "inline"
+	}
+	c := &ruleCounters{
+		within: m.checks.WithLabelValues(name, sync.String(), "within_limit"),
+		over:   m.checks.WithLabelValues(name, sync.String(), "over_limit"),
+		near:   m.nearLimit.WithLabelValues(name, sync.String()),
+	}
+	next := make(map[ruleLabel]*ruleCounters, len(old)+1)
+	for k, v := range old {
+		next[k] = v
+	}
+	next[key] = c
+	m.byRule.Store(&next)
+	return c
+}

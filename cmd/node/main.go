@@ -1,0 +1,249 @@
+// Command sluice runs one sluice node: the local rate-limit API for the
+// application beside it, and the admin endpoints for health and metrics.
+//
+// Every flag has an environment equivalent: --http-addr is SLUICE_HTTP_ADDR.
+// A flag given on the command line wins over the environment.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/sluicerl/sluice/bucket"
+	"github.com/sluicerl/sluice/cluster"
+	"github.com/sluicerl/sluice/rules"
+	"github.com/sluicerl/sluice/transport"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "sluice:", err)
+			os.Exit(1)
+		}
+	}
+}
+
+// options are the node's settings, from flags and the environment.
+type options struct {
+	httpAddr        string
+	adminAddr       string
+	rulesPath       string
+	maxKeys         int
+	denyStatus      int
+	maxWait         time.Duration
+	shutdownTimeout time.Duration
+	logLevel        string
+	logFormat       string
+}
+
+func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("sluice", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.httpAddr, "http-addr", "127.0.0.1:8080", "address of the API the application calls (`host:port`); keep it on loopback")
+	fs.StringVar(&o.adminAddr, "admin-addr", "127.0.0.1:8081", "address of /healthz, /readyz and /metrics (`host:port`)")
+	fs.StringVar(&o.rulesPath, "rules", "", "rules `file` (YAML), or a directory of *.yaml files; reloaded on change and on SIGHUP")
+	fs.IntVar(&o.maxKeys, "max-keys", 1_000_000, "most buckets held in memory; past it the least recently used are evicted")
+	fs.IntVar(&o.denyStatus, "deny-status", 429, "HTTP status of a denied check: 429, or 403 for nginx auth_request")
+	fs.DurationVar(&o.maxWait, "max-wait", 30*time.Second, "longest max_wait that /v1/wait accepts")
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a shutdown waits for requests in flight")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&o.logFormat, "log-format", "json", "log format: json or text")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: sluice [flags]\n\nRuns a sluice rate-limit node. Every flag can also be set through the\nenvironment: --http-addr as SLUICE_HTTP_ADDR, and so on; a flag on the\ncommand line wins.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		env := "SLUICE_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v := getenv(env); v != "" && !set[f.Name] && envErr == nil {
+			if err := f.Value.Set(v); err != nil {
+				envErr = fmt.Errorf("%s=%q: %w", env, v, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return o, envErr
+	}
+	switch {
+	case o.denyStatus != 429 && o.denyStatus != 403:
+		return o, fmt.Errorf("--deny-status must be 429 or 403, got %d", o.denyStatus)
+	case o.maxKeys <= 0:
+		return o, fmt.Errorf("--max-keys must be positive, got %d", o.maxKeys)
+	case o.maxWait <= 0:
+		return o, fmt.Errorf("--max-wait must be positive, got %v", o.maxWait)
+	}
+	return o, nil
+}
+
+func newLogger(o options, w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch o.logFormat {
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format must be json or text, got %q", o.logFormat)
+}
+
+// run runs a node until ctx ends, then shuts it down in order: not ready,
+// drain the API, stop the admin server.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	o, err := parseOptions(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(o, stderr)
+	if err != nil {
+		return err
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	node := cluster.New(cluster.Config{
+		Store:   bucket.StoreConfig{MaxKeys: o.maxKeys},
+		Metrics: reg,
+		Logger:  log,
+	})
+
+	reloads := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sluice_rules_reloads_total",
+		Help: "Attempts to load changed rules, by result (ok or error); on error the rules in force stay.",
+	}, []string{"result"})
+	reg.MustRegister(reloads)
+	var watcher *rules.Watcher
+	if o.rulesPath == "" {
+		node.SetRules(&rules.Set{})
+	} else {
+		watcher = rules.NewWatcher(o.rulesPath, func(s *rules.Set, err error) {
+			if err != nil {
+				reloads.WithLabelValues("error").Inc()
+				log.Error("rules rejected; the rules in force stay", "path", o.rulesPath, "err", err)
+				return
+			}
+			reloads.WithLabelValues("ok").Inc()
+			node.SetRules(s)
+			log.Info("rules loaded", "path", o.rulesPath, "rules", s.Len())
+		})
+		s, _, err := watcher.Load()
+		if err != nil {
+			return fmt.Errorf("load rules: %w", err)
+		}
+		node.SetRules(s)
+		log.Info("rules loaded", "path", o.rulesPath, "rules", s.Len())
+	}
+
+	// Listen first, so a bad address fails at once and port 0 can be used.
+	apiLn, err := net.Listen("tcp", o.httpAddr)
+	if err != nil {
+		return fmt.Errorf("listen on --http-addr: %w", err)
+	}
+	defer apiLn.Close()
+	adminLn, err := net.Listen("tcp", o.adminAddr)
+	if err != nil {
+		return fmt.Errorf("listen on --admin-addr: %w", err)
+	}
+	defer adminLn.Close()
+
+	var draining atomic.Bool
+	api := transport.NewHTTPServer(transport.NewServer(transport.ServerConfig{
+		Limiter:    node,
+		DenyStatus: o.denyStatus,
+		MaxWait:    o.maxWait,
+		Logger:     log,
+		Registerer: reg,
+	}), log)
+	admin := transport.NewHTTPServer(transport.NewAdmin(transport.AdminConfig{
+		Ready:    func() bool { return !draining.Load() && node.Ready() },
+		Gatherer: reg,
+	}), log)
+
+	runCtx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	g, gctx := errgroup.WithContext(runCtx)
+	g.Go(func() error { return serve(api, apiLn) })
+	g.Go(func() error { return serve(admin, adminLn) })
+	g.Go(func() error { return node.Run(gctx) })
+	if watcher != nil {
+		g.Go(func() error { return watcher.Run(gctx) })
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		g.Go(func() error {
+			for {
+				select {
+				case <-gctx.Done():
+					return nil
+				case <-hup:
+					watcher.Reload()
+				}
+			}
+		})
+	}
+	log.Info("sluice started", "http_addr", apiLn.Addr().String(), "admin_addr", adminLn.Addr().String())
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case <-gctx.Done():
+		// a component failed; shut the rest down and report it
+	}
+	draining.Store(true)
+	shutCtx, cancelShut := context.WithTimeout(context.Background(), o.shutdownTimeout)
+	defer cancelShut()
+	var errs []error
+	for _, srv := range []*http.Server{api, admin} {
+		if err := srv.Shutdown(shutCtx); err != nil {
+			// Requests still in flight (long waits): cut them off; their
+			// reserved tokens are given back as their contexts end.
+			errs = append(errs, fmt.Errorf("drain: %w", err), srv.Close())
+		}
+	}
+	cancel()
+	errs = append(errs, g.Wait())
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// serve serves srv on ln until srv is shut down.
+func serve(srv *http.Server, ln net.Listener) error {
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,101 @@
+package transport
+
+import (
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/sluicerl/sluice/bucket"
+)
+
+// appendResult appends a check result as a JSON object. Durations are whole
+// milliseconds rounded up, so a client told to come back after
+// retry_after_ms never comes back too early.
+func appendResult(b []byte, res *CheckResult, waited bool) []byte {
+	b = append(b, `{"allowed":`...)
+	b = strconv.AppendBool(b, res.Allowed)
+	b = append(b, `,"limit":`...)
+	b = strconv.AppendInt(b, res.Policy.Rate, 10)
+	b = append(b, `,"period_ms":`...)
+	b = strconv.AppendInt(b, ceilMillis(res.Policy.Period), 10)
+	b = append(b, `,"burst":`...)
+	b = strconv.AppendInt(b, res.Policy.Burst, 10)
+	b = append(b, `,"remaining":`...)
+	b = strconv.AppendInt(b, res.Remaining, 10)
+	b = append(b, `,"reset_after_ms":`...)
+	b = strconv.AppendInt(b, ceilMillis(res.ResetAfter), 10)
+	b = append(b, `,"retry_after_ms":`...)
+	b = strconv.AppendInt(b, ceilMillis(res.RetryAfter), 10)
+	if waited {
+		b = append(b, `,"waited_ms":`...)
+		b = strconv.AppendInt(b, ceilMillis(res.Waited), 10)
+	}
+	if res.Rule != "" {
+		b = append(b, `,"rule":`...)
+		b = strconv.AppendQuote(b, res.Rule)
+	}
+	b = append(b, `,"sync":"`...)
+	b = append(b, res.Sync.String()...)
+	b = append(b, '"')
+	if res.TooLarge {
+		b = append(b, `,"reason":"cost exceeds burst"`...)
+	}
+	return append(b, '}')
+}
+
+func ceilMillis(d time.Duration) int64 {
+	if d <= 0 {
+		return 0
+	}
+	return int64((d + time.Millisecond - 1) / time.Millisecond)
+}
+
+func ceilSeconds(d time.Duration) int64 {
+	if d <= 0 {
+		return 0
+	}
+	return int64((d + time.Second - 1) / time.Second)
+}
+
+// policyName is the policy's name in the RateLimit headers.
+func policyName(res *CheckResult) string {
+	if res.Rule == "" {
+		return "inline"
+	}
+	return res.Rule
+}
+
+// policyHeader formats RateLimit-Policy as in the IETF httpapi
+// ratelimit-headers draft: `"name";q=quota;w=window-seconds`.
+func policyHeader(res *CheckResult) string {
+	quota, window := policyWindow(res.Policy)
+	b := make([]byte, 0, 48)
+	b = strconv.AppendQuote(b, policyName(res))
+	b = append(b, ";q="...)
+	b = strconv.AppendInt(b, quota, 10)
+	b = append(b, ";w="...)
+	b = strconv.AppendInt(b, window, 10)
+	return string(b)
+}
+
+// rateLimitHeader formats RateLimit: `"name";r=remaining;t=seconds-to-reset`.
+func rateLimitHeader(res *CheckResult) string {
+	b := make([]byte, 0, 48)
+	b = strconv.AppendQuote(b, policyName(res))
+	b = append(b, ";r="...)
+	b = strconv.AppendInt(b, res.Remaining, 10)
+	b = append(b, ";t="...)
+	b = strconv.AppendInt(b, ceilSeconds(res.ResetAfter), 10)
+	return string(b)
+}
+
+// policyWindow expresses a limit as a quota per whole-second window, as the
+// headers require: a period of a second or more as is, rounded up to whole
+// seconds; a shorter one scaled to the tokens it allows per second.
+func policyWindow(l bucket.Limit) (quota, seconds int64) {
+	if l.Period >= time.Second {
+		return l.Rate, ceilSeconds(l.Period)
+	}
+	perSec := float64(l.Rate) * float64(time.Second) / float64(l.Period)
+	return int64(math.Min(perSec, bucket.MaxTokens)), 1
+}

@@ -1,0 +1,258 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicerl/sluice/rules"
+)
+
+// ServerConfig configures a Server. Zero fields mean defaults.
+type ServerConfig struct {
+	// Limiter decides the checks. Required.
+	Limiter Limiter
+	// DenyStatus is the status of a denied check. If zero, defaults to 429;
+	// 403 suits nginx auth_request, which treats only 401 and 403 as denial.
+	DenyStatus int
+	// MaxWait is the longest max_wait /v1/wait accepts. If zero, defaults
+	// to 30s.
+	MaxWait time.Duration
+	// MaxBodyBytes bounds the body of a check or wait. If zero, defaults to
+	// 64 KiB. A batch may be 16 times larger.
+	MaxBodyBytes int64
+	// Logger receives internal errors. If nil, they are discarded.
+	Logger *slog.Logger
+	// Registerer receives the HTTP metrics. If nil, they are not registered.
+	Registerer prometheus.Registerer
+}
+
+// Server is the local HTTP API. It is safe for concurrent use.
+type Server struct {
+	cfg      ServerConfig
+	mux      *http.ServeMux
+	requests *prometheus.HistogramVec
+	bufs     sync.Pool // of *[]byte, for response bodies
+}
+
+// NewServer returns a Server for cfg.
+func NewServer(cfg ServerConfig) *Server {
+	if cfg.DenyStatus == 0 {
+		cfg.DenyStatus = http.StatusTooManyRequests
+	}
+	if cfg.MaxWait == 0 {
+		cfg.MaxWait = 30 * time.Second
+	}
+	if cfg.MaxBodyBytes == 0 {
+		cfg.MaxBodyBytes = 64 << 10
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{
+		cfg: cfg,
+		mux: http.NewServeMux(),
+		requests: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "sluice_http_request_duration_seconds",
+			Help:    "Time to answer API requests, by endpoint and status code.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .1, .5, 1, 5},
+		}, []string{"endpoint", "code"}),
+	}
+	if cfg.Registerer != nil {
+		cfg.Registerer.MustRegister(s.requests)
+	}
+	s.handle("POST /v1/check", "check", s.postCheck)
+	s.handle("GET /v1/check", "check", s.getCheck)
+	s.handle("POST /v1/check/batch", "batch", s.batch)
+	s.handle("POST /v1/wait", "wait", s.wait)
+	return s
+}
+
+// ServeHTTP serves the API.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// handler serves one endpoint and returns the status it wrote.
+type handler func(w http.ResponseWriter, r *http.Request) int
+
+func (s *Server) handle(pattern, endpoint string, h handler) {
+	// Every status the API writes, resolved once: no lookup per request.
+	byCode := map[int]prometheus.Observer{}
+	for _, code := range []int{200, 400, 413, statusClientClosed, 500, 503, s.cfg.DenyStatus} {
+		byCode[code] = s.requests.WithLabelValues(endpoint, strconv.Itoa(code))
+	}
+	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		code := h(w, r)
+		o, ok := byCode[code]
+		if !ok {
+			o = s.requests.WithLabelValues(endpoint, strconv.Itoa(code))
+		}
+		o.Observe(time.Since(start).Seconds())
+	})
+}
+
+func (s *Server) postCheck(w http.ResponseWriter, r *http.Request) int {
+	var c checkJSON
+	if err := decodeJSON(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes), &c); err != nil {
+		return s.fail(w, err)
+	}
+	return s.check(w, r.Context(), &c)
+}
+
+func (s *Server) getCheck(w http.ResponseWriter, r *http.Request) int {
+	c, err := queryCheck(r.URL.Query())
+	if err != nil {
+		return s.fail(w, err)
+	}
+	return s.check(w, r.Context(), &c)
+}
+
+func (s *Server) check(w http.ResponseWriter, ctx context.Context, c *checkJSON) int {
+	req, _, err := c.request(false, 0)
+	if err != nil {
+		return s.fail(w, err)
+	}
+	res, err := s.cfg.Limiter.Check(ctx, &req)
+	if err != nil {
+		return s.fail(w, err)
+	}
+	return s.answer(w, &res, false)
+}
+
+func (s *Server) wait(w http.ResponseWriter, r *http.Request) int {
+	var c checkJSON
+	if err := decodeJSON(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes), &c); err != nil {
+		return s.fail(w, err)
+	}
+	req, maxWait, err := c.request(true, s.cfg.MaxWait)
+	if err != nil {
+		return s.fail(w, err)
+	}
+	// The call may be held for up to maxWait: let the answer out after it.
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(maxWait + writeTimeout))
+	res, err := s.cfg.Limiter.Wait(r.Context(), &req, maxWait)
+	if err != nil {
+		return s.fail(w, err)
+	}
+	return s.answer(w, &res, true)
+}
+
+func (s *Server) batch(w http.ResponseWriter, r *http.Request) int {
+	var b batchJSON
+	if err := decodeJSON(http.MaxBytesReader(w, r.Body, 16*s.cfg.MaxBodyBytes), &b); err != nil {
+		return s.fail(w, err)
+	}
+	if len(b.Checks) == 0 || len(b.Checks) > MaxBatch {
+		return s.fail(w, badField("checks", "must hold between 1 and %d checks, got %d", MaxBatch, len(b.Checks)))
+	}
+	reqs := make([]CheckRequest, len(b.Checks))
+	for i := range b.Checks {
+		var err error
+		if reqs[i], _, err = b.Checks[i].request(false, 0); err != nil {
+			return s.fail(w, rules.PrefixField(err, "checks["+strconv.Itoa(i)+"]."))
+		}
+	}
+	results, err := s.cfg.Limiter.CheckBatch(r.Context(), reqs)
+	if err != nil {
+		return s.fail(w, err)
+	}
+	buf := s.getBuf()
+	defer s.putBuf(buf)
+	*buf = append(*buf, `{"results":[`...)
+	for i := range results {
+		if i > 0 {
+			*buf = append(*buf, ',')
+		}
+		*buf = appendResult(*buf, &results[i], false)
+	}
+	*buf = append(*buf, "]}\n"...)
+	return writeJSON(w, http.StatusOK, *buf)
+}
+
+// answer writes a decision with its status and RateLimit headers.
+func (s *Server) answer(w http.ResponseWriter, res *CheckResult, waited bool) int {
+	h := w.Header()
+	h["Ratelimit-Policy"] = []string{policyHeader(res)}
+	h["Ratelimit"] = []string{rateLimitHeader(res)}
+	code := http.StatusOK
+	if !res.Allowed {
+		code = s.cfg.DenyStatus
+		if !res.TooLarge {
+			h["Retry-After"] = []string{strconv.FormatInt(ceilSeconds(res.RetryAfter), 10)}
+		}
+	}
+	buf := s.getBuf()
+	defer s.putBuf(buf)
+	*buf = append(appendResult(*buf, res, waited), '\n')
+	return writeJSON(w, code, *buf)
+}
+
+// fail writes err as a JSON error with the status status gives it.
+func (s *Server) fail(w http.ResponseWriter, err error) int {
+	code, msg := status(err)
+	if code >= 500 {
+		s.cfg.Logger.Error("api request failed", "err", err)
+	}
+	if code == statusClientClosed {
+		return code // nobody is listening
+	}
+	buf := s.getBuf()
+	defer s.putBuf(buf)
+	*buf = append(*buf, `{"error":`...)
+	*buf = strconv.AppendQuote(*buf, msg)
+	*buf = append(*buf, "}\n"...)
+	return writeJSON(w, code, *buf)
+}
+
+// statusClientClosed is nginx's code for a client that went away; it is
+// recorded in metrics, never sent.
+const statusClientClosed = 499
+
+// status maps an error to an HTTP status and the message the client sees.
+// It is the one place where errors become statuses.
+func status(err error) (int, string) {
+	var fe *rules.FieldError
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		return http.StatusRequestEntityTooLarge, "body: larger than " + strconv.FormatInt(mbe.Limit, 10) + " bytes"
+	case errors.As(err, &fe):
+		return http.StatusBadRequest, fe.Error()
+	case errors.Is(err, context.Canceled):
+		return statusClientClosed, "client closed request"
+	case errors.Is(err, context.DeadlineExceeded):
+		return http.StatusServiceUnavailable, "deadline exceeded"
+	}
+	return http.StatusInternalServerError, "internal error"
+}
+
+func writeJSON(w http.ResponseWriter, code int, body []byte) int {
+	h := w.Header()
+	h["Content-Type"] = []string{"application/json"}
+	h["Content-Length"] = []string{strconv.Itoa(len(body))}
+	w.WriteHeader(code)
+	_, _ = w.Write(body) // a client that went away is not our error
+	return code
+}
+
+func (s *Server) getBuf() *[]byte {
+	if b, ok := s.bufs.Get().(*[]byte); ok {
+		return b
+	}
+	b := make([]byte, 0, 512)
+	return &b
+}
+
+func (s *Server) putBuf(b *[]byte) {
+	if cap(*b) > 64<<10 {
+		return // do not keep a batch-sized buffer for single checks
+	}
+	*b = (*b)[:0]
+	s.bufs.Put(b)
+}
