@@ -1,0 +1,296 @@
+package transport_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicerl/sluice/cluster"
+	"github.com/sluicerl/sluice/rules"
+	"github.com/sluicerl/sluice/transport"
+)
+
+const testRules = `
+rules:
+  - {name: api, limit: 3, period: 1m}
+  - {name: per-user, limit: 2, period: 1s, sync: owner, descriptors: [{key: route, value: /api}, {key: user}]}
+`
+
+func newAPI(t *testing.T, cfg transport.ServerConfig) http.Handler {
+	t.Helper()
+	node := cluster.New(cluster.Config{})
+	set, err := rules.Parse([]byte(testRules))
+	if err != nil {
+		t.Fatal(err)
+	}
+	node.SetRules(set)
+	cfg.Limiter = node
+	cfg.Registerer = prometheus.NewRegistry()
+	return transport.NewServer(cfg)
+}
+
+type response struct {
+	code   int
+	header http.Header
+	body   map[string]any
+	raw    string
+}
+
+func do(t *testing.T, h http.Handler, method, target, body string) response {
+	t.Helper()
+	req := httptest.NewRequest(method, target, strings.NewReader(body))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	r := response{code: rec.Code, header: rec.Header(), raw: rec.Body.String()}
+	if err := json.Unmarshal(rec.Body.Bytes(), &r.body); err != nil {
+		t.Fatalf("%s %s: body is not JSON: %q", method, target, rec.Body.String())
+	}
+	if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
+		t.Fatalf("Content-Type %q", ct)
+	}
+	return r
+}
+
+func num(r response, field string) int64 {
+	v, _ := r.body[field].(float64)
+	return int64(v)
+}
+
+func TestCheckInline(t *testing.T) {
+	h := newAPI(t, transport.ServerConfig{})
+	body := `{"key": "alice", "limit": 2, "period": "1m"}`
+	for i, want := range []int{200, 200, 429, 429} {
+		r := do(t, h, "POST", "/v1/check", body)
+		if r.code != want {
+			t.Fatalf("check %d: status %d, want %d: %s", i, r.code, want, r.raw)
+		}
+		if got := r.header.Get("Ratelimit-Policy"); got != `"inline";q=2;w=60` {
+			t.Fatalf("RateLimit-Policy %q", got)
+		}
+		if want == 429 {
+			if r.body["allowed"] != false || num(r, "retry_after_ms") <= 0 || r.header.Get("Retry-After") != "30" {
+				t.Fatalf("denial: %s, Retry-After %q", r.raw, r.header.Get("Retry-After"))
+			}
+		}
+	}
+	r := do(t, h, "POST", "/v1/check", `{"key": "bob", "limit": 2, "period": "1m"}`)
+	if r.code != 200 || num(r, "remaining") != 1 || num(r, "limit") != 2 || num(r, "burst") != 2 || r.body["sync"] != "auto" {
+		t.Fatalf("another key: %s", r.raw)
+	}
+	if got := r.header.Get("Ratelimit"); got != `"inline";r=1;t=30` {
+		t.Fatalf("RateLimit %q", got)
+	}
+}
+
+func TestCheckNamedRuleAndDescriptors(t *testing.T) {
+	h := newAPI(t, transport.ServerConfig{})
+	r := do(t, h, "POST", "/v1/check", `{"rule": "api", "key": "k", "cost": 3}`)
+	if r.code != 200 || r.body["rule"] != "api" || num(r, "remaining") != 0 {
+		t.Fatalf("named rule: %s", r.raw)
+	}
+	if r := do(t, h, "POST", "/v1/check", `{"rule": "api", "key": "k"}`); r.code != 429 {
+		t.Fatalf("named rule exhausted: %s", r.raw)
+	}
+	desc := `{"descriptors": {"route": "/api", "user": "42"}}`
+	for i, want := range []int{200, 200, 429} {
+		r := do(t, h, "POST", "/v1/check", desc)
+		if r.code != want || r.body["rule"] != "per-user" || r.body["sync"] != "owner" {
+			t.Fatalf("descriptors %d: %d %s", i, r.code, r.raw)
+		}
+	}
+	if r := do(t, h, "POST", "/v1/check", `{"descriptors": {"route": "/api", "user": "43"}, "sync": "local"}`); r.code != 200 || r.body["sync"] != "local" {
+		t.Fatalf("other user, sync overridden: %s", r.raw)
+	}
+}
+
+func TestCheckCostAboveBurst(t *testing.T) {
+	h := newAPI(t, transport.ServerConfig{})
+	r := do(t, h, "POST", "/v1/check", `{"key": "k", "limit": 5, "period": "1s", "cost": 6}`)
+	if r.code != 429 || r.body["reason"] != "cost exceeds burst" || r.header.Get("Retry-After") != "" {
+		t.Fatalf("cost above burst: %d %s, Retry-After %q", r.code, r.raw, r.header.Get("Retry-After"))
+	}
+}
+
+func TestCheckGet(t *testing.T) {
+	h := newAPI(t, transport.ServerConfig{DenyStatus: http.StatusForbidden})
+	target := "/v1/check?key=alice&limit=1&period=1s"
+	if r := do(t, h, "GET", target, ""); r.code != 200 {
+		t.Fatalf("GET: %s", r.raw)
+	}
+	if r := do(t, h, "GET", target, ""); r.code != 403 {
+		t.Fatalf("GET with deny status 403: %d %s", r.code, r.raw)
+	}
+	r := do(t, h, "GET", "/v1/check?descriptor=route:/api&descriptor=user:7", "")
+	if r.code != 200 || r.body["rule"] != "per-user" {
+		t.Fatalf("GET with descriptors: %s", r.raw)
+	}
+	if r := do(t, h, "GET", "/v1/check?rule=api&key=x&cost=2", ""); r.code != 200 || num(r, "remaining") != 1 {
+		t.Fatalf("GET named rule with cost: %s", r.raw)
+	}
+}
+
+// TestBadInput checks that each kind of bad input is a 400 naming the field
+// and that it changes no state: the key it names is still full afterwards.
+func TestBadInput(t *testing.T) {
+	long := strings.Repeat("k", transport.MaxKeyBytes+1)
+	for _, tc := range []struct {
+		name, method, target, body, field string
+	}{
+		{"malformed", "POST", "/v1/check", `{"key": "victim", "limit": 1,`, "body"},
+		{"empty", "POST", "/v1/check", ``, "body"},
+		{"not an object", "POST", "/v1/check", `[1]`, "body"},
+		{"trailing", "POST", "/v1/check", `{"key": "victim", "limit": 1, "period": "1s"} {}`, "body"},
+		{"missing key", "POST", "/v1/check", `{"limit": 1, "period": "1s"}`, "key"},
+		{"key too long", "POST", "/v1/check", `{"key": "` + long + `", "limit": 1, "period": "1s"}`, "key"},
+		{"no limit", "POST", "/v1/check", `{"key": "victim"}`, "limit"},
+		{"zero limit", "POST", "/v1/check", `{"key": "victim", "limit": 0, "period": "1s"}`, "limit"},
+		{"negative limit", "POST", "/v1/check", `{"key": "victim", "limit": -1, "period": "1s"}`, "limit"},
+		{"string limit", "POST", "/v1/check", `{"key": "victim", "limit": "5", "period": "1s"}`, "limit"},
+		{"fractional limit", "POST", "/v1/check", `{"key": "victim", "limit": 1.5, "period": "1s"}`, "limit"},
+		{"no period", "POST", "/v1/check", `{"key": "victim", "limit": 1}`, "period"},
+		{"bad period", "POST", "/v1/check", `{"key": "victim", "limit": 1, "period": "soon"}`, "period"},
+		{"tiny period", "POST", "/v1/check", `{"key": "victim", "limit": 1, "period": "1us"}`, "period"},
+		{"zero burst", "POST", "/v1/check", `{"key": "victim", "limit": 1, "period": "1s", "burst": 0}`, "burst"},
+		{"negative cost", "POST", "/v1/check", `{"key": "victim", "limit": 1, "period": "1s", "cost": -1}`, "cost"},
+		{"unknown sync", "POST", "/v1/check", `{"key": "victim", "limit": 1, "period": "1s", "sync": "strong"}`, "sync"},
+		{"unknown algorithm", "POST", "/v1/check", `{"key": "victim", "limit": 1, "period": "1s", "algorithm": "gcra"}`, "algorithm"},
+		{"unknown field", "POST", "/v1/check", `{"key": "victim", "limit": 1, "period": "1s", "limt": 2}`, "limt"},
+		{"unknown rule", "POST", "/v1/check", `{"rule": "nope", "key": "victim"}`, "rule"},
+		{"rule and limit", "POST", "/v1/check", `{"rule": "api", "key": "victim", "limit": 1}`, "limit"},
+		{"period with rule", "POST", "/v1/check", `{"rule": "api", "key": "victim", "period": "1s"}`, "period"},
+		{"no rule matches", "POST", "/v1/check", `{"descriptors": {"route": "/other"}}`, "descriptors"},
+		{"key with descriptors", "POST", "/v1/check", `{"descriptors": {"route": "/api", "user": "1"}, "key": "victim"}`, "key"},
+		{"max_wait on check", "POST", "/v1/check", `{"key": "victim", "limit": 1, "period": "1s", "max_wait": "1s"}`, "max_wait"},
+		{"GET unknown parameter", "GET", "/v1/check?key=victim&limit=1&period=1s&x=1", "", "x"},
+		{"GET bad limit", "GET", "/v1/check?key=victim&limit=ten&period=1s", "", "limit"},
+		{"GET repeated key", "GET", "/v1/check?key=victim&key=other&limit=1&period=1s", "", "key"},
+		{"wait without max_wait", "POST", "/v1/wait", `{"key": "victim", "limit": 1, "period": "1s"}`, "max_wait"},
+		{"wait max_wait too long", "POST", "/v1/wait", `{"key": "victim", "limit": 1, "period": "1s", "max_wait": "1h"}`, "max_wait"},
+		{"batch empty", "POST", "/v1/check/batch", `{"checks": []}`, "checks"},
+		{"batch bad item", "POST", "/v1/check/batch", `{"checks": [{"key": "victim", "limit": 1, "period": "1s"}, {"key": "x", "limit": 0, "period": "1s"}]}`, "checks[1].limit"},
+		{"batch unknown rule", "POST", "/v1/check/batch", `{"checks": [{"key": "victim", "limit": 1, "period": "1s"}, {"rule": "nope", "key": "x"}]}`, "checks[1].rule"},
+		{"batch too large", "POST", "/v1/check/batch", `{"checks": [` + strings.Repeat(`{"key": "victim", "limit": 1, "period": "1s"},`, transport.MaxBatch) + `{"key": "victim", "limit": 1, "period": "1s"}]}`, "checks"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newAPI(t, transport.ServerConfig{})
+			r := do(t, h, tc.method, tc.target, tc.body)
+			msg, _ := r.body["error"].(string)
+			if r.code != 400 || !strings.HasPrefix(msg, tc.field+":") {
+				t.Fatalf("status %d, error %q; want 400 naming %q", r.code, msg, tc.field)
+			}
+			after := do(t, h, "POST", "/v1/check", `{"key": "victim", "limit": 1, "period": "1s", "cost": 0}`)
+			if num(after, "remaining") != 1 {
+				t.Fatalf("bad input changed state: %s", after.raw)
+			}
+		})
+	}
+}
+
+func TestBodyTooLarge(t *testing.T) {
+	h := newAPI(t, transport.ServerConfig{MaxBodyBytes: 1024})
+	padding := strings.Repeat(" ", 2048)
+	for _, target := range []string{"/v1/check", "/v1/wait"} {
+		r := do(t, h, "POST", target, `{"key": "k",`+padding+`"limit": 1, "period": "1s"}`)
+		if r.code != http.StatusRequestEntityTooLarge || !strings.HasPrefix(r.body["error"].(string), "body:") {
+			t.Fatalf("%s: %d %s", target, r.code, r.raw)
+		}
+	}
+	// A batch may be 16 times larger than a single check.
+	r := do(t, h, "POST", "/v1/check/batch", `{"checks": [{"key": "k",`+padding+`"limit": 1, "period": "1s"}]}`)
+	if r.code != 200 {
+		t.Fatalf("batch under its limit: %d %s", r.code, r.raw)
+	}
+	r = do(t, h, "POST", "/v1/check/batch", `{"checks": [{"key": "k",`+strings.Repeat(padding, 9)+`"limit": 1, "period": "1s"}]}`)
+	if r.code != http.StatusRequestEntityTooLarge {
+		t.Fatalf("batch over its limit: %d %s", r.code, r.raw)
+	}
+}
+
+func TestBatch(t *testing.T) {
+	h := newAPI(t, transport.ServerConfig{})
+	r := do(t, h, "POST", "/v1/check/batch", `{"checks": [
+		{"key": "a", "limit": 1, "period": "1m"},
+		{"key": "a", "limit": 1, "period": "1m"},
+		{"rule": "api", "key": "a", "cost": 2},
+		{"descriptors": {"route": "/api", "user": "9"}}
+	]}`)
+	if r.code != 200 {
+		t.Fatalf("batch: %d %s", r.code, r.raw)
+	}
+	results := r.body["results"].([]any)
+	want := []bool{true, false, true, true}
+	for i, res := range results {
+		if got := res.(map[string]any)["allowed"]; got != want[i] {
+			t.Fatalf("result %d allowed=%v, want %v: %s", i, got, want[i], r.raw)
+		}
+	}
+}
+
+// TestWaitInArrivalOrder holds several waiters on one key and checks that
+// they are released in arrival order, spaced by the refill interval, and
+// that a waiter beyond max_wait is denied at once.
+func TestWaitInArrivalOrder(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newAPI(t, transport.ServerConfig{})
+		body := `{"key": "k", "limit": 10, "period": "1s", "burst": 1, "max_wait": "350ms"}`
+		start := time.Now()
+		var mu sync.Mutex
+		var order []int
+		var wg sync.WaitGroup
+		for i := range 4 {
+			wg.Go(func() {
+				r := do(t, h, "POST", "/v1/wait", body)
+				mu.Lock()
+				defer mu.Unlock()
+				if r.code != 200 || num(r, "waited_ms") != int64(i)*100 || time.Since(start) != time.Duration(i)*100*time.Millisecond {
+					t.Errorf("waiter %d: %d %s after %v", i, r.code, r.raw, time.Since(start))
+				}
+				order = append(order, i)
+			})
+			synctest.Wait() // waiter i has made its reservation
+		}
+		r := do(t, h, "POST", "/v1/wait", body)
+		if r.code != 429 || num(r, "retry_after_ms") != 400 || time.Since(start) != 0 {
+			t.Fatalf("waiter over max_wait: %d %s after %v", r.code, r.raw, time.Since(start))
+		}
+		wg.Wait()
+		if len(order) != 4 || order[0] != 0 || order[1] != 1 || order[2] != 2 || order[3] != 3 {
+			t.Fatalf("release order %v", order)
+		}
+	})
+}
+
+// TestWaitAbandonedGivesTokensBack cancels a waiter and checks that its
+// tokens return to the bucket.
+func TestWaitAbandonedGivesTokensBack(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newAPI(t, transport.ServerConfig{})
+		do(t, h, "POST", "/v1/check", `{"key": "k", "limit": 1, "period": "1s"}`)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan int)
+		go func() {
+			req := httptest.NewRequestWithContext(ctx, "POST", "/v1/wait", strings.NewReader(`{"key": "k", "limit": 1, "period": "1s", "max_wait": "5s"}`))
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			done <- rec.Code
+		}()
+		synctest.Wait()
+		time.Sleep(500 * time.Millisecond) // virtual: the waiter is half-way
+		cancel()
+		<-done
+		// The abandoned reservation was returned: one token is due at 1s,
+		// as if the waiter had never come.
+		time.Sleep(500 * time.Millisecond)
+		if r := do(t, h, "POST", "/v1/check", `{"key": "k", "limit": 1, "period": "1s"}`); r.code != 200 {
+			t.Fatalf("after the waiter left: %d %s", r.code, r.raw)
+		}
+	})
+}
