@@ -1,0 +1,102 @@
+package transport_test
+
+import (
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicerl/sluice/cluster"
+	"github.com/sluicerl/sluice/rules"
+	"github.com/sluicerl/sluice/transport"
+)
+
+func benchAPI(b *testing.B) http.Handler {
+	node := cluster.New(cluster.Config{Metrics: prometheus.NewRegistry()})
+	node.SetRules(&rules.Set{})
+	return transport.NewServer(transport.ServerConfig{Limiter: node, Registerer: prometheus.NewRegistry()})
+}
+
+const benchBody = `{"key": "user:12345", "limit": 1000000000, "period": "1s"}`
+
+// BenchmarkHandlerCheck is the whole API path of one check without the
+// network: decode, decide, encode, headers, metrics.
+func BenchmarkHandlerCheck(b *testing.B) {
+	h := benchAPI(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		req := httptest.NewRequest("POST", "/v1/check", strings.NewReader(benchBody))
+		h.ServeHTTP(httptest.NewRecorder(), req)
+	}
+}
+
+// trivial is the ceiling the check endpoint is held against: a net/http
+// handler that decodes a small JSON body and writes a small JSON answer.
+func trivial(w http.ResponseWriter, r *http.Request) {
+	var v map[string]any
+	if err := json.NewDecoder(r.Body).Decode(&v); err != nil {
+		http.Error(w, err.Error(), 400)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	io.WriteString(w, `{"allowed":true}`)
+}
+
+// BenchmarkLoopback serves over real TCP on loopback, with the client in the
+// same process, and reports requests (or decisions) per second. The
+// "trivial" case, measured in the same run, is the ceiling.
+func BenchmarkLoopback(b *testing.B) {
+	batch := `{"checks": [` + strings.Repeat(`{"key": "k", "limit": 1000000000, "period": "1s"},`, 99) + `{"key": "k", "limit": 1000000000, "period": "1s"}]}`
+	for _, tc := range []struct {
+		name, path, body string
+		decisions        int
+		handler          http.Handler
+	}{
+		{"trivial", "/", benchBody, 1, http.HandlerFunc(trivial)},
+		{"check", "/v1/check", benchBody, 1, benchAPI(b)},
+		{"batch100", "/v1/check/batch", batch, 100, benchAPI(b)},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			srv := transport.NewHTTPServer(tc.handler, slogDiscard())
+			go srv.Serve(ln)
+			defer srv.Close()
+			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+			defer client.CloseIdleConnections()
+			url := "http://" + ln.Addr().String() + tc.path
+			var failed atomic.Int64
+			b.SetParallelism(8)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					resp, err := client.Post(url, "application/json", strings.NewReader(tc.body))
+					if err != nil {
+						failed.Add(1)
+						continue
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != 200 {
+						failed.Add(1)
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N*tc.decisions)/b.Elapsed().Seconds(), "decisions/s")
+			if n := failed.Load(); n > 0 {
+				b.Fatalf("%d of %d requests failed", n, b.N)
+			}
+		})
+	}
+}
+
+func slogDiscard() *slog.Logger { return slog.New(slog.DiscardHandler) }
