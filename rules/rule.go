@@ -35,28 +35,13 @@ const (
 	SyncOwner
 )
 
-var syncNames = [...]string{SyncAuto: "auto", SyncLocal: "local", SyncGossip: "gossip", SyncOwner: "owner"}
+var syncNames = []string{SyncAuto: "auto", SyncLocal: "local", SyncGossip: "gossip", SyncOwner: "owner"}
 
 // String returns the mode's name as written in rules and requests.
-func (s Sync) String() string {
-	if int(s) < len(syncNames) {
-		return syncNames[s]
-	}
-	return fmt.Sprintf("Sync(%d)", s)
-}
+func (s Sync) String() string { return nameOf(syncNames, s, "Sync") }
 
 // ParseSync parses a sync mode name. The empty string is SyncAuto.
-func ParseSync(name string) (Sync, error) {
-	if name == "" {
-		return SyncAuto, nil
-	}
-	for i, n := range syncNames {
-		if n == name {
-			return Sync(i), nil
-		}
-	}
-	return 0, fmt.Errorf("unknown sync mode %q (want one of %s)", name, strings.Join(syncNames[:], ", "))
-}
+func ParseSync(name string) (Sync, error) { return parseName[Sync](syncNames, "sync mode", name) }
 
 // Algorithm is how a rule counts.
 type Algorithm uint8
@@ -67,27 +52,35 @@ const (
 	TokenBucket Algorithm = iota
 )
 
-var algorithmNames = [...]string{TokenBucket: "token_bucket"}
+var algorithmNames = []string{TokenBucket: "token_bucket"}
 
 // String returns the algorithm's name as written in rules and requests.
-func (a Algorithm) String() string {
-	if int(a) < len(algorithmNames) {
-		return algorithmNames[a]
-	}
-	return fmt.Sprintf("Algorithm(%d)", a)
-}
+func (a Algorithm) String() string { return nameOf(algorithmNames, a, "Algorithm") }
 
 // ParseAlgorithm parses an algorithm name. The empty string is TokenBucket.
 func ParseAlgorithm(name string) (Algorithm, error) {
-	if name == "" {
-		return TokenBucket, nil
+	return parseName[Algorithm](algorithmNames, "algorithm", name)
+}
+
+// nameOf returns the name of enum value v, indexed in names.
+func nameOf[E ~uint8](names []string, v E, typ string) string {
+	if int(v) < len(names) {
+		return names[v]
 	}
-	for i, n := range algorithmNames {
+	return fmt.Sprintf("%s(%d)", typ, v)
+}
+
+// parseName parses a name indexed in names; "" is the zero value.
+func parseName[E ~uint8](names []string, kind, name string) (E, error) {
+	if name == "" {
+		return 0, nil
+	}
+	for i, n := range names {
 		if n == name {
-			return Algorithm(i), nil
+			return E(i), nil
 		}
 	}
-	return 0, fmt.Errorf("unknown algorithm %q (want one of %s)", name, strings.Join(algorithmNames[:], ", "))
+	return 0, fmt.Errorf("unknown %s %q (want one of %s)", kind, name, strings.Join(names, ", "))
 }
 
 // Descriptor is one entry a rule matches in a request's descriptors, in the

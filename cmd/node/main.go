@@ -59,8 +59,8 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	var o options
 	fs := flag.NewFlagSet("sluice", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&o.httpAddr, "http-addr", "127.0.0.1:8080", "address of the API the application calls (`host:port`); keep it on loopback")
-	fs.StringVar(&o.adminAddr, "admin-addr", "127.0.0.1:8081", "address of /healthz, /readyz and /metrics (`host:port`)")
+	fs.StringVar(&o.httpAddr, "http-addr", "127.0.0.1:8080", "`host:port` of the API the application calls; keep it on loopback")
+	fs.StringVar(&o.adminAddr, "admin-addr", "127.0.0.1:8081", "`host:port` of /healthz, /readyz and /metrics")
 	fs.StringVar(&o.rulesPath, "rules", "", "rules `file` (YAML), or a directory of *.yaml files; reloaded on change and on SIGHUP")
 	fs.IntVar(&o.maxKeys, "max-keys", 1_000_000, "most buckets held in memory; past it the least recently used are evicted")
 	fs.IntVar(&o.denyStatus, "deny-status", 429, "HTTP status of a denied check: 429, or 403 for nginx auth_request")
