@@ -14,7 +14,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/sluicerl/sluice/bucket"
+	"github.com/sluicerl/sluice/gossip"
 	"github.com/sluicerl/sluice/rules"
 	"github.com/sluicerl/sluice/transport"
 )
@@ -34,6 +37,9 @@ type Config struct {
 	Metrics Registerer
 	// Logger receives the node's logs. If nil, they are discarded.
 	Logger *slog.Logger
+	// Gossip makes the node a cluster member. If nil, the node stands
+	// alone and joins no cluster.
+	Gossip *gossip.Config
 }
 
 // Node decides checks. It is safe for concurrent use; its zero value is
@@ -45,10 +51,13 @@ type Node struct {
 	metrics *metrics
 	sweep   time.Duration
 	log     *slog.Logger
+	gossip  *gossip.Gossip // nil when standalone
 }
 
-// New returns a Node with no rules loaded (not ready until SetRules).
-func New(cfg Config) *Node {
+// New returns a Node with no rules loaded (not ready until SetRules). If
+// the node is a cluster member, its gossip listener is open when New
+// returns; Run joins the cluster.
+func New(cfg Config) (*Node, error) {
 	if cfg.Now == nil {
 		start := time.Now()
 		cfg.Now = func() time.Time { return start.Add(time.Since(start)) }
@@ -66,7 +75,20 @@ func New(cfg Config) *Node {
 		log:   cfg.Logger,
 	}
 	n.metrics = newMetrics(cfg.Metrics, n.store)
-	return n
+	if cfg.Gossip != nil {
+		gc := *cfg.Gossip
+		if gc.Registerer == nil {
+			gc.Registerer = cfg.Metrics
+		}
+		if gc.Logger == nil {
+			gc.Logger = cfg.Logger
+		}
+		var err error
+		if n.gossip, err = gossip.New(gc); err != nil {
+			return nil, err
+		}
+	}
+	return n, nil
 }
 
 // SetRules puts a rule set in force. Buckets of named rules keep their state
@@ -193,9 +215,21 @@ func (n *Node) Wait(ctx context.Context, req *transport.CheckRequest, maxWait ti
 	}
 }
 
-// Run does the node's periodic work until ctx ends: it drops buckets that
-// have refilled completely, which changes no decision and frees memory.
+// Run keeps the node in its cluster and does its periodic work until ctx
+// ends, then leaves the cluster and returns. Checks are answered before,
+// during and after Run: a node that has left decides alone.
 func (n *Node) Run(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return n.sweepLoop(ctx) })
+	if n.gossip != nil {
+		g.Go(func() error { return n.gossip.Run(ctx) })
+	}
+	return g.Wait()
+}
+
+// sweepLoop drops buckets that have refilled completely, which changes no
+// decision and frees memory.
+func (n *Node) sweepLoop(ctx context.Context) error {
 	t := time.NewTicker(n.sweep)
 	defer t.Stop()
 	for {

@@ -21,8 +21,18 @@ func inline(key string, rate int64, period time.Duration, burst int64) *transpor
 	return &transport.CheckRequest{Key: key, Inline: bucket.Limit{Rate: rate, Period: period, Burst: burst}, Cost: 1}
 }
 
-func readyNode(cfg Config) *Node {
-	n := New(cfg)
+func newNode(t testing.TB, cfg Config) *Node {
+	t.Helper()
+	n, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func readyNode(t testing.TB, cfg Config) *Node {
+	t.Helper()
+	n := newNode(t, cfg)
 	n.SetRules(&rules.Set{})
 	return n
 }
@@ -32,7 +42,7 @@ func readyNode(cfg Config) *Node {
 // promise: admitted ≤ burst + rate·elapsed, with every token used.
 func TestExactUnderConcurrency(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		n := readyNode(Config{})
+		n := readyNode(t, Config{})
 		const rate, burst = 50, 20
 		req := inline("hot", rate, time.Second, burst)
 		start := time.Now()
@@ -73,7 +83,7 @@ func TestExactUnderConcurrency(t *testing.T) {
 // and forward again: the bucket earns only for time that really passed.
 func TestClockStepBackwardMintsNothing(t *testing.T) {
 	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
-	n := readyNode(Config{Now: func() time.Time { return now }})
+	n := readyNode(t, Config{Now: func() time.Time { return now }})
 	req := inline("k", 1, time.Second, 1)
 	check := func() bool {
 		res, err := n.Check(context.Background(), req)
@@ -100,7 +110,7 @@ func TestClockStepBackwardMintsNothing(t *testing.T) {
 }
 
 func TestNotReadyBeforeRules(t *testing.T) {
-	n := New(Config{})
+	n := newNode(t, Config{})
 	if n.Ready() {
 		t.Fatal("ready with no rules loaded")
 	}
@@ -114,7 +124,7 @@ func TestNotReadyBeforeRules(t *testing.T) {
 }
 
 func TestRuleEditKeepsBucketState(t *testing.T) {
-	n := readyNode(Config{})
+	n := readyNode(t, Config{})
 	set := func(doc string) {
 		s, err := rules.Parse([]byte(doc))
 		if err != nil {
@@ -137,7 +147,7 @@ func TestRuleEditKeepsBucketState(t *testing.T) {
 func TestRunSweepsFullBuckets(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		reg := prometheus.NewRegistry()
-		n := readyNode(Config{SweepInterval: time.Second, Metrics: reg})
+		n := readyNode(t, Config{SweepInterval: time.Second, Metrics: reg})
 		for _, k := range []string{"a", "b", "c"} {
 			n.Check(context.Background(), inline(k, 10, 100*time.Millisecond, 10))
 		}
@@ -162,7 +172,7 @@ func TestRunSweepsFullBuckets(t *testing.T) {
 
 func TestMetricsCountDecisions(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	n := readyNode(Config{Metrics: reg})
+	n := readyNode(t, Config{Metrics: reg})
 	for range 3 {
 		n.Check(context.Background(), inline("k", 2, time.Hour, 2))
 	}
@@ -178,7 +188,7 @@ func TestMetricsCountDecisions(t *testing.T) {
 }
 
 func BenchmarkCheck(b *testing.B) {
-	n := readyNode(Config{})
+	n := readyNode(b, Config{})
 	req := inline("user:12345", 1_000_000_000, time.Second, 1000)
 	ctx := context.Background()
 	b.ReportAllocs()

@@ -41,10 +41,13 @@ type AdminConfig struct {
 	Ready func() bool
 	// Gatherer is served at /metrics. Required.
 	Gatherer prometheus.Gatherer
+	// Keyring serves /v1/keyring: list, install, use and remove gossip
+	// keys. If nil, the endpoints are absent.
+	Keyring Keyring
 }
 
 // NewAdmin returns the admin handler: /healthz (the process answers),
-// /readyz (Ready) and /metrics (Prometheus text format). It belongs on a
+// /readyz (Ready), /metrics (Prometheus text format) and /v1/keyring. It belongs on a
 // loopback or otherwise private address, never on the API port's public
 // face.
 func NewAdmin(cfg AdminConfig) http.Handler {
@@ -60,5 +63,10 @@ func NewAdmin(cfg AdminConfig) http.Handler {
 		writeJSON(w, http.StatusServiceUnavailable, []byte(`{"status":"not ready"}`+"\n"))
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
+	if cfg.Keyring != nil {
+		kh := keyringHandler(cfg.Keyring)
+		mux.Handle("/v1/keyring", kh)
+		mux.Handle("/v1/keyring/", kh)
+	}
 	return mux
 }

@@ -19,7 +19,10 @@ import (
 )
 
 func benchAPI(b *testing.B) http.Handler {
-	node := cluster.New(cluster.Config{Metrics: prometheus.NewRegistry()})
+	node, err := cluster.New(cluster.Config{Metrics: prometheus.NewRegistry()})
+	if err != nil {
+		b.Fatal(err)
+	}
 	node.SetRules(&rules.Set{})
 	return transport.NewServer(transport.ServerConfig{Limiter: node, Registerer: prometheus.NewRegistry()})
 }

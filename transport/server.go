@@ -31,6 +31,8 @@ type ServerConfig struct {
 	Logger *slog.Logger
 	// Registerer receives the HTTP metrics. If nil, they are not registered.
 	Registerer prometheus.Registerer
+	// Membership answers GET /v1/cluster. If nil, the endpoint is absent.
+	Membership Membership
 }
 
 // Server is the local HTTP API. It is safe for concurrent use.
@@ -71,6 +73,9 @@ func NewServer(cfg ServerConfig) *Server {
 	s.handle("GET /v1/check", "check", s.getCheck)
 	s.handle("POST /v1/check/batch", "batch", s.batch)
 	s.handle("POST /v1/wait", "wait", s.wait)
+	if cfg.Membership != nil {
+		s.handle("GET /v1/cluster", "cluster", s.cluster)
+	}
 	return s
 }
 

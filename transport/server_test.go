@@ -26,7 +26,10 @@ rules:
 
 func newAPI(t *testing.T, cfg transport.ServerConfig) http.Handler {
 	t.Helper()
-	node := cluster.New(cluster.Config{})
+	node, err := cluster.New(cluster.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	set, err := rules.Parse([]byte(testRules))
 	if err != nil {
 		t.Fatal(err)

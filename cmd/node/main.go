@@ -7,11 +7,13 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -27,6 +29,7 @@ import (
 
 	"github.com/sluicerl/sluice/bucket"
 	"github.com/sluicerl/sluice/cluster"
+	"github.com/sluicerl/sluice/gossip"
 	"github.com/sluicerl/sluice/rules"
 	"github.com/sluicerl/sluice/transport"
 )
@@ -53,6 +56,32 @@ type options struct {
 	shutdownTimeout time.Duration
 	logLevel        string
 	logFormat       string
+
+	nodeName       string
+	gossipAddr     string
+	advertiseAddr  string
+	seeds          listFlag
+	dnsServer      string
+	gossipKeys     listFlag
+	clusterLabel   string
+	insecureGossip bool
+	gossipProfile  string
+	rejoinInterval time.Duration
+}
+
+// listFlag is a repeatable flag; from the environment it takes a
+// comma-separated list.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+
+func (l *listFlag) Set(v string) error {
+	for _, item := range strings.Split(v, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			*l = append(*l, item)
+		}
+	}
+	return nil
 }
 
 func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (options, error) {
@@ -68,6 +97,17 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a shutdown waits for requests in flight")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "json", "log format: json or text")
+	hostname, _ := os.Hostname()
+	fs.StringVar(&o.nodeName, "node-name", hostname, "this node's `name` in the cluster; unique among live nodes (a restart under the same name is a new life of the node)")
+	fs.StringVar(&o.gossipAddr, "gossip-addr", "0.0.0.0:7946", "`host:port` for gossip over UDP and TCP; peers must reach it")
+	fs.StringVar(&o.advertiseAddr, "advertise-addr", "", "`host:port` peers reach this node's gossip at, if not the gossip address (NAT, containers)")
+	fs.Var(&o.seeds, "seed", "`name[:port]` or ip[:port] to join through; repeatable; a name is resolved to all its A/AAAA records and re-resolved periodically (env: comma-separated)")
+	fs.StringVar(&o.dnsServer, "dns-server", "", "`host:port` of the DNS server that resolves seeds (default: the system's)")
+	fs.Var(&o.gossipKeys, "gossip-key", "base64 AES `key` (16, 24 or 32 bytes) encrypting gossip; repeatable, the first encrypts, the others are accepted (env: comma-separated)")
+	fs.StringVar(&o.clusterLabel, "cluster-label", "", "`label` fencing the cluster: nodes with another label cannot join")
+	fs.BoolVar(&o.insecureGossip, "insecure-gossip", false, "allow seeds without a gossip key: anyone who reaches the gossip port can join and forge membership")
+	fs.StringVar(&o.gossipProfile, "gossip-profile", "lan", "failure-detection timings: lan, wan or local")
+	fs.DurationVar(&o.rejoinInterval, "rejoin-interval", 30*time.Second, "how often seeds are re-resolved and failed peers re-joined")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: sluice [flags]\n\nRuns a sluice rate-limit node. Every flag can also be set through the\nenvironment: --http-addr as SLUICE_HTTP_ADDR, and so on; a flag on the\ncommand line wins.\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -99,8 +139,49 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 		return o, fmt.Errorf("--max-keys must be positive, got %d", o.maxKeys)
 	case o.maxWait <= 0:
 		return o, fmt.Errorf("--max-wait must be positive, got %v", o.maxWait)
+	case o.nodeName == "":
+		return o, errors.New("--node-name is required (the hostname could not be read)")
+	case o.rejoinInterval <= 0:
+		return o, fmt.Errorf("--rejoin-interval must be positive, got %v", o.rejoinInterval)
+	case len(o.seeds) > 0 && len(o.gossipKeys) == 0 && !o.insecureGossip:
+		return o, errors.New("--seed without --gossip-key: set a gossip key (every node the same), or --insecure-gossip to run unencrypted")
+	}
+	for _, seed := range o.seeds {
+		if err := gossip.ValidateSeed(seed); err != nil {
+			return o, fmt.Errorf("--seed: %w", err)
+		}
 	}
 	return o, nil
+}
+
+// gossipConfig builds the membership settings from the options.
+func gossipConfig(o options, log *slog.Logger) (*gossip.Config, error) {
+	cfg := &gossip.Config{
+		Name:           o.nodeName,
+		BindAddr:       o.gossipAddr,
+		AdvertiseAddr:  o.advertiseAddr,
+		Seeds:          o.seeds,
+		Label:          o.clusterLabel,
+		Insecure:       o.insecureGossip,
+		Profile:        o.gossipProfile,
+		RejoinInterval: o.rejoinInterval,
+		Meta:           gossip.Meta{API: gossip.APIVersion, Incarnation: time.Now().UnixNano()},
+		Jitter:         func(d time.Duration) time.Duration { return rand.N(d + 1) },
+	}
+	if o.dnsServer != "" {
+		cfg.Resolver = gossip.NewResolver(o.dnsServer)
+	}
+	for i, k := range o.gossipKeys {
+		key, err := base64.StdEncoding.DecodeString(k)
+		if err != nil {
+			return nil, fmt.Errorf("--gossip-key #%d: not base64: %w", i+1, err)
+		}
+		cfg.Keys = append(cfg.Keys, key)
+	}
+	if len(cfg.Keys) == 0 {
+		log.Warn("gossip is not encrypted: any host that reaches the gossip port can read membership and join; set --gossip-key", "gossip_addr", o.gossipAddr)
+	}
+	return cfg, nil
 }
 
 func newLogger(o options, w io.Writer) (*slog.Logger, error) {
@@ -132,11 +213,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	node := cluster.New(cluster.Config{
+	gcfg, err := gossipConfig(o, log)
+	if err != nil {
+		return err
+	}
+	node, err := cluster.New(cluster.Config{
 		Store:   bucket.StoreConfig{MaxKeys: o.maxKeys},
 		Metrics: reg,
 		Logger:  log,
+		Gossip:  gcfg,
 	})
+	if err != nil {
+		return err
+	}
 
 	reloads := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "sluice_rules_reloads_total",
@@ -184,10 +273,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		MaxWait:    o.maxWait,
 		Logger:     log,
 		Registerer: reg,
+		Membership: node,
 	}), log)
 	admin := transport.NewHTTPServer(transport.NewAdmin(transport.AdminConfig{
 		Ready:    func() bool { return !draining.Load() && node.Ready() },
 		Gatherer: reg,
+		Keyring:  node,
 	}), log)
 
 	runCtx, cancel := context.WithCancel(context.Background())
@@ -195,7 +286,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	g, gctx := errgroup.WithContext(runCtx)
 	g.Go(func() error { return serve(api, apiLn) })
 	g.Go(func() error { return serve(admin, adminLn) })
-	g.Go(func() error { return node.Run(gctx) })
+	nodeCtx, stopNode := context.WithCancel(gctx)
+	defer stopNode()
+	nodeDone := make(chan error, 1)
+	go func() { nodeDone <- node.Run(nodeCtx) }()
 	if watcher != nil {
 		g.Go(func() error { return watcher.Run(gctx) })
 		hup := make(chan os.Signal, 1)
@@ -212,18 +306,28 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			}
 		})
 	}
-	log.Info("sluice started", "http_addr", apiLn.Addr().String(), "admin_addr", adminLn.Addr().String())
+	log.Info("sluice started", "http_addr", apiLn.Addr().String(), "admin_addr", adminLn.Addr().String(),
+		"node", node.Name(), "gossip_addr", node.GossipAddr())
 
+	var errs []error
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down")
 	case <-gctx.Done():
-		// a component failed; shut the rest down and report it
+		// a server failed; shut the rest down and report it
+	case err := <-nodeDone:
+		nodeDone <- err // the node stopped on its own; report it below
 	}
+	// Not ready, then leave the cluster (peers stop counting on this node
+	// at once), then drain the API: checks in flight are still answered.
 	draining.Store(true)
+	stopNode()
+	if err := <-nodeDone; err != nil {
+		errs = append(errs, fmt.Errorf("node: %w", err))
+	}
+	log.Info("left the cluster")
 	shutCtx, cancelShut := context.WithTimeout(context.Background(), o.shutdownTimeout)
 	defer cancelShut()
-	var errs []error
 	for _, srv := range []*http.Server{api, admin} {
 		if err := srv.Shutdown(shutCtx); err != nil {
 			// Requests still in flight (long waits): cut them off; their

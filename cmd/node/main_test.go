@@ -132,7 +132,7 @@ func TestEndToEndBinary(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--rules", rulesPath)
+	cmd := exec.CommandContext(ctx, bin, "--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--gossip-addr", "127.0.0.1:0", "--rules", rulesPath)
 	cmd.Env = append(os.Environ(), "SLUICE_LOG_LEVEL=debug")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -199,7 +199,7 @@ func TestRunRejectsBadRulesAndKeepsOld(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() {
-		done <- run(ctx, []string{"--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--rules", rulesPath}, func(string) string { return "" }, io.Discard, pw)
+		done <- run(ctx, []string{"--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--gossip-addr", "127.0.0.1:0", "--rules", rulesPath}, func(string) string { return "" }, io.Discard, pw)
 		pw.Close()
 	}()
 	started, at := logs.await(t, "sluice started", 0)
@@ -222,7 +222,7 @@ func TestRunRejectsBadRulesAndKeepsOld(t *testing.T) {
 func TestRunFailsOnBadStartupRules(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "rules.yaml")
 	write(t, path, "rules: [{name: api, limit: 1}]")
-	err := run(context.Background(), []string{"--rules", path, "--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"}, func(string) string { return "" }, io.Discard, io.Discard)
+	err := run(context.Background(), []string{"--rules", path, "--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--gossip-addr", "127.0.0.1:0"}, func(string) string { return "" }, io.Discard, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "period") {
 		t.Fatalf("run with invalid rules: %v, want an error naming period", err)
 	}

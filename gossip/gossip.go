@@ -1,0 +1,331 @@
+// Package gossip makes a sluice node a member of a peer-to-peer cluster. It
+// wraps hashicorp/memberlist (SWIM membership over UDP and TCP) behind
+// unexported adapters. No memberlist type leaves this package.
+//
+// A node joins through seed names that it resolves itself to every A/AAAA
+// record. It retries until it has a peer, then keeps re-resolving the seeds
+// and re-joining failed members on a timer. memberlist alone never re-merges
+// two halves that declared each other dead, and never re-resolves a name.
+// Gossip is encrypted with a keyring (AES-GCM) and fenced by a cluster
+// label; traffic from nodes without the key or label is rejected and counted.
+package gossip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"log/slog"
+	"net"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Config configures a node's membership. Zero fields mean defaults.
+type Config struct {
+	// Name is the node's name in the cluster; unique among live nodes. A
+	// node that restarts under the same name, on the same or another
+	// address, is accepted as a new life of that node. Required.
+	Name string
+	// BindAddr is the UDP and TCP address gossip listens on. If empty,
+	// defaults to "0.0.0.0:7946". Port 0 picks a free port.
+	BindAddr string
+	// AdvertiseAddr is the address peers reach this node at, for NAT and
+	// containers. If empty, derived from BindAddr (or the Transport).
+	AdvertiseAddr string
+	// Seeds are "name[:port]" or "ip[:port]" entries to join through; the
+	// port defaults to the gossip port. None: a single-node cluster that
+	// others may join.
+	Seeds []string
+	// Resolver resolves seed names. If nil, the system resolver.
+	Resolver Resolver
+	// Keys is the gossip keyring, each key 16, 24 or 32 bytes; the first is
+	// the one used to encrypt. Empty means unencrypted, which New refuses
+	// when there are seeds unless Insecure is set.
+	Keys [][]byte
+	// Insecure allows seeds without a key: any host that reaches the gossip
+	// port can then read and forge membership.
+	Insecure bool
+	// Label fences the cluster: nodes with another label cannot talk to it.
+	// At most 255 bytes.
+	Label string
+	// Meta is advertised to peers.
+	Meta Meta
+	// Profile picks memberlist's timing defaults: "lan" (the default),
+	// "wan" or "local".
+	Profile string
+	// PushPullInterval is how often a node syncs full state with a random
+	// peer; it bounds how long a missed update can stay missed. If zero,
+	// defaults to 10s (memberlist's LAN default is 30s).
+	PushPullInterval time.Duration
+	// RejoinInterval is how often seeds are re-resolved and unknown or
+	// failed peers re-joined once the node has a peer; before that it
+	// retries with backoff up to this interval. If zero, defaults to 30s.
+	RejoinInterval time.Duration
+	// ReconnectTimeout is how long a failed (not departed) member is
+	// remembered and retried. If zero, defaults to 24h.
+	ReconnectTimeout time.Duration
+	// Transport carries gossip instead of real sockets (testcluster).
+	Transport Transport
+	// Jitter returns a random duration in [0, d) to spread retries. If nil,
+	// no jitter.
+	Jitter func(d time.Duration) time.Duration
+	// OnChange is called, never concurrently, after the member list
+	// changes. It must not block.
+	OnChange func()
+	// Registerer receives the gossip metrics. If nil, not registered.
+	Registerer prometheus.Registerer
+	// Logger receives memberlist's logs at their levels. If nil, discarded.
+	Logger *slog.Logger
+}
+
+// ErrInsecure is returned by New for a node that has seeds but no key and
+// was not told it may run without one.
+var ErrInsecure = errors.New("gossip: seeds given without a gossip key; set a key, or allow unencrypted gossip explicitly")
+
+// Gossip is a node's membership in the cluster. It is safe for concurrent
+// use. Run drives it; when Run returns the node has left the cluster.
+type Gossip struct {
+	cfg     Config
+	ml      *memberlist.Memberlist
+	meta    []byte
+	view    *view
+	keyring *memberlist.Keyring // nil when unencrypted
+
+	joins    *prometheus.CounterVec
+	rejected *prometheus.CounterVec
+
+	shutdownOnce sync.Once
+	shutdownErr  error
+}
+
+// New creates the node's membership and starts listening for gossip. It
+// does not join anyone: Run does.
+func New(cfg Config) (*Gossip, error) {
+	if cfg.Name == "" {
+		return nil, errors.New("gossip: a node name is required")
+	}
+	if len(cfg.Seeds) > 0 && len(cfg.Keys) == 0 && !cfg.Insecure {
+		return nil, ErrInsecure
+	}
+	if cfg.BindAddr == "" {
+		cfg.BindAddr = "0.0.0.0:7946"
+	}
+	if cfg.PushPullInterval == 0 {
+		cfg.PushPullInterval = 10 * time.Second
+	}
+	if cfg.RejoinInterval == 0 {
+		cfg.RejoinInterval = 30 * time.Second
+	}
+	if cfg.ReconnectTimeout == 0 {
+		cfg.ReconnectTimeout = 24 * time.Hour
+	}
+	if cfg.Resolver == nil {
+		cfg.Resolver = net.DefaultResolver
+	}
+	if cfg.Jitter == nil {
+		cfg.Jitter = func(time.Duration) time.Duration { return 0 }
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if len(cfg.Label) > 255 {
+		return nil, fmt.Errorf("gossip: cluster label is %d bytes, over 255", len(cfg.Label))
+	}
+	meta, err := cfg.Meta.encode()
+	if err != nil {
+		return nil, fmt.Errorf("gossip: %w", err)
+	}
+	g := &Gossip{
+		cfg:  cfg,
+		meta: meta,
+		joins: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_gossip_joins_total",
+			Help: "Attempts to join seeds or failed peers, by result (ok: at least one answered; error).",
+		}, []string{"result"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_gossip_rejected_total",
+			Help: "Gossip packets and streams rejected, by reason: key (cannot be decrypted), label (another cluster), malformed.",
+		}, []string{"reason"}),
+	}
+	g.view = newView(cfg.Name, cfg.OnChange)
+
+	mc, err := g.memberlistConfig()
+	if err != nil {
+		return nil, err
+	}
+	if g.ml, err = memberlist.Create(mc); err != nil {
+		return nil, fmt.Errorf("gossip: start memberlist on %s: %w", cfg.BindAddr, err)
+	}
+	if cfg.Registerer != nil {
+		cfg.Registerer.MustRegister(g.joins, g.rejected, newMembersCollector(g.view))
+	}
+	return g, nil
+}
+
+func (g *Gossip) memberlistConfig() (*memberlist.Config, error) {
+	var mc *memberlist.Config
+	switch g.cfg.Profile {
+	case "", "lan":
+		mc = memberlist.DefaultLANConfig()
+	case "wan":
+		mc = memberlist.DefaultWANConfig()
+	case "local":
+		mc = memberlist.DefaultLocalConfig()
+	default:
+		return nil, fmt.Errorf("gossip: unknown profile %q (want lan, wan or local)", g.cfg.Profile)
+	}
+	host, port, err := splitHostPort(g.cfg.BindAddr)
+	if err != nil {
+		return nil, fmt.Errorf("gossip: bind address: %w", err)
+	}
+	mc.Name = g.cfg.Name
+	mc.BindAddr, mc.BindPort = host, port
+	mc.AdvertisePort = port
+	if g.cfg.AdvertiseAddr != "" {
+		if mc.AdvertiseAddr, mc.AdvertisePort, err = splitHostPort(g.cfg.AdvertiseAddr); err != nil {
+			return nil, fmt.Errorf("gossip: advertise address: %w", err)
+		}
+	}
+	mc.PushPullInterval = g.cfg.PushPullInterval
+	// A node restarted under its name on a new address (a rescheduled pod)
+	// takes the name over once the old life is declared dead.
+	mc.DeadNodeReclaimTime = time.Nanosecond
+	mc.Label = g.cfg.Label
+	mc.Delegate = delegate{g}
+	mc.Events = g.view
+	mc.Logger = log.New(&logWriter{log: g.cfg.Logger, reject: func(reason string) {
+		g.rejected.WithLabelValues(reason).Inc()
+	}}, "", 0)
+	if len(g.cfg.Keys) > 0 {
+		g.keyring, err = memberlist.NewKeyring(g.cfg.Keys, g.cfg.Keys[0])
+		if err != nil {
+			return nil, fmt.Errorf("gossip: key: %w", err)
+		}
+		mc.Keyring = g.keyring
+	}
+	if g.cfg.Transport != nil {
+		mc.Transport = newAdapter(g.cfg.Transport)
+	}
+	return mc, nil
+}
+
+func splitHostPort(hp string) (string, int, error) {
+	host, p, err := net.SplitHostPort(hp)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("bad port in %q", hp)
+	}
+	return host, port, nil
+}
+
+// Addr returns the gossip address this node advertises ("ip:port").
+func (g *Gossip) Addr() string {
+	n := g.ml.LocalNode()
+	return net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
+}
+
+// Name returns this node's name.
+func (g *Gossip) Name() string { return g.cfg.Name }
+
+// Members returns every member this node knows of, itself included, in
+// name order: alive ones and, until memberlist forgets them, dead and
+// departed ones.
+func (g *Gossip) Members() []Member { return g.view.members() }
+
+// NumAlive returns the number of live members, this node included.
+func (g *Gossip) NumAlive() int { return g.ml.NumMembers() }
+
+// Run joins the cluster and keeps it joined until ctx ends; then it leaves
+// (telling peers, so they do not wait for failure detection) and shuts
+// membership down. It returns only then.
+func (g *Gossip) Run(ctx context.Context) error {
+	defer g.shutdown()
+	backoff := 200 * time.Millisecond
+	for {
+		g.joinOnce(ctx)
+		wait := g.cfg.RejoinInterval
+		if g.ml.NumMembers() < 2 && (len(g.cfg.Seeds) > 0 || g.view.hasFailed()) {
+			wait = min(backoff, g.cfg.RejoinInterval) // alone: look for peers sooner
+			backoff *= 2
+		} else {
+			backoff = 200 * time.Millisecond
+		}
+		t := time.NewTimer(wait + g.cfg.Jitter(wait/5))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return g.leave()
+		case <-t.C:
+		}
+	}
+}
+
+// joinOnce resolves the seeds and joins every address that is not a live
+// member yet, and every failed member still remembered.
+func (g *Gossip) joinOnce(ctx context.Context) {
+	seedAddrs, err := resolveSeeds(ctx, g.cfg.Resolver, g.cfg.Seeds, g.defaultPort())
+	if err != nil {
+		g.cfg.Logger.Warn("resolving gossip seeds", "err", err)
+	}
+	now := time.Now()
+	g.view.forget(now, g.cfg.ReconnectTimeout)
+	targets := joinTargets(seedAddrs, g.view.liveAddrs(), g.view.failedAddrs(now, g.cfg.ReconnectTimeout), g.Addr())
+	if len(targets) == 0 {
+		return
+	}
+	n, err := g.ml.Join(targets)
+	switch {
+	case n > 0:
+		g.joins.WithLabelValues("ok").Inc()
+		g.cfg.Logger.Debug("joined", "targets", targets, "answered", n)
+	default:
+		g.joins.WithLabelValues("error").Inc()
+		g.cfg.Logger.Info("join found no peer yet", "targets", targets, "err", err)
+	}
+}
+
+func (g *Gossip) defaultPort() int {
+	return int(g.ml.LocalNode().Port)
+}
+
+// leave tells the cluster this node is going, then stops membership.
+func (g *Gossip) leave() error {
+	err := g.ml.Leave(5 * time.Second)
+	return errors.Join(err, g.shutdown())
+}
+
+func (g *Gossip) shutdown() error {
+	g.shutdownOnce.Do(func() { g.shutdownErr = g.ml.Shutdown() })
+	return g.shutdownErr
+}
+
+// delegate answers memberlist's questions about this node.
+type delegate struct{ g *Gossip }
+
+func (d delegate) NodeMeta(int) []byte             { return d.g.meta }
+func (d delegate) NotifyMsg([]byte)                {}
+func (d delegate) GetBroadcasts(int, int) [][]byte { return nil }
+func (d delegate) LocalState(bool) []byte          { return nil }
+func (d delegate) MergeRemoteState([]byte, bool)   {}
+
+// joinTargets is the pure step of the join loop: the seed addresses that
+// are not live members, plus remembered failed members, without this node,
+// each once, in a stable order.
+func joinTargets(seeds []string, live map[string]bool, failed []string, self string) []string {
+	var out []string
+	for _, a := range append(slices.Clone(seeds), failed...) {
+		if a != self && !live[a] && !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	return out
+}

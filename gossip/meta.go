@@ -1,0 +1,53 @@
+package gossip
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// maxMetaBytes is memberlist's limit on node metadata; memberlist panics
+// past it, so Meta is checked when the node is built.
+const maxMetaBytes = 512
+
+// APIVersion is the version of sluice's peer protocol this build speaks.
+const APIVersion = 1
+
+// Meta is what a node tells its peers about itself, carried in memberlist's
+// node metadata (msgpack, at most 512 bytes).
+type Meta struct {
+	// PeerAddr is the address of the node's peer RPC listener ("" if none).
+	PeerAddr string `msgpack:"p"`
+	// API is the peer protocol version (APIVersion).
+	API int `msgpack:"v"`
+	// Incarnation tells the lives of a node apart: its start time in Unix
+	// nanoseconds. A node that restarts under the same name has a new one.
+	Incarnation int64 `msgpack:"i"`
+}
+
+func (m Meta) encode() ([]byte, error) {
+	b, err := msgpack.Marshal(&m)
+	if err != nil {
+		return nil, fmt.Errorf("encode node metadata: %w", err)
+	}
+	if len(b) > maxMetaBytes {
+		return nil, fmt.Errorf("node metadata is %d bytes, over memberlist's %d", len(b), maxMetaBytes)
+	}
+	return b, nil
+}
+
+// errBadMeta is metadata that does not decode; the member is shown with
+// empty metadata rather than dropped.
+var errBadMeta = errors.New("malformed node metadata")
+
+func decodeMeta(b []byte) (Meta, error) {
+	var m Meta
+	if len(b) == 0 || len(b) > maxMetaBytes {
+		return m, errBadMeta
+	}
+	if err := msgpack.Unmarshal(b, &m); err != nil {
+		return Meta{}, errBadMeta
+	}
+	return m, nil
+}

@@ -1,0 +1,113 @@
+package transport
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"time"
+)
+
+// ClusterView is a node's view of its cluster, as GET /v1/cluster shows it.
+type ClusterView struct {
+	// Self is this node's name ("" when it stands alone).
+	Self    string       `json:"self"`
+	Members []MemberView `json:"members"`
+	// Counts is the number of members by state.
+	Counts map[string]int `json:"counts"`
+}
+
+// MemberView is one member in a ClusterView.
+type MemberView struct {
+	Name        string    `json:"name"`
+	Addr        string    `json:"addr"`
+	PeerAddr    string    `json:"peer_addr,omitempty"`
+	State       string    `json:"state"`
+	Since       time.Time `json:"since"`
+	Incarnation int64     `json:"incarnation"`
+	Self        bool      `json:"self,omitempty"`
+}
+
+// Membership describes a node's cluster. It must not block.
+type Membership interface {
+	Cluster() ClusterView
+}
+
+func (s *Server) cluster(w http.ResponseWriter, _ *http.Request) int {
+	v := s.cfg.Membership.Cluster()
+	if v.Members == nil {
+		v.Members = []MemberView{}
+	}
+	body, err := json.Marshal(v)
+	if err != nil {
+		return s.fail(w, err)
+	}
+	return writeJSON(w, http.StatusOK, append(body, '\n'))
+}
+
+// Keyring manages the gossip keys of a node. Its methods do not block.
+type Keyring interface {
+	Keys() ([][]byte, error)
+	InstallKey(key []byte) error
+	UseKey(key []byte) error
+	RemoveKey(key []byte) error
+}
+
+// keyringHandler serves GET /v1/keyring and POST /v1/keyring/{op} with
+// {"key": "<base64>"}, op being install, use or remove.
+func keyringHandler(k Keyring) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/keyring", func(w http.ResponseWriter, _ *http.Request) {
+		keys, err := k.Keys()
+		if err != nil {
+			writeError(w, http.StatusConflict, err.Error())
+			return
+		}
+		out := struct {
+			Primary string   `json:"primary"`
+			Keys    []string `json:"keys"`
+		}{Keys: []string{}}
+		for i, key := range keys {
+			enc := base64.StdEncoding.EncodeToString(key)
+			if i == 0 {
+				out.Primary = enc
+			}
+			out.Keys = append(out.Keys, enc)
+		}
+		body, _ := json.Marshal(out)
+		writeJSON(w, http.StatusOK, append(body, '\n'))
+	})
+	ops := map[string]func([]byte) error{"install": k.InstallKey, "use": k.UseKey, "remove": k.RemoveKey}
+	mux.HandleFunc("POST /v1/keyring/{op}", func(w http.ResponseWriter, r *http.Request) {
+		op, ok := ops[r.PathValue("op")]
+		if !ok {
+			writeError(w, http.StatusNotFound, "op: want install, use or remove")
+			return
+		}
+		var req struct {
+			Key string `json:"key"`
+		}
+		if err := decodeJSON(http.MaxBytesReader(w, r.Body, 4096), &req); err != nil {
+			code, msg := status(err)
+			writeError(w, code, msg)
+			return
+		}
+		key, err := base64.StdEncoding.DecodeString(req.Key)
+		if err != nil || req.Key == "" {
+			writeError(w, http.StatusBadRequest, "key: must be a base64 key of 16, 24 or 32 bytes")
+			return
+		}
+		if err := op(key); err != nil {
+			writeError(w, http.StatusBadRequest, "key: "+err.Error())
+			return
+		}
+		writeJSON(w, http.StatusOK, []byte(`{"status":"ok"}`+"\n"))
+	})
+	return mux
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	body, _ := json.Marshal(struct {
+		Error string `json:"error"`
+	}{msg})
+	writeJSON(w, code, append(body, '\n'))
+}
