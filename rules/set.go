@@ -127,6 +127,11 @@ func parse(docs []namedDoc) (*Set, error) {
 	s := &Set{byName: make(map[string]Rule)}
 	var all []Rule
 	for _, doc := range docs {
+		if doc.name != "" && len(bytes.TrimSpace(doc.data)) == 0 {
+			// Most likely caught mid-write (truncated, not yet written):
+			// never let that wipe the rules in force.
+			return nil, withSource(doc.name, errors.New("empty rules file (write \"rules: []\" for no rules)"))
+		}
 		dec := yaml.NewDecoder(bytes.NewReader(doc.data))
 		dec.KnownFields(true)
 		var f file

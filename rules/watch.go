@@ -25,18 +25,36 @@ type Watcher struct {
 	path    string
 	onLoad  func(*Set, error)
 	trigger chan struct{}
+	fw      *fsnotify.Watcher
 
 	mu   sync.Mutex // guards last
 	last [sha256.Size]byte
 }
 
-// NewWatcher returns a Watcher for path (a file or a directory, as for Load).
-// After each attempt to load changed content, onLoad is called with the new
-// Set, or with the error that rejected it; the caller keeps the rules it had.
-// onLoad is called from Run's goroutine and may block it.
-func NewWatcher(path string, onLoad func(*Set, error)) *Watcher {
-	return &Watcher{path: path, onLoad: onLoad, trigger: make(chan struct{}, 1)}
+// NewWatcher starts watching path (a file or a directory, as for Load) and
+// returns the Watcher; call Load for the rules, then Run. Changes made after
+// NewWatcher returns are never missed. After each attempt to load changed
+// content, onLoad is called with the new Set, or with the error that
+// rejected it; the caller keeps the rules it had. onLoad is called from
+// Run's goroutine and may block it.
+func NewWatcher(path string, onLoad func(*Set, error)) (*Watcher, error) {
+	fw, err := fsnotify.NewWatcher()
+	if err != nil {
+		return nil, fmt.Errorf("watch rules: %w", err)
+	}
+	dir := path
+	if info, err := os.Stat(path); err != nil || !info.IsDir() {
+		dir = filepath.Dir(path)
+	}
+	if err := fw.Add(dir); err != nil {
+		fw.Close()
+		return nil, fmt.Errorf("watch rules in %s: %w", dir, err)
+	}
+	return &Watcher{path: path, onLoad: onLoad, trigger: make(chan struct{}, 1), fw: fw}, nil
 }
+
+// Close stops watching, for a Watcher that is never Run.
+func (w *Watcher) Close() error { return w.fw.Close() }
 
 // Load reads and parses the rules now. It reports changed=false, with a nil
 // Set, when the content is the same as at the previous Load.
@@ -63,7 +81,9 @@ func (w *Watcher) Load() (set *Set, changed bool, err error) {
 	return set, true, err
 }
 
-// Reload asks Run to load the rules now (on SIGHUP, say). It never blocks.
+// Reload asks Run to load the rules (on SIGHUP, say), after the same short
+// pause as a file event, so a write in progress is read whole. It never
+// blocks.
 func (w *Watcher) Reload() {
 	select {
 	case w.trigger <- struct{}{}:
@@ -71,22 +91,9 @@ func (w *Watcher) Reload() {
 	}
 }
 
-// Run watches the path until ctx ends. It returns an error only if the
-// watch cannot be set up.
+// Run reloads on changes until ctx ends, then stops watching.
 func (w *Watcher) Run(ctx context.Context) error {
-	fw, err := fsnotify.NewWatcher()
-	if err != nil {
-		return fmt.Errorf("watch rules: %w", err)
-	}
-	defer fw.Close()
-	dir := w.path
-	if info, err := os.Stat(w.path); err != nil || !info.IsDir() {
-		dir = filepath.Dir(w.path)
-	}
-	if err := fw.Add(dir); err != nil {
-		return fmt.Errorf("watch rules in %s: %w", dir, err)
-	}
-	w.reload() // catch a change made before the watch was in place
+	defer w.fw.Close()
 	timer := time.NewTimer(time.Hour)
 	timer.Stop() // armed only by file events; no stale tick since Go 1.23
 	defer timer.Stop()
@@ -94,12 +101,12 @@ func (w *Watcher) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-fw.Events:
+		case <-w.fw.Events:
 			timer.Reset(debounce)
-		case err := <-fw.Errors:
+		case err := <-w.fw.Errors:
 			w.onLoad(nil, fmt.Errorf("watch rules: %w", err))
 		case <-w.trigger:
-			w.reload()
+			timer.Reset(debounce)
 		case <-timer.C:
 			w.reload()
 		}

@@ -236,7 +236,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if o.rulesPath == "" {
 		node.SetRules(&rules.Set{})
 	} else {
-		watcher = rules.NewWatcher(o.rulesPath, func(s *rules.Set, err error) {
+		watcher, err = rules.NewWatcher(o.rulesPath, func(s *rules.Set, err error) {
 			if err != nil {
 				reloads.WithLabelValues("error").Inc()
 				log.Error("rules rejected; the rules in force stay", "path", o.rulesPath, "err", err)
@@ -246,6 +246,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			node.SetRules(s)
 			log.Info("rules loaded", "path", o.rulesPath, "rules", s.Len())
 		})
+		if err != nil {
+			return err
+		}
+		defer watcher.Close() // Run closes it too; this covers an early return
 		s, _, err := watcher.Load()
 		if err != nil {
 			return fmt.Errorf("load rules: %w", err)
