@@ -100,6 +100,7 @@ type Gossip struct {
 	joins    *prometheus.CounterVec
 	rejected *prometheus.CounterVec
 
+	id           string // goroutine label value of this instance
 	shutdownOnce sync.Once
 	shutdownErr  error
 }
@@ -144,6 +145,7 @@ func New(cfg Config) (*Gossip, error) {
 	g := &Gossip{
 		cfg:  cfg,
 		meta: meta,
+		id:   newInstanceID(),
 		joins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_gossip_joins_total",
 			Help: "Attempts to join seeds or failed peers, by result (ok: at least one answered; error).",
@@ -159,11 +161,12 @@ func New(cfg Config) (*Gossip, error) {
 	if err != nil {
 		return nil, err
 	}
-	if g.ml, err = memberlist.Create(mc); err != nil {
+	labeled(g.id, func() { g.ml, err = memberlist.Create(mc) })
+	if err != nil {
 		return nil, fmt.Errorf("gossip: start memberlist on %s: %w", cfg.BindAddr, err)
 	}
 	if cfg.Registerer != nil {
-		cfg.Registerer.MustRegister(g.joins, g.rejected, newMembersCollector(g.view))
+		cfg.Registerer.MustRegister(g.joins, g.rejected, g.view.events, newMembersCollector(g.view))
 	}
 	return g, nil
 }
@@ -297,22 +300,46 @@ func (g *Gossip) defaultPort() int {
 	return int(g.ml.LocalNode().Port)
 }
 
-// leave tells the cluster this node is going, then stops membership.
+// leave tells the cluster this node is going, then stops membership. The
+// leaving message goes first, twice, so peers record a departure rather
+// than a failure, and do not try to re-join this address.
 func (g *Gossip) leave() error {
+	msg := encodeLeaving(g.cfg.Name)
+	for range 2 {
+		for _, m := range g.view.members() {
+			if m.State == StateAlive && !m.Self {
+				_ = g.ml.SendToAddress(memberlist.Address{Addr: m.Addr, Name: m.Name}, msg) // best effort
+			}
+		}
+	}
 	err := g.ml.Leave(5 * time.Second)
 	return errors.Join(err, g.shutdown())
 }
 
+// shutdown stops memberlist and waits until all its goroutines are gone.
 func (g *Gossip) shutdown() error {
-	g.shutdownOnce.Do(func() { g.shutdownErr = g.ml.Shutdown() })
+	g.shutdownOnce.Do(func() {
+		g.shutdownErr = errors.Join(g.ml.Shutdown(), awaitDrained(g.id))
+	})
 	return g.shutdownErr
 }
 
 // delegate answers memberlist's questions about this node.
 type delegate struct{ g *Gossip }
 
-func (d delegate) NodeMeta(int) []byte             { return d.g.meta }
-func (d delegate) NotifyMsg([]byte)                {}
+func (d delegate) NodeMeta(int) []byte { return d.g.meta }
+
+// NotifyMsg handles a message from a peer. It runs on memberlist's packet
+// handler and must not block; b is reused after it returns.
+func (d delegate) NotifyMsg(b []byte) {
+	l, ok := decodeMessage(b)
+	if !ok {
+		d.g.rejected.WithLabelValues(rejectMalformed).Inc()
+		return
+	}
+	d.g.view.leaving(l.Name)
+}
+
 func (d delegate) GetBroadcasts(int, int) [][]byte { return nil }
 func (d delegate) LocalState(bool) []byte          { return nil }
 func (d delegate) MergeRemoteState([]byte, bool)   {}

@@ -49,9 +49,11 @@ type Member struct {
 type view struct {
 	self     string
 	onChange func()
+	events   *prometheus.CounterVec
 
-	mu     sync.Mutex // guards byName
-	byName map[string]Member
+	mu      sync.Mutex // guards byName and leaving
+	byName  map[string]Member
+	leavers map[string]time.Time // names that announced their departure
 }
 
 var _ memberlist.EventDelegate = (*view)(nil)
@@ -60,10 +62,20 @@ func newView(self string, onChange func()) *view {
 	if onChange == nil {
 		onChange = func() {}
 	}
-	return &view{self: self, onChange: onChange, byName: make(map[string]Member)}
+	return &view{
+		self:     self,
+		onChange: onChange,
+		byName:   make(map[string]Member),
+		leavers:  make(map[string]time.Time),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_gossip_member_events_total",
+			Help: "Membership changes seen by this node: join, update, fail (declared dead) and leave (said goodbye).",
+		}, []string{"event"}),
+	}
 }
 
-func (v *view) set(n *memberlist.Node, s State) {
+func (v *view) set(n *memberlist.Node, s State, event string) {
+	v.events.WithLabelValues(event).Inc()
 	meta, _ := decodeMeta(n.Meta) // malformed metadata shows as empty
 	m := Member{
 		Name:  n.Name,
@@ -80,18 +92,49 @@ func (v *view) set(n *memberlist.Node, s State) {
 }
 
 // NotifyJoin implements memberlist.EventDelegate.
-func (v *view) NotifyJoin(n *memberlist.Node) { v.set(n, StateAlive) }
+func (v *view) NotifyJoin(n *memberlist.Node) { v.set(n, StateAlive, "join") }
 
 // NotifyUpdate implements memberlist.EventDelegate.
-func (v *view) NotifyUpdate(n *memberlist.Node) { v.set(n, StateAlive) }
+func (v *view) NotifyUpdate(n *memberlist.Node) { v.set(n, StateAlive, "update") }
+
+// leaveWindow is how long a departure announcement is believed.
+const leaveWindow = time.Minute
 
 // NotifyLeave implements memberlist.EventDelegate: the node died or left.
+// memberlist does not say which (the Node's State field is never updated),
+// so a departure is one the node announced just before (leaving).
 func (v *view) NotifyLeave(n *memberlist.Node) {
-	s := StateDead
-	if n.State == memberlist.StateLeft {
-		s = StateLeft
+	v.mu.Lock()
+	at, announced := v.leavers[n.Name]
+	delete(v.leavers, n.Name)
+	v.mu.Unlock()
+	if announced && time.Since(at) < leaveWindow {
+		v.set(n, StateLeft, "leave")
+		return
 	}
-	v.set(n, s)
+	v.set(n, StateDead, "fail")
+}
+
+// leaving records that a node announced its departure. If memberlist has
+// already declared it dead, the death is corrected to a departure.
+func (v *view) leaving(name string) {
+	v.mu.Lock()
+	m, known := v.byName[name]
+	if known && m.State == StateDead && time.Since(m.Since) < leaveWindow {
+		m.State = StateLeft
+		v.byName[name] = m
+		v.mu.Unlock()
+		v.events.WithLabelValues("leave").Inc()
+		v.onChange()
+		return
+	}
+	v.leavers[name] = time.Now()
+	for n, at := range v.leavers {
+		if time.Since(at) >= leaveWindow {
+			delete(v.leavers, n)
+		}
+	}
+	v.mu.Unlock()
 }
 
 func (v *view) members() []Member {

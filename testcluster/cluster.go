@@ -1,0 +1,401 @@
+// Package testcluster runs a whole sluice cluster in one process: n full
+// nodes (the same cluster.Node the sluice binary runs) over an in-memory
+// Network that carries their gossip, with a fake DNS server for their seed
+// name, and faults the test injects: partition, heal, kill, restart, drop,
+// delay.
+//
+// Run it inside testing/synctest, so that a minute of gossip takes
+// milliseconds and the test waits on conditions (Await), never on the wall
+// clock:
+//
+//	synctest.Test(t, func(t *testing.T) {
+//		c := testcluster.New(t, 5)
+//		c.AwaitConverged(30*time.Second, c.All()...)
+//		c.Kill(4)
+//		c.AwaitDead(40*time.Second, 4, c.Running()...)
+//	})
+package testcluster
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicerl/sluice/cluster"
+	"github.com/sluicerl/sluice/gossip"
+	"github.com/sluicerl/sluice/rules"
+)
+
+// SeedName is the DNS name every node joins through.
+const SeedName = "sluice.test"
+
+// gossipPort is every node's gossip port on the in-memory network.
+const gossipPort = 7946
+
+// Options shape a cluster. The zero value is a cluster sharing one gossip
+// key, with every node listed under SeedName.
+type Options struct {
+	// Keys is the gossip keyring every node starts with. If nil, one fixed
+	// 32-byte key.
+	Keys [][]byte
+	// Label is the cluster label.
+	Label string
+	// Seed seeds the network's random drops. If zero, 1.
+	Seed uint64
+	// Listed are the nodes SeedName lists at start. If nil, all of them;
+	// an empty, non-nil slice lists none (the name does not exist yet).
+	Listed []int
+	// Configure, if set, edits node i's config before it starts.
+	Configure func(i int, cfg *cluster.Config)
+}
+
+// DefaultKey is the gossip key of a cluster started without Options.Keys.
+var DefaultKey = []byte("sluice-testcluster-key-32-bytes!")
+
+// Cluster is an in-process cluster. Its methods are for the test goroutine.
+type Cluster struct {
+	t    testing.TB
+	opts Options
+	Net  *Network
+	DNS  *DNS
+
+	mu    sync.Mutex // guards nodes' running state
+	nodes []*Member
+}
+
+// Member is one node of a Cluster and its current life.
+type Member struct {
+	Index int
+	Name  string
+	Addr  string
+	// Node is the node's current life (nil before the first start).
+	Node *cluster.Node
+	// Registry holds the current life's metrics.
+	Registry *prometheus.Registry
+
+	cancel  context.CancelFunc
+	done    chan error
+	running bool
+}
+
+// New starts n nodes, all listed under SeedName, and stops them when the
+// test ends. It does not wait for them to converge.
+func New(t testing.TB, n int, opts ...Options) *Cluster {
+	t.Helper()
+	var o Options
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	if o.Keys == nil {
+		o.Keys = [][]byte{DefaultKey}
+	}
+	if o.Seed == 0 {
+		o.Seed = 1
+	}
+	c := &Cluster{t: t, opts: o, Net: NewNetwork(o.Seed), DNS: NewDNS()}
+	for range n {
+		c.add()
+	}
+	listed := o.Listed
+	if listed == nil {
+		listed = c.All()
+	}
+	c.List(listed...)
+	for i := range n {
+		c.Start(i)
+	}
+	t.Cleanup(c.stopAll)
+	return c
+}
+
+func (c *Cluster) add() *Member {
+	i := len(c.nodes)
+	m := &Member{Index: i, Name: "node-" + strconv.Itoa(i), Addr: AddrOf(i)}
+	c.nodes = append(c.nodes, m)
+	return m
+}
+
+// AddrOf returns node i's gossip address on the network: 127.0.1.(i+1).
+// The network is in memory: nothing is sent to that address.
+func AddrOf(i int) string {
+	return net.JoinHostPort("127.0.1."+strconv.Itoa(i+1), strconv.Itoa(gossipPort))
+}
+
+func ipOf(addr string) string {
+	ip, _, _ := net.SplitHostPort(addr)
+	return ip
+}
+
+// List makes SeedName list exactly the given nodes (none: the name does
+// not exist).
+func (c *Cluster) List(nodes ...int) {
+	var ips []string
+	for _, i := range nodes {
+		ips = append(ips, ipOf(c.nodes[i].Addr))
+	}
+	c.DNS.Set(SeedName, ips...)
+}
+
+// Relocate gives stopped node i a new address, as when a crashed pod is
+// rescheduled elsewhere under the same name. SeedName is not changed.
+func (c *Cluster) Relocate(i int) {
+	m := c.nodes[i]
+	m.Addr = net.JoinHostPort("127.0.2."+strconv.Itoa(i+1), strconv.Itoa(gossipPort))
+}
+
+// Add adds a node (not listed under SeedName; not started) and returns its
+// index.
+func (c *Cluster) Add() int { return c.add().Index }
+
+// Member returns node i.
+func (c *Cluster) Member(i int) *Member { return c.nodes[i] }
+
+// Node returns node i's current life.
+func (c *Cluster) Node(i int) *cluster.Node { return c.nodes[i].Node }
+
+// All returns every node's index.
+func (c *Cluster) All() []int {
+	out := make([]int, len(c.nodes))
+	for i := range out {
+		out[i] = i
+	}
+	return out
+}
+
+// Running returns the indexes of the nodes that are running.
+func (c *Cluster) Running() []int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []int
+	for _, m := range c.nodes {
+		if m.running {
+			out = append(out, m.Index)
+		}
+	}
+	return out
+}
+
+// Config returns the config node i starts with: gossip over its host on the
+// network, joining SeedName through the fake DNS, with the cluster's keys and
+// label, and a new incarnation.
+func (c *Cluster) Config(i int) cluster.Config {
+	m := c.nodes[i]
+	return cluster.Config{
+		Gossip: &gossip.Config{
+			Name:      m.Name,
+			Seeds:     []string{SeedName},
+			Resolver:  c.DNS,
+			Keys:      c.opts.Keys,
+			Label:     c.opts.Label,
+			Transport: c.Net.Host(m.Addr),
+			Meta:      gossip.Meta{API: gossip.APIVersion, Incarnation: time.Now().UnixNano()},
+		},
+	}
+}
+
+// Start starts node i (again, after Stop or Kill: a new life under the same
+// name and address).
+func (c *Cluster) Start(i int) {
+	c.StartWith(i, c.Config(i))
+}
+
+// StartWith starts node i with cfg (see Config).
+func (c *Cluster) StartWith(i int, cfg cluster.Config) {
+	c.t.Helper()
+	m := c.nodes[i]
+	if m.running {
+		c.t.Fatalf("testcluster: %s is already running", m.Name)
+	}
+	if c.opts.Configure != nil {
+		c.opts.Configure(i, &cfg)
+	}
+	reg := prometheus.NewRegistry()
+	if cfg.Metrics == nil {
+		cfg.Metrics = reg
+	}
+	node, err := cluster.New(cfg)
+	if err != nil {
+		c.t.Fatalf("testcluster: start %s: %v", m.Name, err)
+	}
+	node.SetRules(&rules.Set{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- node.Run(ctx) }()
+	c.mu.Lock()
+	m.Node, m.Registry, m.cancel, m.done, m.running = node, reg, cancel, done, true
+	c.mu.Unlock()
+}
+
+// Stop stops node i gracefully: it leaves the cluster.
+func (c *Cluster) Stop(i int) {
+	c.t.Helper()
+	m := c.nodes[i]
+	c.mu.Lock()
+	running := m.running
+	m.running = false
+	c.mu.Unlock()
+	if !running {
+		return
+	}
+	m.cancel()
+	if err := <-m.done; err != nil {
+		c.t.Errorf("testcluster: %s stopped with %v", m.Name, err)
+	}
+}
+
+// Kill crashes node i: the network loses everything to and from it at once,
+// so it cannot say goodbye, and then its goroutines are stopped.
+func (c *Cluster) Kill(i int) {
+	c.Net.Kill(c.nodes[i].Addr)
+	c.Stop(i)
+}
+
+// Restart kills node i and starts a new life of it under the same name and
+// address.
+func (c *Cluster) Restart(i int) {
+	c.Kill(i)
+	c.Start(i)
+}
+
+// Partition splits the nodes into groups that cannot reach each other.
+func (c *Cluster) Partition(groups ...[]int) {
+	var addrs [][]string
+	for _, g := range groups {
+		var a []string
+		for _, i := range g {
+			a = append(a, c.nodes[i].Addr)
+		}
+		addrs = append(addrs, a)
+	}
+	c.Net.Partition(addrs...)
+}
+
+// Heal removes every partition.
+func (c *Cluster) Heal() { c.Net.Heal() }
+
+func (c *Cluster) stopAll() {
+	for i := range c.nodes {
+		c.Stop(i)
+	}
+}
+
+// pollInterval is how often Await checks its condition, in (virtual) time.
+const pollInterval = 50 * time.Millisecond
+
+// Await waits until cond holds, checking every 50ms, and returns how long
+// that took. If it does not hold within the given time, the test fails
+// with what and the cluster's state.
+func (c *Cluster) Await(within time.Duration, what string, cond func() bool) time.Duration {
+	c.t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > within {
+			c.t.Fatalf("testcluster: %s: not within %v\n%s", what, within, c.Describe())
+		}
+		time.Sleep(pollInterval)
+	}
+	return time.Since(start)
+}
+
+// Alive returns the names of the members node i sees alive.
+func (c *Cluster) Alive(i int) []string {
+	var out []string
+	for _, m := range c.nodes[i].Node.Members() {
+		if m.State == gossip.StateAlive {
+			out = append(out, m.Name)
+		}
+	}
+	return out
+}
+
+// StateOf returns the state node observer sees node target in, and whether
+// it knows target at all.
+func (c *Cluster) StateOf(observer, target int) (gossip.State, bool) {
+	for _, m := range c.nodes[observer].Node.Members() {
+		if m.Name == c.nodes[target].Name {
+			return m.State, true
+		}
+	}
+	return 0, false
+}
+
+// Converged reports whether each of the given nodes sees exactly the given
+// nodes alive.
+func (c *Cluster) Converged(nodes ...int) bool {
+	var want []string
+	for _, i := range nodes {
+		want = append(want, c.nodes[i].Name)
+	}
+	slices.Sort(want)
+	for _, i := range nodes {
+		if !slices.Equal(c.Alive(i), want) {
+			return false
+		}
+	}
+	return true
+}
+
+// AwaitConverged waits until each of the given nodes sees exactly them alive.
+func (c *Cluster) AwaitConverged(within time.Duration, nodes ...int) time.Duration {
+	c.t.Helper()
+	return c.Await(within, fmt.Sprintf("nodes %v converge", nodes), func() bool { return c.Converged(nodes...) })
+}
+
+// AwaitState waits until every observer sees target in state s.
+func (c *Cluster) AwaitState(within time.Duration, target int, s gossip.State, observers ...int) time.Duration {
+	c.t.Helper()
+	return c.Await(within, fmt.Sprintf("nodes %v see %s %s", observers, c.nodes[target].Name, s), func() bool {
+		for _, o := range observers {
+			if got, ok := c.StateOf(o, target); !ok || got != s {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// Counter returns the value of a counter (summed over its series with the
+// given label value, or all series if value is "") in node i's current life.
+func (c *Cluster) Counter(i int, name, value string) float64 {
+	c.t.Helper()
+	mfs, err := c.nodes[i].Registry.Gather()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			match := value == ""
+			for _, l := range m.GetLabel() {
+				match = match || l.GetValue() == value
+			}
+			if match {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
+}
+
+// Describe returns every running node's view, for failure messages.
+func (c *Cluster) Describe() string {
+	var b []byte
+	for _, i := range c.Running() {
+		b = fmt.Appendf(b, "  %s sees:", c.nodes[i].Name)
+		for _, m := range c.nodes[i].Node.Members() {
+			b = fmt.Appendf(b, " %s=%s", m.Name, m.State)
+		}
+		b = append(b, '\n')
+	}
+	return string(b)
+}
