@@ -26,6 +26,14 @@ func TestOptionsFromFlagsAndEnv(t *testing.T) {
 	if o.httpAddr != "127.0.0.1:9999" || o.maxKeys != 7 || o.denyStatus != 403 || o.adminAddr != "127.0.0.1:8081" {
 		t.Fatalf("options %+v: want env for http-addr and deny-status, the flag for max-keys, the default for admin-addr", o)
 	}
+	env = map[string]string{"SLUICE_SEED": "a.svc, b.svc:7000", "SLUICE_GOSSIP_KEY": "k1,k2"}
+	o, err = parseOptions([]string{"--seed", "c"}, func(k string) string { return env[k] }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(o.seeds) != 1 || o.seeds[0] != "c" || len(o.gossipKeys) != 2 {
+		t.Fatalf("seeds %v keys %v: a list flag on the command line wins whole; the env takes comma-separated lists", o.seeds, o.gossipKeys)
+	}
 	for _, tc := range []struct {
 		args []string
 		env  map[string]string
@@ -36,6 +44,9 @@ func TestOptionsFromFlagsAndEnv(t *testing.T) {
 		{nil, map[string]string{"SLUICE_MAX_WAIT": "forever"}, "SLUICE_MAX_WAIT"},
 		{[]string{"extra"}, nil, "unexpected argument"},
 		{[]string{"--no-such-flag"}, nil, "no-such-flag"},
+		{[]string{"--seed", "sluice.ns.svc"}, nil, "--gossip-key"},
+		{[]string{"--seed", "host:0", "--insecure-gossip"}, nil, "--seed"},
+		{[]string{"--rejoin-interval", "0s"}, nil, "--rejoin-interval"},
 	} {
 		_, err := parseOptions(tc.args, func(k string) string { return tc.env[k] }, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -123,10 +134,7 @@ func TestEndToEndBinary(t *testing.T) {
 		t.Skip("builds and runs the binary")
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "sluice")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := buildBinary(t)
 	rulesPath := filepath.Join(dir, "rules.yaml")
 	write(t, rulesPath, "rules: [{name: api, limit: 2, period: 1h}]")
 

@@ -1,0 +1,280 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// TestEndToEndCluster runs five sluice processes on loopback addresses
+// 127.0.0.2 to .6, sharing one gossip port, joining through a seed name
+// answered by a real DNS server in the test. They must form one cluster;
+// one is killed (SIGKILL) and must be seen dead; it restarts and must be
+// seen alive again.
+func TestEndToEndCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs five processes")
+	}
+	bin := buildBinary(t)
+	ips := []string{"127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6"}
+	port := freeSharedPort(t, ips)
+	dnsAddr := startDNS(t, "sluice.test.", ips)
+	key := base64.StdEncoding.EncodeToString([]byte("an-end-to-end-test-key-32-bytes!"))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	start := func(i int) *process {
+		return startProcess(t, ctx, bin,
+			"--node-name", "node-"+strconv.Itoa(i),
+			"--gossip-addr", net.JoinHostPort(ips[i], strconv.Itoa(port)),
+			"--seed", "sluice.test",
+			"--dns-server", dnsAddr,
+			"--gossip-key", key,
+			"--cluster-label", "e2e",
+			"--http-addr", "127.0.0.1:0",
+			"--admin-addr", "127.0.0.1:0",
+			"--rejoin-interval", "5s",
+		)
+	}
+	procs := make([]*process, len(ips))
+	for i := range ips {
+		procs[i] = start(i)
+	}
+	all := []string{"node-0", "node-1", "node-2", "node-3", "node-4"}
+	for _, p := range procs {
+		awaitAlive(t, p, all, 20*time.Second)
+	}
+
+	procs[4].kill(t)
+	for _, p := range procs[:4] {
+		awaitState(t, p, "node-4", "dead", 45*time.Second)
+	}
+	procs[4] = start(4)
+	for _, p := range procs {
+		awaitAlive(t, p, all, 30*time.Second)
+	}
+	for _, p := range procs {
+		p.stop(t)
+	}
+}
+
+var (
+	buildOnce sync.Once
+	binDir    string // removed by TestMain
+	binPath   string
+	buildErr  error
+	buildOut  []byte
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// buildBinary builds the sluice binary once per test run.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		binDir, buildErr = os.MkdirTemp("", "sluice-test-bin")
+		if buildErr != nil {
+			return
+		}
+		binPath = filepath.Join(binDir, "sluice")
+		buildOut, buildErr = exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+	})
+	if buildErr != nil {
+		t.Fatalf("build: %v\n%s", buildErr, buildOut)
+	}
+	return binPath
+}
+
+// freeSharedPort finds a port free for UDP and TCP on every address.
+func freeSharedPort(t *testing.T, ips []string) int {
+	t.Helper()
+	for range 20 {
+		l, err := net.Listen("tcp", net.JoinHostPort(ips[0], "0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		ok := true
+		for _, ip := range ips {
+			hp := net.JoinHostPort(ip, strconv.Itoa(port))
+			tl, err1 := net.Listen("tcp", hp)
+			ul, err2 := net.ListenPacket("udp", hp)
+			if tl != nil {
+				tl.Close()
+			}
+			if ul != nil {
+				ul.Close()
+			}
+			ok = ok && err1 == nil && err2 == nil
+		}
+		if ok {
+			return port
+		}
+	}
+	t.Fatal("no port free on every loopback address")
+	return 0
+}
+
+// startDNS serves A records for name (and an empty answer for other types)
+// on a random UDP port of 127.0.0.1, until the test ends.
+func startDNS(t *testing.T, name string, ips []string) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := dns.NewServeMux()
+	mux.HandleFunc(".", func(w dns.ResponseWriter, r *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(r)
+		for _, q := range r.Question {
+			if q.Name != name {
+				m.Rcode = dns.RcodeNameError
+				continue
+			}
+			if q.Qtype == dns.TypeA {
+				for _, ip := range ips {
+					m.Answer = append(m.Answer, &dns.A{
+						Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 1},
+						A:   net.ParseIP(ip),
+					})
+				}
+			}
+		}
+		w.WriteMsg(m)
+	})
+	srv := &dns.Server{PacketConn: pc, Handler: mux}
+	go srv.ActivateAndServe()
+	t.Cleanup(func() { srv.Shutdown() })
+	return pc.LocalAddr().String()
+}
+
+// process is one sluice node run by a test.
+type process struct {
+	name string
+	cmd  *exec.Cmd
+	logs *logWatcher
+	api  string
+}
+
+func startProcess(t *testing.T, ctx context.Context, bin string, args ...string) *process {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &process{name: args[1], cmd: cmd, logs: newLogWatcher()}
+	t.Cleanup(func() {
+		if p.cmd.ProcessState == nil {
+			p.cmd.Process.Kill()
+			p.cmd.Wait()
+		}
+	})
+	go p.logs.consume(stderr)
+	started, _ := p.logs.await(t, "sluice started", 0)
+	p.api = "http://" + started["http_addr"].(string)
+	return p
+}
+
+func (p *process) kill(t *testing.T) {
+	t.Helper()
+	p.cmd.Process.Kill()
+	p.cmd.Wait()
+}
+
+func (p *process) stop(t *testing.T) {
+	t.Helper()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	if err := p.cmd.Wait(); err != nil {
+		t.Errorf("%s: exit after SIGTERM: %v", p.name, err)
+	}
+}
+
+type clusterView struct {
+	Members []struct {
+		Name  string `json:"name"`
+		State string `json:"state"`
+	} `json:"members"`
+}
+
+func (p *process) view() (map[string]string, error) {
+	resp, err := http.Get(p.api + "/v1/cluster")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var v clusterView
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, m := range v.Members {
+		out[m.Name] = m.State
+	}
+	return out, nil
+}
+
+// awaitAlive polls p's /v1/cluster until exactly names are alive.
+func awaitAlive(t *testing.T, p *process, names []string, within time.Duration) {
+	t.Helper()
+	awaitView(t, p, within, fmt.Sprintf("%v alive", names), func(v map[string]string) bool {
+		alive := 0
+		for _, s := range v {
+			if s == "alive" {
+				alive++
+			}
+		}
+		for _, n := range names {
+			if v[n] != "alive" {
+				return false
+			}
+		}
+		return alive == len(names)
+	})
+}
+
+func awaitState(t *testing.T, p *process, name, state string, within time.Duration) {
+	t.Helper()
+	awaitView(t, p, within, name+" "+state, func(v map[string]string) bool { return v[name] == state })
+}
+
+func awaitView(t *testing.T, p *process, within time.Duration, what string, cond func(map[string]string) bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	var last map[string]string
+	for {
+		v, err := p.view()
+		if err == nil && cond(v) {
+			return
+		}
+		last = v
+		if time.Now().After(deadline) {
+			t.Fatalf("%s does not see %s within %v; it sees %v (err %v)", p.name, what, within, last, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
