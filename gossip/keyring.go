@@ -3,6 +3,8 @@ package gossip
 import (
 	"errors"
 	"fmt"
+
+	"github.com/hashicorp/memberlist"
 )
 
 // ErrNoEncryption is returned by keyring operations on a node that runs
@@ -20,33 +22,25 @@ func (g *Gossip) Keys() ([][]byte, error) {
 // InstallKey adds a key that this node accepts, without using it yet.
 // Rotation runs install (on every node), then use, then remove.
 func (g *Gossip) InstallKey(key []byte) error {
-	if g.keyring == nil {
-		return ErrNoEncryption
-	}
-	if err := g.keyring.AddKey(key); err != nil {
-		return fmt.Errorf("install key: %w", err)
-	}
-	return nil
+	return g.keyOp("install", func(k *memberlist.Keyring) error { return k.AddKey(key) })
 }
 
 // UseKey makes an installed key the one used to encrypt.
 func (g *Gossip) UseKey(key []byte) error {
-	if g.keyring == nil {
-		return ErrNoEncryption
-	}
-	if err := g.keyring.UseKey(key); err != nil {
-		return fmt.Errorf("use key: %w", err)
-	}
-	return nil
+	return g.keyOp("use", func(k *memberlist.Keyring) error { return k.UseKey(key) })
 }
 
 // RemoveKey removes a key that is no longer used to encrypt.
 func (g *Gossip) RemoveKey(key []byte) error {
+	return g.keyOp("remove", func(k *memberlist.Keyring) error { return k.RemoveKey(key) })
+}
+
+func (g *Gossip) keyOp(op string, f func(*memberlist.Keyring) error) error {
 	if g.keyring == nil {
 		return ErrNoEncryption
 	}
-	if err := g.keyring.RemoveKey(key); err != nil {
-		return fmt.Errorf("remove key: %w", err)
+	if err := f(g.keyring); err != nil {
+		return fmt.Errorf("%s key: %w", op, err)
 	}
 	return nil
 }

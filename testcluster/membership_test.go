@@ -161,40 +161,36 @@ func TestLongPartitionStaysSplitWithoutRejoin(t *testing.T) {
 }
 
 func TestWrongKeyCannotJoin(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		c := New(t, 4)
-		c.AwaitConverged(joinBound, c.All()...)
-		intruder := c.Add()
-		cfg := c.Config(intruder)
+	assertCannotJoin(t, Options{}, "key", func(cfg *cluster.Config) {
 		cfg.Gossip.Keys = [][]byte{[]byte("another-key-of-thirty-two-bytes!")}
-		c.StartWith(intruder, cfg)
-		time.Sleep(30 * time.Second)
-		if got := c.Alive(intruder); len(got) != 1 {
-			t.Fatalf("the node with the wrong key sees %v", got)
-		}
-		if !c.Converged(0, 1, 2, 3) {
-			t.Fatalf("the members changed:\n%s", c.Describe())
-		}
-		assertRejected(t, c, "key", 0, 1, 2, 3)
 	})
 }
 
 func TestWrongLabelCannotJoin(t *testing.T) {
+	assertCannotJoin(t, Options{Label: "prod"}, "label", func(cfg *cluster.Config) {
+		cfg.Gossip.Label = "staging"
+	})
+}
+
+// assertCannotJoin starts a 4-node cluster and an intruder configured by
+// mutate: for 30s the intruder must see no one, the members must not change,
+// and the members must count the rejection under reason.
+func assertCannotJoin(t *testing.T, opts Options, reason string, mutate func(*cluster.Config)) {
 	synctest.Test(t, func(t *testing.T) {
-		c := New(t, 4, Options{Label: "prod"})
+		c := New(t, 4, opts)
 		c.AwaitConverged(joinBound, c.All()...)
 		intruder := c.Add()
 		cfg := c.Config(intruder)
-		cfg.Gossip.Label = "staging"
+		mutate(&cfg)
 		c.StartWith(intruder, cfg)
 		time.Sleep(30 * time.Second)
 		if got := c.Alive(intruder); len(got) != 1 {
-			t.Fatalf("the node with the wrong label sees %v", got)
+			t.Fatalf("the intruder sees %v", got)
 		}
 		if !c.Converged(0, 1, 2, 3) {
 			t.Fatalf("the members changed:\n%s", c.Describe())
 		}
-		assertRejected(t, c, "label", 0, 1, 2, 3)
+		assertRejected(t, c, reason, 0, 1, 2, 3)
 	})
 }
 
