@@ -1,0 +1,313 @@
+package transport
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/sluicerl/sluice/bucket"
+)
+
+// Peer frames: a 4-byte big-endian length (of what follows), a type byte,
+// and a msgpack body. Bodies are arrays with short, fixed layouts, encoded
+// and decoded by hand: no reflection on the hot path, and every length is
+// checked before anything is allocated.
+const (
+	frameCheckBatch       byte = 1 // peerBatch: checks for the owner
+	frameCheckBatchResult byte = 2 // peerBatchResult: its answers, in order
+
+	// maxFrameBytes bounds a frame; a longer one closes the connection.
+	maxFrameBytes = 1 << 20
+	// maxRuleBytes bounds a rule name on the wire.
+	maxRuleBytes = 256
+)
+
+// errMalformed is a frame that does not decode. The connection it came on
+// is closed and the frame counted.
+var errMalformed = errors.New("transport: malformed peer frame")
+
+// PeerCheck is one check forwarded to its key's owner. It carries the limit,
+// so the owner decides with the forwarder's rule even if their rule sets
+// briefly differ.
+type PeerCheck struct {
+	// ID is the bucket (rule name or inline limit, and key).
+	ID bucket.ID
+	// Limit is the limit to apply.
+	Limit bucket.Limit
+	// Cost is the number of tokens to spend.
+	Cost int64
+}
+
+// peerBatch is a batch of checks for one owner, under one request id.
+type peerBatch struct {
+	id     uint64
+	checks []PeerCheck
+}
+
+// peerBatchResult answers a peerBatch, one decision per check, in order.
+type peerBatchResult struct {
+	id        uint64
+	decisions []bucket.Decision
+}
+
+func encodeLimit(e *msgpack.Encoder, l bucket.Limit) error {
+	if err := e.EncodeArrayLen(3); err != nil {
+		return err
+	}
+	if err := e.EncodeInt(l.Rate); err != nil {
+		return err
+	}
+	if err := e.EncodeInt(int64(l.Period)); err != nil {
+		return err
+	}
+	return e.EncodeInt(l.Burst)
+}
+
+func decodeLimit(d *msgpack.Decoder) (bucket.Limit, error) {
+	var l bucket.Limit
+	if n, err := d.DecodeArrayLen(); err != nil || n != 3 {
+		return l, errMalformed
+	}
+	var p int64
+	var err error
+	if l.Rate, err = d.DecodeInt64(); err != nil {
+		return l, errMalformed
+	}
+	if p, err = d.DecodeInt64(); err != nil {
+		return l, errMalformed
+	}
+	if l.Burst, err = d.DecodeInt64(); err != nil {
+		return l, errMalformed
+	}
+	l.Period = time.Duration(p)
+	return l, nil
+}
+
+// validLimit is what a peer may send: the bounds the API enforces.
+func validLimit(l bucket.Limit) bool {
+	return l.Rate > 0 && l.Rate <= bucket.MaxTokens && l.Burst > 0 && l.Burst <= bucket.MaxTokens && l.Period > 0
+}
+
+func (b *peerBatch) encode(e *msgpack.Encoder) error {
+	if err := e.EncodeArrayLen(2); err != nil {
+		return err
+	}
+	if err := e.EncodeUint(b.id); err != nil {
+		return err
+	}
+	if err := e.EncodeArrayLen(len(b.checks)); err != nil {
+		return err
+	}
+	for i := range b.checks {
+		c := &b.checks[i]
+		if err := e.EncodeArrayLen(5); err != nil {
+			return err
+		}
+		if err := e.EncodeString(c.ID.Rule); err != nil {
+			return err
+		}
+		if err := encodeLimit(e, c.ID.Inline); err != nil {
+			return err
+		}
+		if err := e.EncodeString(c.ID.Key); err != nil {
+			return err
+		}
+		if err := encodeLimit(e, c.Limit); err != nil {
+			return err
+		}
+		if err := e.EncodeInt(c.Cost); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (b *peerBatch) decode(d *msgpack.Decoder) error {
+	if n, err := d.DecodeArrayLen(); err != nil || n != 2 {
+		return errMalformed
+	}
+	var err error
+	if b.id, err = d.DecodeUint64(); err != nil {
+		return errMalformed
+	}
+	n, err := d.DecodeArrayLen()
+	if err != nil || n < 1 || n > MaxBatch {
+		return errMalformed
+	}
+	b.checks = make([]PeerCheck, n)
+	for i := range b.checks {
+		c := &b.checks[i]
+		if m, err := d.DecodeArrayLen(); err != nil || m != 5 {
+			return errMalformed
+		}
+		if c.ID.Rule, err = decodeBoundedString(d, maxRuleBytes); err != nil {
+			return err
+		}
+		if c.ID.Inline, err = decodeLimit(d); err != nil {
+			return err
+		}
+		if c.ID.Key, err = decodeBoundedString(d, MaxKeyBytes); err != nil {
+			return err
+		}
+		if c.Limit, err = decodeLimit(d); err != nil {
+			return err
+		}
+		if c.Cost, err = d.DecodeInt64(); err != nil {
+			return errMalformed
+		}
+		if !validLimit(c.Limit) || c.Cost < 0 || c.Cost > bucket.MaxTokens ||
+			(c.ID.Inline != (bucket.Limit{}) && !validLimit(c.ID.Inline)) {
+			return errMalformed
+		}
+	}
+	return nil
+}
+
+// decodeBoundedString decodes a string of at most max bytes. The frame is
+// in memory and at most maxFrameBytes long, and msgpack grows a string only
+// as its bytes arrive, so a hostile declared length cannot allocate more
+// than the frame holds.
+func decodeBoundedString(d *msgpack.Decoder, max int) (string, error) {
+	s, err := d.DecodeString()
+	if err != nil || len(s) > max {
+		return "", errMalformed
+	}
+	return s, nil
+}
+
+func (r *peerBatchResult) encode(e *msgpack.Encoder) error {
+	if err := e.EncodeArrayLen(2); err != nil {
+		return err
+	}
+	if err := e.EncodeUint(r.id); err != nil {
+		return err
+	}
+	if err := e.EncodeArrayLen(len(r.decisions)); err != nil {
+		return err
+	}
+	for i := range r.decisions {
+		d := &r.decisions[i]
+		if err := e.EncodeArrayLen(6); err != nil {
+			return err
+		}
+		for _, v := range []int64{boolInt(d.Allowed), d.Remaining, int64(d.ResetAfter), int64(d.RetryAfter), boolInt(d.TooLarge), d.Limit} {
+			if err := e.EncodeInt(v); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func boolInt(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func (r *peerBatchResult) decode(d *msgpack.Decoder) error {
+	if n, err := d.DecodeArrayLen(); err != nil || n != 2 {
+		return errMalformed
+	}
+	var err error
+	if r.id, err = d.DecodeUint64(); err != nil {
+		return errMalformed
+	}
+	n, err := d.DecodeArrayLen()
+	if err != nil || n < 1 || n > MaxBatch {
+		return errMalformed
+	}
+	r.decisions = make([]bucket.Decision, n)
+	for i := range r.decisions {
+		if m, err := d.DecodeArrayLen(); err != nil || m != 6 {
+			return errMalformed
+		}
+		var v [6]int64
+		for j := range v {
+			if v[j], err = d.DecodeInt64(); err != nil {
+				return errMalformed
+			}
+		}
+		if v[0]|v[4] > 1 || v[0] < 0 || v[4] < 0 || v[1] < 0 || v[2] < 0 || v[3] < 0 {
+			return errMalformed
+		}
+		r.decisions[i] = bucket.Decision{
+			Allowed: v[0] == 1, Remaining: v[1], ResetAfter: time.Duration(v[2]),
+			RetryAfter: time.Duration(v[3]), TooLarge: v[4] == 1, Limit: v[5],
+		}
+	}
+	return nil
+}
+
+// frameWriter encodes frames into a reusable buffer.
+type frameWriter struct {
+	buf bytes.Buffer
+	enc *msgpack.Encoder
+}
+
+func newFrameWriter() *frameWriter {
+	w := &frameWriter{}
+	w.enc = msgpack.NewEncoder(&w.buf)
+	return w
+}
+
+// write encodes one frame of type t with body and writes it to dst.
+func (w *frameWriter) write(dst io.Writer, t byte, body interface{ encode(*msgpack.Encoder) error }) error {
+	w.buf.Reset()
+	w.buf.Write([]byte{0, 0, 0, 0, t})
+	w.enc.Reset(&w.buf)
+	w.enc.UseCompactInts(true) // Reset clears options
+	if err := body.encode(w.enc); err != nil {
+		return fmt.Errorf("encode peer frame: %w", err)
+	}
+	b := w.buf.Bytes()
+	if len(b)-4 > maxFrameBytes {
+		return fmt.Errorf("peer frame of %d bytes over the %d limit", len(b)-4, maxFrameBytes)
+	}
+	binary.BigEndian.PutUint32(b, uint32(len(b)-4))
+	_, err := dst.Write(b)
+	return err
+}
+
+// frameReader reads frames into a reusable buffer.
+type frameReader struct {
+	buf []byte
+	rd  bytes.Reader
+	dec *msgpack.Decoder
+}
+
+func newFrameReader() *frameReader {
+	r := &frameReader{}
+	r.dec = msgpack.NewDecoder(&r.rd)
+	return r
+}
+
+// read reads one frame from src and returns its type and a decoder over
+// its body, valid until the next read. A frame over the limit is an error:
+// the connection must be closed.
+func (r *frameReader) read(src io.Reader) (byte, *msgpack.Decoder, error) {
+	var hdr [4]byte
+	if _, err := io.ReadFull(src, hdr[:]); err != nil {
+		return 0, nil, err
+	}
+	n := binary.BigEndian.Uint32(hdr[:])
+	if n < 1 || n > maxFrameBytes {
+		return 0, nil, fmt.Errorf("%w: declared length %d", errMalformed, n)
+	}
+	if cap(r.buf) < int(n) {
+		r.buf = make([]byte, n)
+	}
+	r.buf = r.buf[:n]
+	if _, err := io.ReadFull(src, r.buf); err != nil {
+		return 0, nil, err
+	}
+	r.rd.Reset(r.buf[1:])
+	r.dec.Reset(&r.rd)
+	return r.buf[0], r.dec, nil
+}
