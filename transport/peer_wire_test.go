@@ -86,7 +86,7 @@ func FuzzPeerFrames(f *testing.F) {
 	seed.Reset()
 	w.write(&seed, frameCheckBatchResult, &peerBatchResult{id: 1, decisions: []bucket.Decision{{Allowed: true, Remaining: 3}}})
 	f.Add(seed.Bytes())
-	f.Add([]byte{0, 0, 0, 6, frameCheckBatch, 0x92, 0x01, 0xdd, 0xff, 0xff}) // an array claiming 4G checks
+	f.Add([]byte{0, 0, 0, 6, frameCheckBatch, 0x92, 0x01, 0xdd, 0xff, 0xff})                   // an array claiming 4G checks
 	f.Add([]byte{0, 0, 0, 9, frameCheckBatch, 0x92, 0x01, 0x91, 0x95, 0xdb, 0xff, 0xff, 0xff}) // a string claiming 4G bytes
 	f.Fuzz(func(t *testing.T, b []byte) {
 		typ, dec, err := newFrameReader().read(bytes.NewReader(b))
