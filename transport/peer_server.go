@@ -1,0 +1,147 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicerl/sluice/bucket"
+)
+
+// PeerHandler decides checks forwarded to this node as their keys' owner.
+type PeerHandler interface {
+	// DecideForwarded decides checks in order. It must not block on the
+	// network.
+	DecideForwarded(checks []PeerCheck) []bucket.Decision
+}
+
+// PeerServerConfig configures a PeerServer.
+type PeerServerConfig struct {
+	// Handler decides forwarded checks. Required.
+	Handler PeerHandler
+	// Keys returns the cluster keys a peer must prove it holds; none means
+	// no proof is asked (unencrypted clusters). It must not block.
+	Keys func() [][]byte
+	// Logger receives connection errors. If nil, discarded.
+	Logger *slog.Logger
+	// Registerer receives the peer server's metrics. If nil, not registered.
+	Registerer prometheus.Registerer
+}
+
+// PeerServer answers forwarded checks on peer connections. It is safe for
+// concurrent use.
+type PeerServer struct {
+	cfg      PeerServerConfig
+	rejected *prometheus.CounterVec
+	frames   prometheus.Counter
+	checks   prometheus.Counter
+}
+
+// NewPeerServer returns a PeerServer for cfg.
+func NewPeerServer(cfg PeerServerConfig) *PeerServer {
+	if cfg.Keys == nil {
+		cfg.Keys = func() [][]byte { return nil }
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &PeerServer{
+		cfg: cfg,
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_peer_rejected_total",
+			Help: "Peer connections or frames rejected, by reason: auth (no cluster key proven), malformed (frame dropped, connection closed).",
+		}, []string{"reason"}),
+		frames: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_peer_served_frames_total",
+			Help: "Batches of forwarded checks answered as owner.",
+		}),
+		checks: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_peer_served_checks_total",
+			Help: "Forwarded checks answered as owner.",
+		}),
+	}
+	if cfg.Registerer != nil {
+		cfg.Registerer.MustRegister(s.rejected, s.frames, s.checks)
+	}
+	return s
+}
+
+// Serve accepts peer connections on ln until ctx ends; then it closes ln
+// and every connection and returns when their goroutines have finished.
+func (s *PeerServer) Serve(ctx context.Context, ln net.Listener) error {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	conns := map[net.Conn]struct{}{}
+	stop := context.AfterFunc(ctx, func() {
+		ln.Close()
+		mu.Lock()
+		for c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	})
+	defer stop()
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			wg.Wait()
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		mu.Lock()
+		if ctx.Err() != nil {
+			mu.Unlock()
+			conn.Close()
+			continue
+		}
+		conns[conn] = struct{}{}
+		mu.Unlock()
+		wg.Go(func() {
+			s.serveConn(conn)
+			mu.Lock()
+			delete(conns, conn)
+			mu.Unlock()
+		})
+	}
+}
+
+// serveConn authenticates a peer and answers its batches in order until
+// the connection fails or a frame is malformed.
+func (s *PeerServer) serveConn(conn net.Conn) {
+	defer conn.Close()
+	if err := serverHandshake(conn, s.cfg.Keys()); err != nil {
+		if errors.Is(err, ErrPeerAuth) {
+			s.rejected.WithLabelValues("auth").Inc()
+			s.cfg.Logger.Warn("peer failed authentication", "remote", conn.RemoteAddr().String())
+		}
+		return
+	}
+	r, w := newFrameReader(), newFrameWriter()
+	var batch peerBatch
+	for {
+		typ, dec, err := r.read(conn)
+		if err != nil {
+			if errors.Is(err, errMalformed) {
+				s.rejected.WithLabelValues("malformed").Inc()
+			}
+			return
+		}
+		if typ != frameCheckBatch || batch.decode(dec) != nil {
+			s.rejected.WithLabelValues("malformed").Inc()
+			s.cfg.Logger.Warn("malformed peer frame; closing the connection", "remote", conn.RemoteAddr().String(), "type", typ)
+			return
+		}
+		decisions := s.cfg.Handler.DecideForwarded(batch.checks)
+		s.frames.Inc()
+		s.checks.Add(float64(len(batch.checks)))
+		if err := w.write(conn, frameCheckBatchResult, &peerBatchResult{id: batch.id, decisions: decisions}); err != nil {
+			return
+		}
+	}
+}
