@@ -31,6 +31,9 @@ func (n *Node) Members() []gossip.Member {
 	return n.gossip.Members()
 }
 
+// RingMembers returns the members on this node's hash ring, sorted.
+func (n *Node) RingMembers() []string { return n.topo.Load().ring.Members() }
+
 // Cluster describes the node's cluster for the API.
 func (n *Node) Cluster() transport.ClusterView {
 	v := transport.ClusterView{Self: n.Name(), Counts: map[string]int{}}

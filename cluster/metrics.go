@@ -27,6 +27,9 @@ type metrics struct {
 	rulesLoaded    prometheus.Gauge
 	waitsAbandoned prometheus.Counter
 	swept          prometheus.Counter
+	routes         *prometheus.CounterVec
+	forwardSeconds prometheus.Histogram
+	ringMembers    prometheus.Gauge
 
 	mu     sync.Mutex // serialises writers of byRule
 	byRule atomic.Pointer[map[ruleLabel]*ruleCounters]
@@ -78,8 +81,14 @@ func newMetrics(reg Registerer, store *bucket.Store) *metrics {
 		}),
 	}
 	m.byRule.Store(&map[ruleLabel]*ruleCounters{})
+	m.routes, m.forwardSeconds = newRouteMetrics(reg)
+	m.ringMembers = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "sluice_ring_members",
+		Help: "Members on this node's hash ring (live members, itself included).",
+	})
+	m.ringMembers.Set(1)
 	if reg != nil {
-		reg.MustRegister(m.checks, m.nearLimit, m.rulesLoaded, m.waitsAbandoned, m.swept,
+		reg.MustRegister(m.checks, m.nearLimit, m.rulesLoaded, m.waitsAbandoned, m.swept, m.ringMembers,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Name: "sluice_store_keys",
 				Help: "Buckets held in the store.",

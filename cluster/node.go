@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/sluicerl/sluice/bucket"
 	"github.com/sluicerl/sluice/gossip"
+	"github.com/sluicerl/sluice/ring"
 	"github.com/sluicerl/sluice/rules"
 	"github.com/sluicerl/sluice/transport"
 )
@@ -40,6 +42,24 @@ type Config struct {
 	// Gossip makes the node a cluster member. If nil, the node stands
 	// alone and joins no cluster.
 	Gossip *gossip.Config
+	// Peer is how a cluster member exchanges checks with key owners.
+	// Required with Gossip; its address goes in Gossip.Meta.PeerAddr.
+	Peer PeerConfig
+}
+
+// PeerConfig configures a node's peer connections. Zero fields mean
+// defaults.
+type PeerConfig struct {
+	// Listener accepts checks forwarded by peers. Run serves it and closes
+	// it when it returns.
+	Listener net.Listener
+	// Dial connects to a peer. If nil, TCP.
+	Dial func(ctx context.Context, addr string) (net.Conn, error)
+	// ForwardTimeout bounds a check forwarded to its owner; past it the
+	// node decides from its fair share. If zero, defaults to 250ms.
+	ForwardTimeout time.Duration
+	// Ring configures the hash ring; every node must use the same.
+	Ring ring.Config
 }
 
 // Node decides checks. It is safe for concurrent use; its zero value is
@@ -52,6 +72,17 @@ type Node struct {
 	sweep   time.Duration
 	log     *slog.Logger
 	gossip  *gossip.Gossip // nil when standalone
+
+	// Owner mode. owned holds the buckets this node decides for the
+	// cluster as their owner; store holds local and fallback buckets.
+	owned          *bucket.Store
+	topo           atomic.Pointer[topology]
+	changed        chan struct{} // membership changed; buffered 1
+	peers          *transport.PeerClient
+	peerServer     *transport.PeerServer
+	peerLn         net.Listener
+	forwardTimeout time.Duration
+	ringCfg        ring.Config
 }
 
 // New returns a Node with no rules loaded (not ready until SetRules). If
@@ -68,27 +99,79 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Peer.ForwardTimeout <= 0 {
+		cfg.Peer.ForwardTimeout = 250 * time.Millisecond
+	}
 	n := &Node{
-		now:   cfg.Now,
-		store: bucket.NewStore(cfg.Store),
-		sweep: cfg.SweepInterval,
-		log:   cfg.Logger,
+		now:            cfg.Now,
+		store:          bucket.NewStore(cfg.Store),
+		owned:          bucket.NewStore(cfg.Store),
+		sweep:          cfg.SweepInterval,
+		log:            cfg.Logger,
+		changed:        make(chan struct{}, 1),
+		peerLn:         cfg.Peer.Listener,
+		forwardTimeout: cfg.Peer.ForwardTimeout,
+		ringCfg:        cfg.Peer.Ring,
 	}
 	n.metrics = newMetrics(cfg.Metrics, n.store)
+	self := ""
 	if cfg.Gossip != nil {
-		gc := *cfg.Gossip
-		if gc.Registerer == nil {
-			gc.Registerer = cfg.Metrics
-		}
-		if gc.Logger == nil {
-			gc.Logger = cfg.Logger
-		}
-		var err error
-		if n.gossip, err = gossip.New(gc); err != nil {
-			return nil, err
-		}
+		self = cfg.Gossip.Name
 	}
+	topo, err := buildTopology(self, nil, n.ringCfg)
+	if err != nil {
+		return nil, err
+	}
+	n.topo.Store(topo)
+	if cfg.Gossip == nil {
+		return n, nil
+	}
+	gc := *cfg.Gossip
+	if gc.Registerer == nil {
+		gc.Registerer = cfg.Metrics
+	}
+	if gc.Logger == nil {
+		gc.Logger = cfg.Logger
+	}
+	gc.OnChange = n.membershipChanged
+	if n.gossip, err = gossip.New(gc); err != nil {
+		return nil, err
+	}
+	keys := func() [][]byte {
+		k, _ := n.gossip.Keys() // none when gossip is unencrypted
+		return k
+	}
+	n.peers = transport.NewPeerClient(transport.PeerClientConfig{Dial: cfg.Peer.Dial, Keys: keys, Logger: cfg.Logger, Registerer: cfg.Metrics})
+	n.peerServer = transport.NewPeerServer(transport.PeerServerConfig{Handler: n, Keys: keys, Logger: cfg.Logger, Registerer: cfg.Metrics})
 	return n, nil
+}
+
+// membershipChanged is gossip's OnChange: it must not block, so it only
+// flags the change for the topology loop.
+func (n *Node) membershipChanged() {
+	select {
+	case n.changed <- struct{}{}:
+	default:
+	}
+}
+
+// topologyLoop rebuilds the ring when membership changes, off every lock,
+// and publishes it.
+func (n *Node) topologyLoop(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-n.changed:
+		}
+		topo, err := buildTopology(n.gossip.Name(), n.gossip.Members(), n.ringCfg)
+		if err != nil {
+			n.log.Error("ring not rebuilt; keeping the previous one", "err", err)
+			continue
+		}
+		n.topo.Store(topo)
+		n.metrics.ringMembers.Set(float64(topo.ring.Len()))
+	}
 }
 
 // SetRules puts a rule set in force. Buckets of named rules keep their state
@@ -152,25 +235,32 @@ func (r *resolved) result(d bucket.Decision) transport.CheckResult {
 	return transport.CheckResult{Decision: d, Rule: r.id.Rule, Policy: r.limit, Sync: r.sync}
 }
 
-// decide runs a resolved check on the store.
-func (n *Node) decide(r *resolved) transport.CheckResult {
+// ownerMode reports whether r is decided by its key's owner.
+func (r *resolved) ownerMode() bool { return r.sync == rules.SyncOwner }
+
+// decide runs a resolved check: on the key's owner in owner mode, else on
+// this node's store.
+func (n *Node) decide(ctx context.Context, r *resolved) (transport.CheckResult, error) {
+	if r.ownerMode() {
+		return n.decideOwner(ctx, r)
+	}
 	d := n.store.AllowN(n.now(), r.id, r.limit, r.cost)
 	r.counts.observe(&d, r.limit)
-	return r.result(d)
+	return r.result(d), nil
 }
 
 // Check decides one check.
-func (n *Node) Check(_ context.Context, req *transport.CheckRequest) (transport.CheckResult, error) {
+func (n *Node) Check(ctx context.Context, req *transport.CheckRequest) (transport.CheckResult, error) {
 	r, err := n.resolve(req)
 	if err != nil {
 		return transport.CheckResult{}, err
 	}
-	return n.decide(&r), nil
+	return n.decide(ctx, &r)
 }
 
 // CheckBatch resolves every check before deciding any, so a bad check
 // anywhere in the batch changes no state.
-func (n *Node) CheckBatch(_ context.Context, reqs []transport.CheckRequest) ([]transport.CheckResult, error) {
+func (n *Node) CheckBatch(ctx context.Context, reqs []transport.CheckRequest) ([]transport.CheckResult, error) {
 	rs := make([]resolved, len(reqs))
 	for i := range reqs {
 		var err error
@@ -179,8 +269,18 @@ func (n *Node) CheckBatch(_ context.Context, reqs []transport.CheckRequest) ([]t
 		}
 	}
 	out := make([]transport.CheckResult, len(rs))
+	var owned []int
 	for i := range rs {
-		out[i] = n.decide(&rs[i])
+		if rs[i].ownerMode() {
+			owned = append(owned, i)
+			continue
+		}
+		out[i], _ = n.decide(ctx, &rs[i]) // local decisions do not fail
+	}
+	if len(owned) > 0 {
+		if err := n.decideOwnerBatch(ctx, rs, owned, out); err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
 }
@@ -195,6 +295,9 @@ func (n *Node) Wait(ctx context.Context, req *transport.CheckRequest, maxWait ti
 	r, err := n.resolve(req)
 	if err != nil {
 		return transport.CheckResult{}, err
+	}
+	if r.ownerMode() && n.topo.Load().ring.Len() > 1 {
+		return transport.CheckResult{}, &rules.FieldError{Field: "sync", Msg: "owner mode does not support /v1/wait yet in a cluster; use sync local"}
 	}
 	d := n.store.ReserveN(n.now(), r.id, r.limit, r.cost, maxWait)
 	r.counts.observe(&d, r.limit)
@@ -223,8 +326,16 @@ func (n *Node) Run(ctx context.Context) error {
 	g.Go(func() error { return n.sweepLoop(ctx) })
 	if n.gossip != nil {
 		g.Go(func() error { return n.gossip.Run(ctx) })
+		g.Go(func() error { return n.topologyLoop(ctx) })
+		if n.peerLn != nil {
+			g.Go(func() error { return n.peerServer.Serve(ctx, n.peerLn) })
+		}
 	}
-	return g.Wait()
+	err := g.Wait()
+	if n.peers != nil {
+		n.peers.Close()
+	}
+	return err
 }
 
 // sweepLoop drops buckets that have refilled completely, which changes no
@@ -237,7 +348,8 @@ func (n *Node) sweepLoop(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			dropped := n.store.Sweep(n.now())
+			now := n.now()
+			dropped := n.store.Sweep(now) + n.owned.Sweep(now)
 			n.metrics.swept.Add(float64(dropped))
 		}
 	}

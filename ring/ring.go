@@ -132,12 +132,16 @@ func build(members []string, cfg Config) (c *consistent.Consistent, err error) {
 // Owner returns the member that owns key, or "" if the ring has no members.
 // It takes no lock and does not allocate.
 func (r *Ring) Owner(key string) string {
+	// The hasher only reads the bytes: view the string without copying it.
+	return r.OwnerBytes(unsafe.Slice(unsafe.StringData(key), len(key)))
+}
+
+// OwnerBytes is Owner for a key held in a byte slice.
+func (r *Ring) OwnerBytes(key []byte) string {
 	if len(r.owners) == 0 {
 		return ""
 	}
-	// The hasher only reads the bytes: view the string without copying it.
-	h := r.hasher.Sum64(unsafe.Slice(unsafe.StringData(key), len(key)))
-	return r.owners[h%uint64(len(r.owners))]
+	return r.owners[r.hasher.Sum64(key)%uint64(len(r.owners))]
 }
 
 // Members returns the members, sorted.

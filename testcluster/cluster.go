@@ -36,8 +36,11 @@ import (
 // SeedName is the DNS name every node joins through.
 const SeedName = "sluice.test"
 
-// gossipPort is every node's gossip port on the in-memory network.
-const gossipPort = 7946
+// gossipPort and peerPort are every node's ports on the in-memory network.
+const (
+	gossipPort = 7946
+	peerPort   = 7947
+)
 
 // Options shape a cluster. The zero value is a cluster sharing one gossip
 // key, with every node listed under SeedName.
@@ -182,11 +185,17 @@ func (c *Cluster) Running() []int {
 	return out
 }
 
-// Config returns the config node i starts with: gossip over its host on the
-// network, joining SeedName through the fake DNS, with the cluster's keys and
-// label, and a new incarnation.
+// PeerAddrOf returns the address node i answers peer calls at.
+func (c *Cluster) PeerAddrOf(i int) string {
+	return net.JoinHostPort(ipOf(c.nodes[i].Addr), strconv.Itoa(peerPort))
+}
+
+// Config returns the config node i starts with: gossip and peer calls over
+// its hosts on the network, joining SeedName through the fake DNS, with the
+// cluster's keys and label, and a new incarnation.
 func (c *Cluster) Config(i int) cluster.Config {
 	m := c.nodes[i]
+	peer := c.Net.Host(c.PeerAddrOf(i))
 	return cluster.Config{
 		Gossip: &gossip.Config{
 			Name:      m.Name,
@@ -195,7 +204,17 @@ func (c *Cluster) Config(i int) cluster.Config {
 			Keys:      c.opts.Keys,
 			Label:     c.opts.Label,
 			Transport: c.Net.Host(m.Addr),
-			Meta:      gossip.Meta{API: gossip.APIVersion, Incarnation: time.Now().UnixNano()},
+			Meta:      gossip.Meta{API: gossip.APIVersion, Incarnation: time.Now().UnixNano(), PeerAddr: c.PeerAddrOf(i)},
+		},
+		Peer: cluster.PeerConfig{
+			Listener: peer.Listener(),
+			Dial: func(ctx context.Context, addr string) (net.Conn, error) {
+				timeout := 5 * time.Second
+				if d, ok := ctx.Deadline(); ok {
+					timeout = time.Until(d)
+				}
+				return peer.DialTimeout(addr, timeout)
+			},
 		},
 	}
 }
@@ -254,6 +273,7 @@ func (c *Cluster) Stop(i int) {
 // so it cannot say goodbye, and then its goroutines are stopped.
 func (c *Cluster) Kill(i int) {
 	c.Net.Kill(c.nodes[i].Addr)
+	c.Net.Kill(c.PeerAddrOf(i))
 	c.Stop(i)
 }
 
@@ -270,7 +290,7 @@ func (c *Cluster) Partition(groups ...[]int) {
 	for _, g := range groups {
 		var a []string
 		for _, i := range g {
-			a = append(a, c.nodes[i].Addr)
+			a = append(a, c.nodes[i].Addr, c.PeerAddrOf(i))
 		}
 		addrs = append(addrs, a)
 	}

@@ -252,6 +252,34 @@ func (h *Host) Shutdown() error {
 	return nil
 }
 
+// Listener returns a net.Listener that accepts the streams dialled to the
+// host. Closing it takes the host down.
+func (h *Host) Listener() net.Listener {
+	return &listener{h: h, closed: make(chan struct{})}
+}
+
+type listener struct {
+	h      *Host
+	closed chan struct{}
+	once   sync.Once
+}
+
+func (l *listener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.h.streams:
+		return c, nil
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *listener) Close() error {
+	l.once.Do(func() { close(l.closed) })
+	return l.h.Shutdown()
+}
+
+func (l *listener) Addr() net.Addr { return tcpAddr(l.h.addr) }
+
 // conn is one end of a stream, with the addresses the network uses to cut
 // it.
 type conn struct {

@@ -52,6 +52,11 @@ type CheckResult struct {
 	// Waited is, for Wait, how long the call was held before the tokens
 	// were granted.
 	Waited time.Duration
+	// Owner is, in owner mode, the member that owns the key.
+	Owner string
+	// Fallback reports that the owner could not be reached and the check
+	// was decided from this node's fair share of the limit.
+	Fallback bool
 }
 
 // Limiter decides checks. Implementations are safe for concurrent use.

@@ -37,6 +37,13 @@ func appendResult(b []byte, res *CheckResult, waited bool) []byte {
 	b = append(b, `,"sync":"`...)
 	b = append(b, res.Sync.String()...)
 	b = append(b, '"')
+	if res.Owner != "" {
+		b = append(b, `,"owner":`...)
+		b = strconv.AppendQuote(b, res.Owner)
+	}
+	if res.Fallback {
+		b = append(b, `,"fallback":true`...)
+	}
 	if res.TooLarge {
 		b = append(b, `,"reason":"cost exceeds burst"`...)
 	}

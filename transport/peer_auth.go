@@ -103,8 +103,7 @@ func serverHandshake(conn net.Conn, keys [][]byte) error {
 
 // clientHandshake authenticates the server on conn, proving this side's key.
 func clientHandshake(conn net.Conn, keys [][]byte) error {
-	conn.SetDeadline(time.Now().Add(handshakeLimit))
-	defer conn.SetDeadline(time.Time{})
+	defer conn.SetDeadline(time.Time{}) // the caller sets the deadline
 	hello := make([]byte, len(peerMagic)+1+nonceBytes)
 	if _, err := io.ReadFull(conn, hello); err != nil {
 		return err

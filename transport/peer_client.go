@@ -184,6 +184,11 @@ func (c *PeerClient) Close() {
 	c.wg.Wait()
 }
 
+// dialTimeout bounds connecting to a peer and authenticating. Calls queue
+// behind a dial, so it is short: a peer that cannot connect in a second is
+// treated as unavailable (and retried after RetryAfter).
+const dialTimeout = time.Second
+
 // peerConn is the connection to one peer and the calls in flight on it.
 type peerConn struct {
 	c        *PeerClient
@@ -269,10 +274,11 @@ func (pc *peerConn) connected() (net.Conn, error) {
 	if !failedAt.IsZero() && time.Since(failedAt) < pc.c.cfg.RetryAfter {
 		return nil, fmt.Errorf("%w: %s failed %v ago", ErrPeerUnavailable, pc.addr, time.Since(failedAt).Round(time.Millisecond))
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), handshakeLimit)
+	ctx, cancel := context.WithTimeout(context.Background(), dialTimeout)
 	defer cancel()
 	conn, err := pc.c.cfg.Dial(ctx, pc.addr)
 	if err == nil {
+		conn.SetDeadline(time.Now().Add(dialTimeout))
 		if err = clientHandshake(conn, pc.c.cfg.Keys()); err != nil {
 			conn.Close()
 		}
