@@ -31,6 +31,10 @@ func TestEndToEndCluster(t *testing.T) {
 	bin := buildBinary(t)
 	ips := []string{"127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6"}
 	port := freeSharedPort(t, ips)
+	peerPort := freeSharedPort(t, ips)
+	for peerPort == port {
+		peerPort = freeSharedPort(t, ips)
+	}
 	dnsAddr := startDNS(t, "sluice.test.", ips)
 	key := base64.StdEncoding.EncodeToString([]byte("an-end-to-end-test-key-32-bytes!"))
 
@@ -40,6 +44,7 @@ func TestEndToEndCluster(t *testing.T) {
 		return startProcess(t, ctx, bin,
 			"--node-name", "node-"+strconv.Itoa(i),
 			"--gossip-addr", net.JoinHostPort(ips[i], strconv.Itoa(port)),
+			"--peer-addr", net.JoinHostPort(ips[i], strconv.Itoa(peerPort)),
 			"--seed", "sluice.test",
 			"--dns-server", dnsAddr,
 			"--gossip-key", key,
@@ -56,6 +61,23 @@ func TestEndToEndCluster(t *testing.T) {
 	all := []string{"node-0", "node-1", "node-2", "node-3", "node-4"}
 	for _, p := range procs {
 		awaitAlive(t, p, all, 20*time.Second)
+	}
+
+	// Owner mode across processes: one limit, whatever node a check enters
+	// by. The rings agree once every node sees the same members (above).
+	allowed, owners := 0, map[string]bool{}
+	for i := range 100 {
+		code, body := post(t, procs[i%5].api+"/v1/check", `{"key": "e2e", "limit": 20, "period": "1h", "sync": "owner"}`)
+		if code == 200 {
+			allowed++
+		}
+		if body["fallback"] == true {
+			t.Fatalf("check %d fell back on a healthy cluster: %v", i, body)
+		}
+		owners[body["owner"].(string)] = true
+	}
+	if allowed != 20 || len(owners) != 1 {
+		t.Fatalf("owner mode over 5 processes: %d allowed (want exactly 20), owners %v (want one)", allowed, owners)
 	}
 
 	procs[4].kill(t)

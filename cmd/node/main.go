@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -67,6 +68,7 @@ type options struct {
 	insecureGossip bool
 	gossipProfile  string
 	rejoinInterval time.Duration
+	peerAddr       string
 }
 
 // listFlag is a repeatable flag; from the environment it takes a
@@ -108,6 +110,7 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.BoolVar(&o.insecureGossip, "insecure-gossip", false, "allow seeds without a gossip key: anyone who reaches the gossip port can join and forge membership")
 	fs.StringVar(&o.gossipProfile, "gossip-profile", "lan", "failure-detection timings: lan, wan or local")
 	fs.DurationVar(&o.rejoinInterval, "rejoin-interval", 30*time.Second, "how often seeds are re-resolved and failed peers re-joined")
+	fs.StringVar(&o.peerAddr, "peer-addr", "0.0.0.0:7947", "`host:port` where this node answers checks forwarded to it as a key's owner (TCP); peers reach it on the host of the gossip address")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: sluice [flags]\n\nRuns a sluice rate-limit node. Every flag can also be set through the\nenvironment: --http-addr as SLUICE_HTTP_ADDR, and so on; a flag on the\ncommand line wins.\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -217,11 +220,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	peerLn, err := net.Listen("tcp", o.peerAddr)
+	if err != nil {
+		return fmt.Errorf("listen on --peer-addr: %w", err)
+	}
+	defer peerLn.Close()
+	gcfg.Meta.PeerAddr = advertisedPeerAddr(peerLn.Addr().(*net.TCPAddr))
 	node, err := cluster.New(cluster.Config{
 		Store:   bucket.StoreConfig{MaxKeys: o.maxKeys},
 		Metrics: reg,
 		Logger:  log,
 		Gossip:  gcfg,
+		Peer:    cluster.PeerConfig{Listener: peerLn},
 	})
 	if err != nil {
 		return err
@@ -346,6 +356,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// advertisedPeerAddr is the peer address put in the node's metadata. A
+// wildcard host is left out (":7947"): peers then use the host they reach
+// the node's gossip at.
+func advertisedPeerAddr(a *net.TCPAddr) string {
+	port := strconv.Itoa(a.Port)
+	if a.IP == nil || a.IP.IsUnspecified() {
+		return ":" + port
+	}
+	return net.JoinHostPort(a.IP.String(), port)
 }
 
 // serve serves srv on ln until srv is shut down.

@@ -140,7 +140,7 @@ func TestEndToEndBinary(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--gossip-addr", "127.0.0.1:0", "--rules", rulesPath)
+	cmd := exec.CommandContext(ctx, bin, "--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--gossip-addr", "127.0.0.1:0", "--peer-addr", "127.0.0.1:0", "--rules", rulesPath)
 	cmd.Env = append(os.Environ(), "SLUICE_LOG_LEVEL=debug")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -207,7 +207,7 @@ func TestRunRejectsBadRulesAndKeepsOld(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() {
-		done <- run(ctx, []string{"--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--gossip-addr", "127.0.0.1:0", "--rules", rulesPath}, func(string) string { return "" }, io.Discard, pw)
+		done <- run(ctx, []string{"--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--gossip-addr", "127.0.0.1:0", "--peer-addr", "127.0.0.1:0", "--rules", rulesPath}, func(string) string { return "" }, io.Discard, pw)
 		pw.Close()
 	}()
 	started, at := logs.await(t, "sluice started", 0)
