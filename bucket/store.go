@@ -227,3 +227,56 @@ func (s *Store) Len() int {
 // Evictions returns how many buckets that were not full have been evicted
 // to stay within MaxKeys since the store was made.
 func (s *Store) Evictions() uint64 { return s.evictions.Load() }
+
+// Entry is one bucket taken out of a Store, to hand to another store.
+type Entry struct {
+	ID    ID
+	Limit Limit
+	// Tokens and Frac are the bucket's level at the time it was taken
+	// out; see State. No time travels with them: the receiver's clock is
+	// the only one trusted for refill.
+	Tokens int64
+	Frac   int64
+}
+
+// Take removes the buckets for which move reports true and returns their
+// levels at now. Full buckets are dropped, not returned: they carry no
+// state. It locks one shard at a time.
+func (s *Store) Take(now time.Time, move func(ID) bool) []Entry {
+	var out []Entry
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		for e := sh.lru.prev; e != &sh.lru; {
+			prev := e.prev
+			if move(e.id) {
+				st := e.state
+				st.advance(now.UnixNano(), e.limit)
+				if st.Tokens < e.limit.Burst {
+					out = append(out, Entry{ID: e.id, Limit: e.limit, Tokens: st.Tokens, Frac: st.Frac})
+				}
+				sh.remove(e)
+			}
+			e = prev
+		}
+		sh.mu.Unlock()
+	}
+	return out
+}
+
+// Merge puts a bucket handed over by another store in at now. If the store
+// already holds that bucket, the lower of the two levels stays, so a
+// handover never mints tokens.
+func (s *Store) Merge(now time.Time, in Entry) {
+	in.Tokens = min(in.Tokens, in.Limit.Burst)
+	if in.Frac < 0 || in.Frac >= int64(in.Limit.Period) {
+		in.Frac = 0
+	}
+	s.update(now, in.ID, in.Limit, func(st *State) Decision {
+		st.advance(now.UnixNano(), in.Limit)
+		if in.Tokens < st.Tokens || (in.Tokens == st.Tokens && in.Frac < st.Frac) {
+			st.Tokens, st.Frac = in.Tokens, in.Frac
+		}
+		return Decision{}
+	})
+}

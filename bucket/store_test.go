@@ -172,3 +172,35 @@ func BenchmarkStoreBytesPerKey(b *testing.B) {
 		runtime.KeepAlive(keys)
 	}
 }
+
+func TestTakeAndMergeNeverMint(t *testing.T) {
+	from, to := NewStore(StoreConfig{}), NewStore(StoreConfig{})
+	l := Limit{Rate: 10, Period: time.Second, Burst: 10}
+	from.AllowN(t0, ID{Key: "moving"}, l, 7)  // 3 left
+	from.AllowN(t0, ID{Key: "staying"}, l, 7) // stays
+	from.AllowN(t0, ID{Key: "full"}, l, 0)    // not stored at all
+	moved := from.Take(t1, func(id ID) bool { return id.Key != "staying" })
+	if len(moved) != 1 || moved[0].ID.Key != "moving" || moved[0].Tokens != 4 {
+		t.Fatalf("taken %+v, want the moving bucket with 4 tokens (3 + 100ms of refill)", moved)
+	}
+	if from.Len() != 1 {
+		t.Fatalf("%d buckets left, want 1", from.Len())
+	}
+	// The receiver already serves the key and has spent more: its lower
+	// level stays.
+	to.AllowN(t1, ID{Key: "moving"}, l, 9)
+	to.Merge(t1, moved[0])
+	if d := to.Peek(t1, ID{Key: "moving"}, l, 0); d.Remaining != 1 {
+		t.Fatalf("after merge %d remaining, want 1 (the lower level)", d.Remaining)
+	}
+	// A fresh receiver takes the handed-over level, refilling from its own
+	// clock from then on.
+	fresh := NewStore(StoreConfig{})
+	fresh.Merge(t2, moved[0])
+	if d := fresh.Peek(t2, ID{Key: "moving"}, l, 0); d.Remaining != 4 {
+		t.Fatalf("fresh receiver %d remaining, want 4", d.Remaining)
+	}
+	if d := fresh.Peek(t3, ID{Key: "moving"}, l, 0); d.Remaining != 5 {
+		t.Fatalf("100ms later %d remaining, want 5", d.Remaining)
+	}
+}

@@ -30,6 +30,7 @@ type metrics struct {
 	routes         *prometheus.CounterVec
 	forwardSeconds prometheus.Histogram
 	ringMembers    prometheus.Gauge
+	handoff        *prometheus.CounterVec
 
 	mu     sync.Mutex // serialises writers of byRule
 	byRule atomic.Pointer[map[ruleLabel]*ruleCounters]
@@ -82,6 +83,7 @@ func newMetrics(reg Registerer, store *bucket.Store) *metrics {
 	}
 	m.byRule.Store(&map[ruleLabel]*ruleCounters{})
 	m.routes, m.forwardSeconds = newRouteMetrics(reg)
+	m.handoff = newHandoffMetrics(reg)
 	m.ringMembers = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "sluice_ring_members",
 		Help: "Members on this node's hash ring (live members, itself included).",

@@ -171,6 +171,7 @@ func (n *Node) topologyLoop(ctx context.Context) error {
 		}
 		n.topo.Store(topo)
 		n.metrics.ringMembers.Set(float64(topo.ring.Len()))
+		n.handOff(ctx, topo) // a joiner may own some of our keys now
 	}
 }
 
@@ -319,22 +320,43 @@ func (n *Node) Wait(ctx context.Context, req *transport.CheckRequest, maxWait ti
 }
 
 // Run keeps the node in its cluster and does its periodic work until ctx
-// ends, then leaves the cluster and returns. Checks are answered before,
-// during and after Run: a node that has left decides alone.
+// ends. Then it leaves gracefully: it hands the buckets it owns to their
+// next owners, stops answering peers (a check forwarded to it now would
+// find no bucket; its sender decides from its fair share instead), and
+// tells the cluster it is leaving, in that order, and returns. Checks are answered before, during and after
+// Run: a node that has left decides alone.
 func (n *Node) Run(ctx context.Context) error {
-	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return n.sweepLoop(ctx) })
-	if n.gossip != nil {
-		g.Go(func() error { return n.gossip.Run(ctx) })
-		g.Go(func() error { return n.topologyLoop(ctx) })
-		if n.peerLn != nil {
-			g.Go(func() error { return n.peerServer.Serve(ctx, n.peerLn) })
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return n.sweepLoop(gctx) })
+	if n.gossip == nil {
+		return g.Wait()
+	}
+	// Membership and peer service outlive ctx until the handoff is done.
+	memberCtx, leave := context.WithCancel(context.Background())
+	defer leave()
+	gossipDone := make(chan struct{})
+	g.Go(func() error {
+		defer close(gossipDone)
+		return n.gossip.Run(memberCtx)
+	})
+	g.Go(func() error { return n.topologyLoop(gctx) })
+	peerCtx, stopPeers := context.WithCancel(context.Background())
+	defer stopPeers()
+	if n.peerLn != nil {
+		g.Go(func() error { return n.peerServer.Serve(peerCtx, n.peerLn) })
+	}
+	g.Go(func() error {
+		<-gctx.Done()
+		if ctx.Err() != nil { // a graceful stop, not a failure
+			n.handOffAll(context.Background())
 		}
-	}
+		stopPeers()
+		leave()
+		<-gossipDone
+		return nil
+	})
 	err := g.Wait()
-	if n.peers != nil {
-		n.peers.Close()
-	}
+	n.peers.Close()
 	return err
 }
 

@@ -155,6 +155,42 @@ func (c *PeerClient) peer(addr string) (*peerConn, error) {
 	return pc, nil
 }
 
+// Handoff sends buckets to their new owner at addr, in frames of at most
+// MaxBatch, on a connection of its own (handoffs are rare and may be
+// large), and returns when the owner has merged them all.
+func (c *PeerClient) Handoff(ctx context.Context, addr string, entries []bucket.Entry) error {
+	conn, err := c.cfg.Dial(ctx, addr)
+	if err != nil {
+		return fmt.Errorf("%w: handoff to %s: %v", ErrPeerUnavailable, addr, err)
+	}
+	defer conn.Close()
+	if d, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(d)
+	} else {
+		conn.SetDeadline(time.Now().Add(handshakeLimit))
+	}
+	if err := clientHandshake(conn, c.cfg.Keys()); err != nil {
+		return fmt.Errorf("handoff to %s: %w", addr, err)
+	}
+	w, r := newFrameWriter(), newFrameReader()
+	for id := uint64(1); len(entries) > 0; id++ {
+		n := min(len(entries), MaxBatch)
+		if err := w.write(conn, frameHandoff, &peerHandoff{id: id, entries: entries[:n]}); err != nil {
+			return fmt.Errorf("handoff to %s: %w", addr, err)
+		}
+		typ, dec, err := r.read(conn)
+		var ack peerHandoffAck
+		if err == nil && (typ != frameHandoffAck || ack.decode(dec) != nil || ack.id != id) {
+			err = errMalformed
+		}
+		if err != nil {
+			return fmt.Errorf("handoff to %s: %w", addr, err)
+		}
+		entries = entries[n:]
+	}
+	return nil
+}
+
 // Forget closes the connection to addr (a member that left) and fails
 // what is in flight to it.
 func (c *PeerClient) Forget(addr string) {

@@ -17,6 +17,9 @@ type PeerHandler interface {
 	// DecideForwarded decides checks in order. It must not block on the
 	// network.
 	DecideForwarded(checks []PeerCheck) []bucket.Decision
+	// AcceptHandoff takes in buckets whose owner this node has become. It
+	// must not block on the network.
+	AcceptHandoff(entries []bucket.Entry)
 }
 
 // PeerServerConfig configures a PeerServer.
@@ -124,6 +127,7 @@ func (s *PeerServer) serveConn(conn net.Conn) {
 	}
 	r, w := newFrameReader(), newFrameWriter()
 	var batch peerBatch
+	var handoff peerHandoff
 	for {
 		typ, dec, err := r.read(conn)
 		if err != nil {
@@ -132,15 +136,21 @@ func (s *PeerServer) serveConn(conn net.Conn) {
 			}
 			return
 		}
-		if typ != frameCheckBatch || batch.decode(dec) != nil {
+		switch {
+		case typ == frameCheckBatch && batch.decode(dec) == nil:
+			decisions := s.cfg.Handler.DecideForwarded(batch.checks)
+			s.frames.Inc()
+			s.checks.Add(float64(len(batch.checks)))
+			err = w.write(conn, frameCheckBatchResult, &peerBatchResult{id: batch.id, decisions: decisions})
+		case typ == frameHandoff && handoff.decode(dec) == nil:
+			s.cfg.Handler.AcceptHandoff(handoff.entries)
+			err = w.write(conn, frameHandoffAck, &peerHandoffAck{id: handoff.id})
+		default:
 			s.rejected.WithLabelValues("malformed").Inc()
 			s.cfg.Logger.Warn("malformed peer frame; closing the connection", "remote", conn.RemoteAddr().String(), "type", typ)
 			return
 		}
-		decisions := s.cfg.Handler.DecideForwarded(batch.checks)
-		s.frames.Inc()
-		s.checks.Add(float64(len(batch.checks)))
-		if err := w.write(conn, frameCheckBatchResult, &peerBatchResult{id: batch.id, decisions: decisions}); err != nil {
+		if err != nil {
 			return
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -31,6 +32,12 @@ func (h *storeHandler) DecideForwarded(checks []PeerCheck) []bucket.Decision {
 		out[i] = h.store.AllowN(now, c.ID, c.Limit, c.Cost)
 	}
 	return out
+}
+
+func (h *storeHandler) AcceptHandoff(entries []bucket.Entry) {
+	for _, e := range entries {
+		h.store.Merge(time.Now(), e)
+	}
 }
 
 func startPeerServer(t *testing.T, h PeerHandler, keys [][]byte) (*PeerServer, string) {
@@ -202,5 +209,25 @@ func TestPeerServerDropsMalformedFrames(t *testing.T) {
 			t.Fatal("malformed frame not counted")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestPeerHandoff(t *testing.T) {
+	h := &storeHandler{store: bucket.NewStore(bucket.StoreConfig{})}
+	_, addr := startPeerServer(t, h, [][]byte{keyA})
+	c := newClient(t, PeerClientConfig{Keys: func() [][]byte { return [][]byte{keyA} }})
+	l := bucket.Limit{Rate: 1, Period: time.Hour, Burst: 10}
+	var entries []bucket.Entry
+	for i := range 2500 { // three frames
+		entries = append(entries, bucket.Entry{ID: bucket.ID{Rule: "r", Key: "k" + strconv.Itoa(i)}, Limit: l, Tokens: 2})
+	}
+	if err := c.Handoff(context.Background(), addr, entries); err != nil {
+		t.Fatal(err)
+	}
+	if n := h.store.Len(); n != 2500 {
+		t.Fatalf("%d buckets arrived, want 2500", n)
+	}
+	if d := h.store.Peek(time.Now(), bucket.ID{Rule: "r", Key: "k2499"}, l, 0); d.Remaining != 2 {
+		t.Fatalf("handed-over bucket has %d tokens, want 2", d.Remaining)
 	}
 }

@@ -20,6 +20,8 @@ import (
 const (
 	frameCheckBatch       byte = 1 // peerBatch: checks for the owner
 	frameCheckBatchResult byte = 2 // peerBatchResult: its answers, in order
+	frameHandoff          byte = 3 // peerHandoff: buckets whose owner this node now is
+	frameHandoffAck       byte = 4 // peerHandoffAck: they are merged
 
 	// maxFrameBytes bounds a frame; a longer one closes the connection.
 	maxFrameBytes = 1 << 20
@@ -53,6 +55,107 @@ type peerBatch struct {
 type peerBatchResult struct {
 	id        uint64
 	decisions []bucket.Decision
+}
+
+// peerHandoff carries buckets to their new owner.
+type peerHandoff struct {
+	id      uint64
+	entries []bucket.Entry
+}
+
+// peerHandoffAck acknowledges a peerHandoff.
+type peerHandoffAck struct{ id uint64 }
+
+func (h *peerHandoff) encode(e *msgpack.Encoder) error {
+	if err := e.EncodeArrayLen(2); err != nil {
+		return err
+	}
+	if err := e.EncodeUint(h.id); err != nil {
+		return err
+	}
+	if err := e.EncodeArrayLen(len(h.entries)); err != nil {
+		return err
+	}
+	for i := range h.entries {
+		en := &h.entries[i]
+		if err := e.EncodeArrayLen(6); err != nil {
+			return err
+		}
+		if err := e.EncodeString(en.ID.Rule); err != nil {
+			return err
+		}
+		if err := encodeLimit(e, en.ID.Inline); err != nil {
+			return err
+		}
+		if err := e.EncodeString(en.ID.Key); err != nil {
+			return err
+		}
+		if err := encodeLimit(e, en.Limit); err != nil {
+			return err
+		}
+		if err := e.EncodeInt(en.Tokens); err != nil {
+			return err
+		}
+		if err := e.EncodeInt(en.Frac); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (h *peerHandoff) decode(d *msgpack.Decoder) error {
+	if n, err := d.DecodeArrayLen(); err != nil || n != 2 {
+		return errMalformed
+	}
+	var err error
+	if h.id, err = d.DecodeUint64(); err != nil {
+		return errMalformed
+	}
+	n, err := d.DecodeArrayLen()
+	if err != nil || n < 1 || n > MaxBatch {
+		return errMalformed
+	}
+	h.entries = make([]bucket.Entry, n)
+	for i := range h.entries {
+		en := &h.entries[i]
+		if m, err := d.DecodeArrayLen(); err != nil || m != 6 {
+			return errMalformed
+		}
+		if en.ID.Rule, err = decodeBoundedString(d, maxRuleBytes); err != nil {
+			return err
+		}
+		if en.ID.Inline, err = decodeLimit(d); err != nil {
+			return err
+		}
+		if en.ID.Key, err = decodeBoundedString(d, MaxKeyBytes); err != nil {
+			return err
+		}
+		if en.Limit, err = decodeLimit(d); err != nil {
+			return err
+		}
+		if en.Tokens, err = d.DecodeInt64(); err != nil {
+			return errMalformed
+		}
+		if en.Frac, err = d.DecodeInt64(); err != nil {
+			return errMalformed
+		}
+		if !validLimit(en.Limit) || en.Tokens > en.Limit.Burst || en.Tokens < -bucket.MaxTokens ||
+			en.Frac < 0 || en.Frac >= int64(en.Limit.Period) ||
+			(en.ID.Inline != (bucket.Limit{}) && !validLimit(en.ID.Inline)) {
+			return errMalformed
+		}
+	}
+	return nil
+}
+
+func (a *peerHandoffAck) encode(e *msgpack.Encoder) error { return e.EncodeUint(a.id) }
+
+func (a *peerHandoffAck) decode(d *msgpack.Decoder) error {
+	var err error
+	if a.id, err = d.DecodeUint64(); err != nil {
+		return errMalformed
+	}
+	return nil
 }
 
 func encodeLimit(e *msgpack.Encoder, l bucket.Limit) error {
