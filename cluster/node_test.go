@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"errors"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/sluicerl/sluice/bucket"
+	"github.com/sluicerl/sluice/ring"
 	"github.com/sluicerl/sluice/rules"
 	"github.com/sluicerl/sluice/transport"
 )
@@ -194,5 +196,24 @@ func BenchmarkCheck(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		n.Check(ctx, req)
+	}
+}
+
+// TestStreamedRingKeyMatches checks that the streamed digest places a key
+// exactly where hashing the whole ring key does.
+func TestStreamedRingKeyMatches(t *testing.T) {
+	r, err := ring.New([]string{"a", "b", "c", "d"}, ring.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	topo := &topology{ring: r}
+	for i := range 2000 {
+		id := bucket.ID{Rule: "r" + strconv.Itoa(i%7), Key: "k" + strconv.Itoa(i)}
+		if i%3 == 0 {
+			id = bucket.ID{Inline: bucket.Limit{Rate: int64(i), Period: time.Second, Burst: 3}, Key: "k" + strconv.Itoa(i)}
+		}
+		if got, want := topo.ownerOf(id), r.OwnerBytes(ringKey(nil, id)); got != want {
+			t.Fatalf("%+v: streamed owner %s, whole-key owner %s", id, got, want)
+		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicerl/sluice/bucket"
@@ -74,10 +75,25 @@ func ringKey(b []byte, id bucket.ID) []byte {
 	return append(b, id.Key...)
 }
 
-// ownerOf returns the member that owns id in t.
+// ownerOf returns the member that owns id in t. With the default hasher
+// the ring key is streamed into a digest on the stack: no allocation.
 func (t *topology) ownerOf(id bucket.ID) string {
-	var buf [256]byte
-	return t.ring.OwnerBytes(ringKey(buf[:0], id))
+	if !t.ring.DefaultHasher() {
+		return t.ring.OwnerBytes(ringKey(nil, id))
+	}
+	var d xxhash.Digest
+	d.Reset()
+	d.WriteString(id.Rule)
+	d.Write([]byte{0})
+	if id.Inline != (bucket.Limit{}) {
+		var b [24]byte
+		binary.BigEndian.PutUint64(b[0:], uint64(id.Inline.Rate))
+		binary.BigEndian.PutUint64(b[8:], uint64(id.Inline.Period))
+		binary.BigEndian.PutUint64(b[16:], uint64(id.Inline.Burst))
+		d.Write(b[:])
+	}
+	d.WriteString(id.Key)
+	return t.ring.OwnerOfHash(d.Sum64())
 }
 
 // fairShare is a node's part of limit l when n nodes share it and cannot

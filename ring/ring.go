@@ -144,6 +144,22 @@ func (r *Ring) OwnerBytes(key []byte) string {
 	return r.owners[r.hasher.Sum64(key)%uint64(len(r.owners))]
 }
 
+// OwnerOfHash returns the owner of the key whose hash, by the ring's
+// Hasher, is h: for callers that hash a key in parts without building it.
+func (r *Ring) OwnerOfHash(h uint64) string {
+	if len(r.owners) == 0 {
+		return ""
+	}
+	return r.owners[h%uint64(len(r.owners))]
+}
+
+// DefaultHasher reports whether the ring hashes with xxhash (Config.Hasher
+// was nil), so that callers may stream a key into an xxhash.Digest.
+func (r *Ring) DefaultHasher() bool {
+	_, ok := r.hasher.(xxHasher)
+	return ok
+}
+
 // Members returns the members, sorted.
 func (r *Ring) Members() []string { return slices.Clone(r.members) }
 

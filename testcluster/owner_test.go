@@ -2,7 +2,9 @@ package testcluster
 
 import (
 	"context"
+	"math/rand/v2"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -194,6 +196,71 @@ func TestRollingRestart(t *testing.T) {
 		}
 		if admitted > bound {
 			t.Fatalf("admitted %d > bound %d", admitted, bound)
+		}
+	})
+}
+
+// TestOwnerModeManyKeysZipf drives 2,000 keys, Zipf-distributed (a few hot,
+// most cold), through all five nodes for 30 seconds: every key stays within
+// its own bound, and no key that was asked at most its burst is ever denied.
+func TestOwnerModeManyKeysZipf(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := New(t, 5)
+		c.AwaitConverged(joinBound, c.All()...)
+		awaitRings(c, 5*time.Second, c.All()...)
+		const keys = 2000
+		limit := bucket.Limit{Rate: 5, Period: time.Second, Burst: 5}
+		var mu sync.Mutex
+		asked := make([]int64, keys)
+		admitted := make([]int64, keys)
+		start := time.Now()
+		var wg sync.WaitGroup
+		for _, i := range c.All() {
+			node := c.Node(i)
+			for g := range 4 {
+				wg.Go(func() {
+					rng := rand.New(rand.NewPCG(uint64(i), uint64(g)))
+					zipf := rand.NewZipf(rng, 1.1, 1, keys-1)
+					for time.Since(start) < 30*time.Second {
+						k := int(zipf.Uint64())
+						res, err := node.Check(context.Background(), &transport.CheckRequest{
+							Key: "k" + strconv.Itoa(k), Inline: limit, Cost: 1, Sync: rules.SyncOwner, SyncSet: true,
+						})
+						if err != nil || res.Fallback {
+							t.Errorf("key %d: err %v, fallback %v", k, err, res.Fallback)
+							return
+						}
+						mu.Lock()
+						asked[k]++
+						if res.Allowed {
+							admitted[k]++
+						}
+						mu.Unlock()
+						time.Sleep(2 * time.Millisecond)
+					}
+				})
+			}
+		}
+		wg.Wait()
+		bound := limit.Burst + int64(float64(limit.Rate)*time.Since(start).Seconds())
+		var hot, cold, total int64
+		for k := range keys {
+			total += asked[k]
+			if admitted[k] > bound {
+				t.Fatalf("key %d: admitted %d > bound %d", k, admitted[k], bound)
+			}
+			if asked[k] <= limit.Burst && admitted[k] != asked[k] {
+				t.Fatalf("key %d: asked %d (within its burst) but admitted %d", k, asked[k], admitted[k])
+			}
+			if asked[k] > bound {
+				hot++
+			} else if asked[k] > 0 {
+				cold++
+			}
+		}
+		t.Logf("%d checks over %d keys: %d keys past their limit, %d within it; bound per key %d", total, keys, hot, cold, bound)
+		if hot == 0 {
+			t.Fatal("no key was driven past its limit: the test checks nothing")
 		}
 	})
 }

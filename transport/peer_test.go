@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -231,3 +232,44 @@ func TestPeerHandoff(t *testing.T) {
 		t.Fatalf("handed-over bucket has %d tokens, want 2", d.Remaining)
 	}
 }
+
+// BenchmarkPeerTCP forwards single checks to an owner over real TCP on
+// loopback from many goroutines (client and server in one process, on the
+// same cores), and reports the batch size that coalescing achieved.
+func BenchmarkPeerTCP(b *testing.B) {
+	for _, callers := range []int{2, 16, 256} {
+		b.Run("goroutines="+strconv.Itoa(callers), func(b *testing.B) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			srv := NewPeerServer(PeerServerConfig{Handler: &storeHandler{store: bucket.NewStore(bucket.StoreConfig{})}, Keys: func() [][]byte { return [][]byte{keyA} }})
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error)
+			go func() { done <- srv.Serve(ctx, ln) }()
+			c := NewPeerClient(PeerClientConfig{Keys: func() [][]byte { return [][]byte{keyA} }})
+			check := []PeerCheck{{ID: bucket.ID{Rule: "r", Key: "k"}, Limit: bucket.Limit{Rate: 1 << 40, Period: time.Second, Burst: 1 << 40}, Cost: 1}}
+			addr := ln.Addr().String()
+			c.Check(context.Background(), addr, check) // connect outside the timing
+			b.SetParallelism(max(callers/runtimeProcs(), 1))
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := c.Check(context.Background(), addr, check); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.StopTimer()
+			frames, checks := testutil.ToFloat64(srv.frames), testutil.ToFloat64(srv.checks)
+			b.ReportMetric(checks/frames, "checks/frame")
+			c.Close()
+			cancel()
+			<-done
+		})
+	}
+}
+
+func runtimeProcs() int { return runtime.GOMAXPROCS(0) }

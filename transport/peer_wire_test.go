@@ -106,6 +106,15 @@ func FuzzPeerFrames(f *testing.F) {
 					}
 				}
 			}
+		case frameHandoff:
+			var h peerHandoff
+			if h.decode(dec) == nil {
+				for _, e := range h.entries {
+					if !validLimit(e.Limit) || e.Tokens > e.Limit.Burst || e.Frac < 0 || e.Frac >= int64(e.Limit.Period) {
+						t.Fatalf("accepted %+v", e)
+					}
+				}
+			}
 		case frameCheckBatchResult:
 			var pr peerBatchResult
 			if pr.decode(dec) == nil && (len(pr.decisions) == 0 || len(pr.decisions) > MaxBatch) {
