@@ -169,8 +169,13 @@ func (n *Node) topologyLoop(ctx context.Context) error {
 			n.log.Error("ring not rebuilt; keeping the previous one", "err", err)
 			continue
 		}
-		n.topo.Store(topo)
+		old := n.topo.Swap(topo)
 		n.metrics.ringMembers.Set(float64(topo.ring.Len()))
+		for name, addr := range old.addrs {
+			if topo.addrs[name] != addr {
+				n.peers.Forget(addr) // gone, or moved to another address
+			}
+		}
 		n.handOff(ctx, topo) // a joiner may own some of our keys now
 	}
 }

@@ -148,7 +148,7 @@ func (c *PeerClient) peer(addr string) (*peerConn, error) {
 	}
 	pc, ok := c.peers[addr]
 	if !ok {
-		pc = &peerConn{c: c, addr: addr, queue: make(chan *call, c.cfg.MaxInFlight), pending: map[uint64][]*call{}}
+		pc = &peerConn{c: c, addr: addr, queue: make(chan *call, c.cfg.MaxInFlight), pending: map[uint64][]*call{}, gone: make(chan struct{})}
 		c.peers[addr] = pc
 		c.wg.Go(pc.run)
 	}
@@ -191,13 +191,16 @@ func (c *PeerClient) Handoff(ctx context.Context, addr string, entries []bucket.
 	return nil
 }
 
-// Forget closes the connection to addr (a member that left) and fails
-// what is in flight to it.
+// Forget drops the peer at addr (a member that left): its connection is
+// closed, what is in flight to it fails, and its goroutine ends. A later
+// call to addr starts afresh.
 func (c *PeerClient) Forget(addr string) {
 	c.mu.Lock()
 	pc, ok := c.peers[addr]
+	delete(c.peers, addr)
 	c.mu.Unlock()
 	if ok {
+		close(pc.gone)
 		pc.disconnect(nil, fmt.Errorf("%w: %s forgotten", ErrPeerUnavailable, addr))
 	}
 }
@@ -230,7 +233,8 @@ type peerConn struct {
 	c        *PeerClient
 	addr     string
 	queue    chan *call
-	inflight atomic.Int64 // checks queued or pending
+	gone     chan struct{} // closed by Forget
+	inflight atomic.Int64  // checks queued or pending
 
 	mu       sync.Mutex // guards the fields below
 	conn     net.Conn   // nil when not connected
@@ -247,6 +251,9 @@ func (pc *peerConn) run() {
 		var first *call
 		select {
 		case <-pc.c.stop:
+			pc.failQueued()
+			return
+		case <-pc.gone:
 			pc.failQueued()
 			return
 		case first = <-pc.queue:

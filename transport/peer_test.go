@@ -273,3 +273,22 @@ func BenchmarkPeerTCP(b *testing.B) {
 }
 
 func runtimeProcs() int { return runtime.GOMAXPROCS(0) }
+
+func TestPeerForget(t *testing.T) {
+	_, addr := startPeerServer(t, &storeHandler{store: bucket.NewStore(bucket.StoreConfig{})}, nil)
+	c := newClient(t, PeerClientConfig{})
+	check := []PeerCheck{{ID: bucket.ID{Key: "k"}, Limit: bucket.Limit{Rate: 1, Period: time.Second, Burst: 5}, Cost: 1}}
+	if _, err := c.Check(context.Background(), addr, check); err != nil {
+		t.Fatal(err)
+	}
+	c.Forget(addr)
+	c.mu.Lock()
+	n := len(c.peers)
+	c.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("%d peers after Forget", n)
+	}
+	if _, err := c.Check(context.Background(), addr, check); err != nil {
+		t.Fatalf("a forgotten peer can be called again: %v", err)
+	}
+}
