@@ -58,7 +58,7 @@ func (c *ruleCounters) observe(d *bucket.Decision, l bucket.Limit) {
 	}
 }
 
-func newMetrics(reg Registerer, store *bucket.Store) *metrics {
+func newMetrics(reg Registerer, store, owned *bucket.Store) *metrics {
 	m := &metrics{
 		checks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_checks_total",
@@ -92,13 +92,19 @@ func newMetrics(reg Registerer, store *bucket.Store) *metrics {
 	if reg != nil {
 		reg.MustRegister(m.checks, m.nearLimit, m.rulesLoaded, m.waitsAbandoned, m.swept, m.ringMembers,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-				Name: "sluice_store_keys",
-				Help: "Buckets held in the store.",
+				Name:        "sluice_store_keys",
+				Help:        "Buckets held, by store: local (local and fallback buckets) or owner (buckets this node decides as their owner).",
+				ConstLabels: prometheus.Labels{"store": "local"},
 			}, func() float64 { return float64(store.Len()) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name:        "sluice_store_keys",
+				Help:        "Buckets held, by store: local (local and fallback buckets) or owner (buckets this node decides as their owner).",
+				ConstLabels: prometheus.Labels{"store": "owner"},
+			}, func() float64 { return float64(owned.Len()) }),
 			prometheus.NewCounterFunc(prometheus.CounterOpts{
 				Name: "sluice_store_evictions_total",
 				Help: "Buckets that were not full evicted to stay within --max-keys; each may have given its key a fresh burst.",
-			}, func() float64 { return float64(store.Evictions()) }))
+			}, func() float64 { return float64(store.Evictions() + owned.Evictions()) }))
 	}
 	return m
 }

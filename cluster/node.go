@@ -113,7 +113,7 @@ func New(cfg Config) (*Node, error) {
 		forwardTimeout: cfg.Peer.ForwardTimeout,
 		ringCfg:        cfg.Peer.Ring,
 	}
-	n.metrics = newMetrics(cfg.Metrics, n.store)
+	n.metrics = newMetrics(cfg.Metrics, n.store, n.owned)
 	self := ""
 	if cfg.Gossip != nil {
 		self = cfg.Gossip.Name

@@ -184,7 +184,7 @@ func TestMetricsCountDecisions(t *testing.T) {
 	if within != 2 || over != 1 || near != 1 {
 		t.Fatalf("within %v over %v near %v; want 2 1 1", within, over, near)
 	}
-	if c, err := testutil.GatherAndCount(reg, "sluice_store_keys"); err != nil || c != 1 {
+	if c, err := testutil.GatherAndCount(reg, "sluice_store_keys"); err != nil || c != 2 {
 		t.Fatalf("sluice_store_keys: %d series, %v", c, err)
 	}
 }
