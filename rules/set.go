@@ -19,6 +19,9 @@ import (
 // concurrent use. The zero Set holds no rules.
 type Set struct {
 	byName map[string]Rule
+	// ordered holds the rules in definition order (files in name order,
+	// then API rules); it breaks ties between equally specific matchers.
+	ordered []Rule
 	// matchers holds the rules that have descriptors, most specific first.
 	matchers []Rule
 }
@@ -94,20 +97,7 @@ func describe(desc map[string]string) string {
 
 // file is a rules file as written.
 type file struct {
-	Rules []ruleYAML `yaml:"rules"`
-}
-
-type ruleYAML struct {
-	Name        string `yaml:"name"`
-	Limit       int64  `yaml:"limit"`
-	Period      string `yaml:"period"`
-	Burst       int64  `yaml:"burst"`
-	Algorithm   string `yaml:"algorithm"`
-	Sync        string `yaml:"sync"`
-	Descriptors []struct {
-		Key   string `yaml:"key"`
-		Value string `yaml:"value"`
-	} `yaml:"descriptors"`
+	Rules []Spec `yaml:"rules"`
 }
 
 var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$`)
@@ -139,7 +129,7 @@ func parse(docs []namedDoc) (*Set, error) {
 			return nil, withSource(doc.name, err)
 		}
 		for i, ry := range f.Rules {
-			r, err := ry.rule()
+			r, err := ry.Rule()
 			if err != nil {
 				if fe, ok := errors.AsType[*FieldError](err); ok {
 					fe.Field = fmt.Sprintf("rules[%d]%s.%s", i, nameSuffix(ry.Name), fe.Field)
@@ -153,6 +143,14 @@ func parse(docs []namedDoc) (*Set, error) {
 			all = append(all, r)
 		}
 	}
+	s.index(all)
+	return s, nil
+}
+
+// index records the rules, in definition order, and orders the matchers.
+func (s *Set) index(all []Rule) {
+	s.ordered = all
+	s.matchers = nil
 	for _, r := range all {
 		if len(r.Descriptors) > 0 {
 			s.matchers = append(s.matchers, r)
@@ -164,7 +162,6 @@ func parse(docs []namedDoc) (*Set, error) {
 		}
 		return fixedValues(b) - fixedValues(a)
 	})
-	return s, nil
 }
 
 func fixedValues(r Rule) int {
@@ -191,7 +188,8 @@ func withSource(name string, err error) error {
 	return fmt.Errorf("%s: %w", name, err)
 }
 
-func (ry ruleYAML) rule() (Rule, error) {
+// Rule validates the spec. Errors are *FieldError naming the field.
+func (ry Spec) Rule() (Rule, error) {
 	if !validName.MatchString(ry.Name) {
 		return Rule{}, fieldErr("name", "%q is not a valid name (letters, digits and _.:- , at most 128)", ry.Name)
 	}
