@@ -119,49 +119,72 @@ func fallbackID(id bucket.ID) bucket.ID {
 func (n *Node) decideOwner(ctx context.Context, r *resolved) (transport.CheckResult, error) {
 	topo := n.topo.Load()
 	owner := topo.ownerOf(r.id)
-	var d bucket.Decision
-	fallback := false
-	switch {
-	case owner == topo.self:
-		d = n.owned.AllowN(n.now(), r.id, r.limit, r.cost)
-		n.metrics.routes.WithLabelValues("owned").Inc()
-	default:
-		var ok bool
-		if d, ok = n.forward(ctx, topo, owner, r); !ok {
-			if err := ctx.Err(); err != nil {
-				return transport.CheckResult{}, err
-			}
-			d = n.store.AllowN(n.now(), fallbackID(r.id), fairShare(r.limit, topo.alive()), r.cost)
-			fallback = true
-		}
+	if owner == topo.self {
+		return n.decideHere(r, owner), nil
 	}
+	out := []transport.CheckResult{{}}
+	if err := n.forward(ctx, topo, owner, []*resolved{r}, out); err != nil {
+		return transport.CheckResult{}, err
+	}
+	return out[0], nil
+}
+
+// decideHere decides r on this node's authoritative bucket.
+func (n *Node) decideHere(r *resolved, owner string) transport.CheckResult {
+	d := n.owned.AllowN(n.now(), r.id, r.limit, r.cost)
+	n.metrics.routes.WithLabelValues("owned").Inc()
+	return n.finish(r, d, owner, false)
+}
+
+func (n *Node) finish(r *resolved, d bucket.Decision, owner string, fallback bool) transport.CheckResult {
 	r.counts.observe(&d, r.limit)
 	res := r.result(d)
 	res.Owner, res.Fallback = owner, fallback
-	return res, nil
+	return res
 }
 
-// forward asks the owner to decide r, within the forward timeout. It
-// reports false if the owner could not answer; the failure is counted.
-func (n *Node) forward(ctx context.Context, topo *topology, owner string, r *resolved) (bucket.Decision, bool) {
-	addr := topo.addrs[owner]
-	if addr == "" {
-		n.metrics.routes.WithLabelValues("fallback").Inc()
-		return bucket.Decision{}, false
+// forward asks owner to decide rs, in one call within the forward timeout,
+// and writes the results to out. If the owner cannot answer, each check is
+// decided from this node's fair share instead (counted), unless the caller
+// went away: then it returns ctx's error.
+func (n *Node) forward(ctx context.Context, topo *topology, owner string, rs []*resolved, out []transport.CheckResult) error {
+	var err error
+	if addr := topo.addrs[owner]; addr == "" {
+		err = errNoPeerAddr
+	} else {
+		checks := make([]transport.PeerCheck, len(rs))
+		for i, r := range rs {
+			checks[i] = transport.PeerCheck{ID: r.id, Limit: r.limit, Cost: r.cost}
+		}
+		fctx, cancel := context.WithTimeout(ctx, n.forwardTimeout)
+		start := time.Now()
+		var ds []bucket.Decision
+		ds, err = n.peers.Check(fctx, addr, checks)
+		cancel()
+		n.metrics.forwardSeconds.Observe(time.Since(start).Seconds())
+		if err == nil {
+			n.metrics.routes.WithLabelValues("forwarded").Add(float64(len(rs)))
+			for i, r := range rs {
+				out[i] = n.finish(r, ds[i], owner, false)
+			}
+			return nil
+		}
 	}
-	ctx, cancel := context.WithTimeout(ctx, n.forwardTimeout)
-	defer cancel()
-	start := time.Now()
-	ds, err := n.peers.Check(ctx, addr, []transport.PeerCheck{{ID: r.id, Limit: r.limit, Cost: r.cost}})
-	n.metrics.forwardSeconds.Observe(time.Since(start).Seconds())
-	if err != nil {
-		n.metrics.routes.WithLabelValues("fallback").Inc()
-		n.log.Debug("owner unreachable; deciding from the fair share", "owner", owner, "err", err)
-		return bucket.Decision{}, false
+	if ctx.Err() != nil {
+		return ctx.Err()
 	}
-	n.metrics.routes.WithLabelValues("forwarded").Inc()
-	return ds[0], true
+	n.log.Debug("owner unreachable; deciding from the fair share", "owner", owner, "checks", len(rs), "err", err)
+	n.metrics.routes.WithLabelValues("fallback").Add(float64(len(rs)))
+	now, share := n.now(), topo.alive()
+	for i, r := range rs {
+		d := n.store.AllowN(now, fallbackID(r.id), fairShare(r.limit, share), r.cost)
+		out[i] = n.finish(r, d, owner, true)
+	}
+	return nil
 }
+
+// errNoPeerAddr is an owner whose peer address is not known (yet).
+var errNoPeerAddr = errors.New("cluster: owner's peer address unknown")
 
 // DecideForwarded implements transport.PeerHandler: it decides checks that
 // peers forwarded to this node as their owner, on its authoritative
@@ -177,13 +200,39 @@ func (n *Node) DecideForwarded(checks []transport.PeerCheck) []bucket.Decision {
 }
 
 // decideOwnerBatch decides the owner-mode checks of a batch (indexes into
-// rs), all at once; the peer client coalesces those bound for one owner
-// into one frame.
+// rs): those this node owns at once, the others in one call per owner, all
+// owners at the same time.
 func (n *Node) decideOwnerBatch(ctx context.Context, rs []resolved, idx []int, out []transport.CheckResult) error {
+	topo := n.topo.Load()
+	byOwner := map[string][]int{}
+	for _, i := range idx {
+		owner := topo.ownerOf(rs[i].id)
+		if owner == topo.self {
+			out[i] = n.decideHere(&rs[i], owner)
+			continue
+		}
+		byOwner[owner] = append(byOwner[owner], i)
+	}
 	var wg sync.WaitGroup
-	errs := make([]error, len(idx))
-	for j, i := range idx {
-		wg.Go(func() { out[i], errs[j] = n.decideOwner(ctx, &rs[i]) })
+	var errs []error
+	var mu sync.Mutex
+	for owner, ids := range byOwner {
+		wg.Go(func() {
+			group := make([]*resolved, len(ids))
+			results := make([]transport.CheckResult, len(ids))
+			for j, i := range ids {
+				group[j] = &rs[i]
+			}
+			err := n.forward(ctx, topo, owner, group, results)
+			for j, i := range ids {
+				out[i] = results[j]
+			}
+			if err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		})
 	}
 	wg.Wait()
 	return errors.Join(errs...)

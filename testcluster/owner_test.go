@@ -273,3 +273,56 @@ func manyKeys(t *testing.T, dist func(*rand.Rand, uint64) func() uint64) {
 		}
 	})
 }
+
+// TestOwnerModeBatch sends batches of owner-mode checks for many keys
+// (owned by different nodes) from every node at once: each key admits
+// exactly its burst, with no fallback.
+func TestOwnerModeBatch(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := New(t, 5)
+		c.AwaitConverged(joinBound, c.All()...)
+		awaitRings(c, 5*time.Second, c.All()...)
+		limit := bucket.Limit{Rate: 1, Period: time.Hour, Burst: 7}
+		const keys = 20
+		var mu sync.Mutex
+		admitted := map[string]int64{}
+		owners := map[string]bool{}
+		var wg sync.WaitGroup
+		for _, i := range c.All() {
+			node := c.Node(i)
+			wg.Go(func() {
+				for range 4 { // 4 batches of 100 per node: 2,000 checks, 100 per key
+					var reqs []transport.CheckRequest
+					for k := range 100 {
+						reqs = append(reqs, transport.CheckRequest{Key: "k" + strconv.Itoa(k%keys), Inline: limit, Cost: 1, Sync: rules.SyncOwner, SyncSet: true})
+					}
+					res, err := node.CheckBatch(context.Background(), reqs)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					mu.Lock()
+					for j, r := range res {
+						if r.Fallback {
+							t.Errorf("fallback on a healthy cluster: %+v", r)
+						}
+						owners[r.Owner] = true
+						if r.Allowed {
+							admitted[reqs[j].Key]++
+						}
+					}
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		for k := range keys {
+			if got := admitted["k"+strconv.Itoa(k)]; got != limit.Burst {
+				t.Fatalf("key k%d: admitted %d, want exactly %d", k, got, limit.Burst)
+			}
+		}
+		if len(owners) < 2 {
+			t.Fatalf("all %d keys had one owner; the test does not cross nodes", keys)
+		}
+	})
+}

@@ -107,7 +107,7 @@ func (s *Server) postCheck(w http.ResponseWriter, r *http.Request) int {
 	if err := decodeJSON(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes), &c); err != nil {
 		return s.fail(w, err)
 	}
-	return s.check(w, r.Context(), &c)
+	return s.check(r.Context(), w, &c)
 }
 
 func (s *Server) getCheck(w http.ResponseWriter, r *http.Request) int {
@@ -115,10 +115,10 @@ func (s *Server) getCheck(w http.ResponseWriter, r *http.Request) int {
 	if err != nil {
 		return s.fail(w, err)
 	}
-	return s.check(w, r.Context(), &c)
+	return s.check(r.Context(), w, &c)
 }
 
-func (s *Server) check(w http.ResponseWriter, ctx context.Context, c *checkJSON) int {
+func (s *Server) check(ctx context.Context, w http.ResponseWriter, c *checkJSON) int {
 	req, _, err := c.request(false, 0)
 	if err != nil {
 		return s.fail(w, err)
