@@ -59,6 +59,9 @@ type Decision struct {
 	Wait time.Duration
 	// TooLarge reports that the cost exceeds the burst, so it can never fit.
 	TooLarge bool
+	// Granted is, for a lease an owner grants, the tokens reserved for the
+	// node that asked (set by the cluster, not by the bucket).
+	Granted int64
 }
 
 // State is one bucket's mutable state. Its zero value is not meaningful: a
@@ -79,17 +82,27 @@ func Full(now time.Time, l Limit) State {
 	return State{Tokens: l.Burst, Last: now.UnixNano()}
 }
 
+// maxReorder is how far before s.Last a time may be and still be taken as
+// reordering rather than a clock step; see advance.
+const maxReorder = int64(time.Second)
+
 // advance credits the tokens earned since s.Last and moves s.Last to now.
-// A now before s.Last credits nothing; refill then resumes from now, as
-// golang.org/x/time/rate does, so a clock jump backwards neither mints tokens
-// nor freezes the bucket.
+// A now before s.Last credits nothing. If it is less than maxReorder
+// before, s.Last stays: concurrent callers read the clock before they take
+// the bucket's lock, so their times reach it slightly out of order, and
+// moving s.Last back would credit the same interval twice
+// (golang.org/x/time/rate does, and mints tokens that way). A larger step
+// back is the clock being set back: refill resumes from now, so the bucket
+// neither mints tokens nor freezes until the clock catches up.
 func (s *State) advance(now int64, l Limit) {
 	p := int64(l.Period)
 	if s.Frac >= p || s.Frac < 0 {
 		s.Frac = 0 // the period changed under this bucket
 	}
 	elapsed := now - s.Last
-	s.Last = now
+	if elapsed > 0 || elapsed < -maxReorder {
+		s.Last = now
+	}
 	if s.Tokens >= l.Burst {
 		s.Tokens, s.Frac = l.Burst, 0 // also clamps a burst that was lowered
 		return
@@ -199,6 +212,15 @@ func (s *State) RefundN(now time.Time, l Limit, cost int64) {
 	if s.Tokens == l.Burst {
 		s.Frac = 0
 	}
+}
+
+// DebitN advances the bucket to now and takes cost tokens out of it
+// unconditionally, into debt if need be: tokens spent elsewhere (by a peer
+// holding a replica of this bucket) that this bucket must account for.
+// Refill pays the debt before anything can be spent again.
+func (s *State) DebitN(now time.Time, l Limit, cost int64) {
+	s.advance(now.UnixNano(), l)
+	s.Tokens = max(s.Tokens-min(cost, MaxTokens), minTokens)
 }
 
 // FullAt reports whether the bucket has refilled completely by now, without

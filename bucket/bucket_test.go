@@ -126,10 +126,34 @@ func TestClockJumpBackwards(t *testing.T) {
 	run(t, l, []step{
 		{t5, 10, true, 0, 0},
 		{t1, 1, false, 0, 100 * time.Millisecond}, // 400 ms back: nothing minted
-		{t2, 1, true, 0, 0},                       // refill resumes from t1
+		{t2, 1, false, 0, 100 * time.Millisecond}, // still before t5: nothing earned
+		{t5.Add(100 * time.Millisecond), 1, true, 0, 0},
 		{t0, 1, false, 0, 100 * time.Millisecond},
-		{t5, 5, true, 0, 0},
+		{t5.Add(time.Second), 9, true, 0, 0}, // earned from the latest time seen
+		// A step back of more than a second is the clock being set back:
+		// refill resumes from there (not from the latest time seen).
+		{t0.Add(-time.Hour), 1, false, 0, 100 * time.Millisecond},
+		{t0.Add(-time.Hour + 100*time.Millisecond), 1, true, 0, 0},
 	})
+}
+
+// TestOutOfOrderTimesMintNothing: concurrent callers read the clock before
+// they take the bucket's lock, so their times reach the bucket slightly out
+// of order. Each must not make the bucket credit an interval twice.
+func TestOutOfOrderTimesMintNothing(t *testing.T) {
+	l := Limit{Rate: 1000, Period: time.Second, Burst: 1}
+	st := Full(t0, l)
+	admitted := 0
+	for i := range 1000 { // 1 s of checks every ms, each pair swapped
+		now := t0.Add(time.Duration(i^1) * time.Millisecond)
+		if st.AllowN(now, l, 1).Allowed {
+			admitted++
+		}
+	}
+	// Over 0.999 s: the burst plus 999 tokens.
+	if admitted > 1000 {
+		t.Fatalf("admitted %d > 1000: reordered times minted tokens", admitted)
+	}
 }
 
 func TestLimitChangesUnderBucket(t *testing.T) {
@@ -170,8 +194,9 @@ func TestExtremes(t *testing.T) {
 		if d := st.AllowN(t0.Add(100*365*24*time.Hour), l, 0); d.Remaining != MaxTokens {
 			t.Fatalf("got %+v", d)
 		}
-		st.AllowN(t0, l, MaxTokens)
-		if d := st.AllowN(t0.Add(time.Nanosecond), l, 0); d.Remaining != MaxTokens/1_000_000 {
+		century := t0.Add(100 * 365 * 24 * time.Hour)
+		st.AllowN(century, l, MaxTokens)
+		if d := st.AllowN(century.Add(time.Nanosecond), l, 0); d.Remaining != MaxTokens/1_000_000 {
 			t.Fatalf("1 ns at 2^53/ms: %d remaining, want %d", d.Remaining, MaxTokens/1_000_000)
 		}
 	})
@@ -226,8 +251,10 @@ func (m *model) allow(now int64, l Limit, cost int64) bool {
 		if b := new(big.Rat).SetInt64(l.Burst); m.tokens.Cmp(b) > 0 {
 			m.tokens = b
 		}
+		m.last = now
+	} else if m.last-now > maxReorder {
+		m.last = now // the clock was set back: refill resumes from now
 	}
-	m.last = now
 	c := new(big.Rat).SetInt64(cost)
 	if cost > l.Burst || m.tokens.Cmp(c) < 0 {
 		return false

@@ -117,6 +117,15 @@ func (s *Store) RefundN(now time.Time, id ID, l Limit, cost int64) {
 	sh.mu.Unlock()
 }
 
+// DebitN takes cost tokens out of the bucket id, into debt if need be; see
+// State.DebitN. A bucket that does not exist is created full first.
+func (s *Store) DebitN(now time.Time, id ID, l Limit, cost int64) {
+	s.update(now, id, l, func(st *State) Decision {
+		st.DebitN(now, l, cost)
+		return Decision{}
+	})
+}
+
 // Peek returns the bucket's decision for cost at now without changing it.
 func (s *Store) Peek(now time.Time, id ID, l Limit, cost int64) Decision {
 	sh := s.shard(id)
@@ -264,19 +273,43 @@ func (s *Store) Take(now time.Time, move func(ID) bool) []Entry {
 	return out
 }
 
+// Levels returns the levels at now of up to max buckets that are not full,
+// most recently used first in each shard, without changing the store: a
+// copy of its state for a peer that starts from it.
+func (s *Store) Levels(now time.Time, max int) []Entry {
+	var out []Entry
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		for e := sh.lru.next; e != &sh.lru && len(out) < max; e = e.next {
+			st := e.state
+			st.advance(now.UnixNano(), e.limit)
+			if st.Tokens < e.limit.Burst {
+				out = append(out, Entry{ID: e.id, Limit: e.limit, Tokens: st.Tokens, Frac: st.Frac})
+			}
+		}
+		sh.mu.Unlock()
+	}
+	return out
+}
+
 // Merge puts a bucket handed over by another store in at now. If the store
 // already holds that bucket, the lower of the two levels stays, so a
-// handover never mints tokens.
-func (s *Store) Merge(now time.Time, in Entry) {
+// handover never mints tokens. It reports whether the level handed over
+// was taken.
+func (s *Store) Merge(now time.Time, in Entry) bool {
 	in.Tokens = min(in.Tokens, in.Limit.Burst)
 	if in.Frac < 0 || in.Frac >= int64(in.Limit.Period) {
 		in.Frac = 0
 	}
+	taken := false
 	s.update(now, in.ID, in.Limit, func(st *State) Decision {
 		st.advance(now.UnixNano(), in.Limit)
 		if in.Tokens < st.Tokens || (in.Tokens == st.Tokens && in.Frac < st.Frac) {
 			st.Tokens, st.Frac = in.Tokens, in.Frac
+			taken = true
 		}
 		return Decision{}
 	})
+	return taken
 }

@@ -204,3 +204,43 @@ func TestTakeAndMergeNeverMint(t *testing.T) {
 		t.Fatalf("100ms later %d remaining, want 5", d.Remaining)
 	}
 }
+
+// TestDebitIntoDebt: tokens spent by peers go into debt, and refill pays
+// the debt before anything is admitted again.
+func TestDebitIntoDebt(t *testing.T) {
+	s := NewStore(StoreConfig{})
+	id := ID{Rule: "r", Key: "k"}
+	t0 := time.Unix(0, 0)
+	s.DebitN(t0, id, perSecond, 25) // 10 held, 25 spent elsewhere: 15 in debt
+	if d := s.Peek(t0, id, perSecond, 1); d.Allowed || d.Remaining != 0 {
+		t.Fatalf("in debt: %+v", d)
+	}
+	// 15 tokens of refill (1.5 s) pay the debt; the next token is at 1.6 s.
+	if d := s.AllowN(t0.Add(1500*time.Millisecond), id, perSecond, 1); d.Allowed || d.RetryAfter != 100*time.Millisecond {
+		t.Fatalf("debt paid, nothing earned yet: %+v", d)
+	}
+	if d := s.AllowN(t0.Add(1600*time.Millisecond), id, perSecond, 1); !d.Allowed {
+		t.Fatalf("after the debt: %+v", d)
+	}
+}
+
+func TestLevelsCopiesWithoutChanging(t *testing.T) {
+	s := NewStore(StoreConfig{})
+	t0 := time.Unix(0, 0)
+	for i := range 5 {
+		s.AllowN(t0, ID{Key: strconv.Itoa(i)}, perSecond, int64(i+1))
+	}
+	levels := s.Levels(t0, 3)
+	if len(levels) != 3 || s.Len() != 5 {
+		t.Fatalf("%d levels (want 3), %d buckets left (want 5)", len(levels), s.Len())
+	}
+	for _, e := range levels {
+		if e.Tokens >= perSecond.Burst {
+			t.Fatalf("a full bucket was copied: %+v", e)
+		}
+	}
+	other := NewStore(StoreConfig{})
+	if !other.Merge(t0, levels[0]) || other.Merge(t0, Entry{ID: levels[0].ID, Limit: perSecond, Tokens: perSecond.Burst}) {
+		t.Fatal("Merge must take a lower level and report it, and keep the lower one against a higher")
+	}
+}

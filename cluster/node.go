@@ -9,9 +9,11 @@ package cluster
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -45,6 +47,28 @@ type Config struct {
 	// Peer is how a cluster member exchanges checks with key owners.
 	// Required with Gossip; its address goes in Gossip.Meta.PeerAddr.
 	Peer PeerConfig
+	// GossipSync configures gossip mode and the switch of auto mode.
+	GossipSync GossipSyncConfig
+	// Leases configures token leases for keys checked often in owner mode.
+	Leases LeaseConfig
+	// Shadow puts the whole node in shadow mode: every check is decided
+	// and counted, and allowed.
+	Shadow bool
+	// Persist stores the rules set through the API, and holds those set
+	// before a restart. If nil, the API refuses to change rules (changes
+	// made on peers still arrive, and are kept in memory).
+	Persist *rules.Persist
+}
+
+// GossipSyncConfig configures gossip mode. Zero fields mean defaults.
+type GossipSyncConfig struct {
+	// Interval is how often a node sends its peers the tokens it admitted
+	// in gossip mode; it bounds how long peers decide without knowing.
+	// If zero, defaults to 50ms.
+	Interval time.Duration
+	// MaxMembers is the largest cluster in which auto mode gossips; in a
+	// larger one it routes each key to its owner. If zero, defaults to 8.
+	MaxMembers int
 }
 
 // PeerConfig configures a node's peer connections. Zero fields mean
@@ -66,16 +90,18 @@ type PeerConfig struct {
 // not usable: make one with New.
 type Node struct {
 	now     func() time.Time
-	store   *bucket.Store
+	buckets [4]*bucket.Store // by sync mode; local also holds fallback buckets
 	rules   atomic.Pointer[rules.Set]
 	metrics *metrics
 	sweep   time.Duration
 	log     *slog.Logger
 	gossip  *gossip.Gossip // nil when standalone
+	self    string         // this node's name in the cluster
+	// member is gossip, published for memberlist's goroutines, which may
+	// call in before New has returned.
+	member atomic.Pointer[gossip.Gossip]
 
-	// Owner mode. owned holds the buckets this node decides for the
-	// cluster as their owner; store holds local and fallback buckets.
-	owned          *bucket.Store
+	// Owner mode.
 	topo           atomic.Pointer[topology]
 	changed        chan struct{} // membership changed; buffered 1
 	peers          *transport.PeerClient
@@ -83,6 +109,23 @@ type Node struct {
 	peerLn         net.Listener
 	forwardTimeout time.Duration
 	ringCfg        ring.Config
+
+	leases *leases
+	shadow bool
+	hot    *hotKeys
+
+	// Gossip mode.
+	counters     *counters
+	syncInterval time.Duration
+	gossipMax    int
+
+	// Rules: the file's, and the API's catalog; in force, their
+	// combination (in rules above).
+	catalog    *rules.Catalog
+	persist    *rules.Persist
+	rulesMu    sync.Mutex    // serialises changes to what is in force
+	fileRules  *rules.Set    // nil until the first SetRules
+	rulesDirty chan struct{} // peers changed the catalog: store it; buffered 1
 }
 
 // New returns a Node with no rules loaded (not ready until SetRules). If
@@ -102,22 +145,46 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Peer.ForwardTimeout <= 0 {
 		cfg.Peer.ForwardTimeout = 250 * time.Millisecond
 	}
+	if cfg.GossipSync.Interval <= 0 {
+		cfg.GossipSync.Interval = 50 * time.Millisecond
+	}
+	if cfg.GossipSync.MaxMembers <= 0 {
+		cfg.GossipSync.MaxMembers = 8
+	}
+	self := ""
+	if cfg.Gossip != nil {
+		self = cfg.Gossip.Name
+	}
 	n := &Node{
 		now:            cfg.Now,
-		store:          bucket.NewStore(cfg.Store),
-		owned:          bucket.NewStore(cfg.Store),
+		self:           self,
 		sweep:          cfg.SweepInterval,
 		log:            cfg.Logger,
 		changed:        make(chan struct{}, 1),
 		peerLn:         cfg.Peer.Listener,
 		forwardTimeout: cfg.Peer.ForwardTimeout,
 		ringCfg:        cfg.Peer.Ring,
+		counters:       newCounters(cfg.Now().UnixNano()),
+		syncInterval:   cfg.GossipSync.Interval,
+		gossipMax:      cfg.GossipSync.MaxMembers,
+		catalog:        rules.NewCatalog(self),
+		persist:        cfg.Persist,
+		rulesDirty:     make(chan struct{}, 1),
+		shadow:         cfg.Shadow,
+		hot:            newHotKeys(cfg.Now()),
 	}
-	n.metrics = newMetrics(cfg.Metrics, n.store, n.owned)
-	self := ""
-	if cfg.Gossip != nil {
-		self = cfg.Gossip.Name
+	for i := range n.buckets {
+		n.buckets[i] = bucket.NewStore(cfg.Store)
 	}
+	if cfg.Persist != nil {
+		stored, err := cfg.Persist.Load()
+		if err != nil {
+			return nil, fmt.Errorf("cluster: stored API rules: %w", err)
+		}
+		n.catalog.Merge(stored)
+	}
+	n.metrics = newMetrics(cfg.Metrics, &n.buckets)
+	n.leases = newLeases(cfg.Leases, cfg.Metrics)
 	topo, err := buildTopology(self, nil, n.ringCfg)
 	if err != nil {
 		return nil, err
@@ -134,9 +201,11 @@ func New(cfg Config) (*Node, error) {
 		gc.Logger = cfg.Logger
 	}
 	gc.OnChange = n.membershipChanged
+	gc.Handler = (*sharedState)(n)
 	if n.gossip, err = gossip.New(gc); err != nil {
 		return nil, err
 	}
+	n.member.Store(n.gossip)
 	keys := func() [][]byte {
 		k, _ := n.gossip.Keys() // none when gossip is unencrypted
 		return k
@@ -171,20 +240,38 @@ func (n *Node) topologyLoop(ctx context.Context) error {
 		}
 		old := n.topo.Swap(topo)
 		n.metrics.ringMembers.Set(float64(topo.ring.Len()))
+		n.metrics.ringShare.Set(topo.ring.Share(topo.self))
 		for name, addr := range old.addrs {
 			if topo.addrs[name] != addr {
 				n.peers.Forget(addr) // gone, or moved to another address
 			}
 		}
-		n.handOff(ctx, topo) // a joiner may own some of our keys now
+		// A joiner may own some of our keys now.
+		n.handOff(ctx, topo, rules.SyncOwner)
+		switch was, is := n.route(rules.SyncAuto, old), n.route(rules.SyncAuto, topo); {
+		case is == rules.SyncOwner:
+			// Grown past gossip: each owner starts from its replica, and
+			// the others' replicas are merged into it (the lower level
+			// stays), so the switch gives no key a fresh burst.
+			n.handOff(ctx, topo, rules.SyncAuto)
+		case was == rules.SyncOwner:
+			// Shrunk into gossip: every member starts its replicas from
+			// the owners' buckets.
+			n.spread(ctx, topo, rules.SyncAuto)
+		}
 	}
 }
 
-// SetRules puts a rule set in force. Buckets of named rules keep their state
-// across changes to the rule's limit (tokens are clamped to a lower burst).
-func (n *Node) SetRules(s *rules.Set) {
-	n.rules.Store(s)
-	n.metrics.rulesLoaded.Set(float64(s.Len()))
+// route returns how a check of mode sync is decided in topo: auto is gossip
+// in a cluster of at most gossipMax members and owner above.
+func (n *Node) route(sync rules.Sync, topo *topology) rules.Sync {
+	if sync != rules.SyncAuto {
+		return sync
+	}
+	if topo.alive() > int64(n.gossipMax) {
+		return rules.SyncOwner
+	}
+	return rules.SyncGossip
 }
 
 // Rules returns the rule set in force, or nil before the first SetRules.
@@ -201,7 +288,10 @@ type resolved struct {
 	id     bucket.ID
 	limit  bucket.Limit
 	cost   int64
-	sync   rules.Sync
+	sync   rules.Sync // as configured: picks the bucket store
+	route  rules.Sync // how it is decided now: local, gossip or owner
+	shadow bool       // allowed whatever the decision
+	tell   bool       // gossip with peers: count what is admitted for them
 	counts *ruleCounters
 }
 
@@ -219,13 +309,13 @@ func (n *Node) resolve(req *transport.CheckRequest) (resolved, error) {
 		if err != nil {
 			return r, err
 		}
-		r = resolved{id: bucket.ID{Rule: rule.Name, Key: req.Key}, limit: rule.Limit, sync: rule.Sync}
+		r = resolved{id: bucket.ID{Rule: rule.Name, Key: req.Key}, limit: rule.Limit, sync: rule.Sync, shadow: rule.Shadow}
 	case req.Descriptors != nil:
 		rule, key, err := set.Match(req.Descriptors)
 		if err != nil {
 			return r, err
 		}
-		r = resolved{id: bucket.ID{Rule: rule.Name, Key: key}, limit: rule.Limit, sync: rule.Sync}
+		r = resolved{id: bucket.ID{Rule: rule.Name, Key: key}, limit: rule.Limit, sync: rule.Sync, shadow: rule.Shadow}
 	default:
 		r = resolved{id: bucket.ID{Inline: req.Inline, Key: req.Key}, limit: req.Inline}
 	}
@@ -233,24 +323,44 @@ func (n *Node) resolve(req *transport.CheckRequest) (resolved, error) {
 		r.sync = req.Sync
 	}
 	r.cost = req.Cost
+	r.shadow = r.shadow || n.shadow
+	topo := n.topo.Load()
+	r.route = n.route(r.sync, topo)
+	r.tell = r.route == rules.SyncGossip && topo.alive() > 1
 	r.counts = n.metrics.forRule(r.id.Rule, r.sync)
 	return r, nil
 }
 
+// result is the answer to r. Under a shadow rule a denial becomes an
+// allowance that says it would have been denied (and is counted); nothing
+// was spent for it, so the bucket holds what enforcement would leave.
 func (r *resolved) result(d bucket.Decision) transport.CheckResult {
-	return transport.CheckResult{Decision: d, Rule: r.id.Rule, Policy: r.limit, Sync: r.sync}
+	res := transport.CheckResult{Decision: d, Rule: r.id.Rule, Policy: r.limit, Sync: r.sync, Shadow: r.shadow}
+	if r.shadow && !d.Allowed {
+		res.ShadowDenied = true
+		res.Allowed, res.RetryAfter, res.TooLarge = true, 0, false
+		r.counts.shadowAllowed.Inc()
+	}
+	return res
 }
 
 // ownerMode reports whether r is decided by its key's owner.
-func (r *resolved) ownerMode() bool { return r.sync == rules.SyncOwner }
+func (r *resolved) ownerMode() bool { return r.route == rules.SyncOwner }
 
 // decide runs a resolved check: on the key's owner in owner mode, else on
-// this node's store.
+// this node's bucket (in gossip mode its replica, counting what it admits
+// for its peers).
 func (n *Node) decide(ctx context.Context, r *resolved) (transport.CheckResult, error) {
 	if r.ownerMode() {
 		return n.decideOwner(ctx, r)
 	}
-	d := n.store.AllowN(n.now(), r.id, r.limit, r.cost)
+	now := n.now()
+	d := n.buckets[r.sync].AllowN(now, r.id, r.limit, r.cost)
+	// A node alone counts nothing: a peer that joins later starts from
+	// its replica's level, which already holds what it admitted.
+	if r.tell && d.Allowed && r.cost > 0 {
+		n.counters.add(r.sync, r.id, r.limit, r.cost, now.UnixNano())
+	}
 	r.counts.observe(&d, r.limit)
 	return r.result(d), nil
 }
@@ -260,6 +370,9 @@ func (n *Node) Check(ctx context.Context, req *transport.CheckRequest) (transpor
 	r, err := n.resolve(req)
 	if err != nil {
 		return transport.CheckResult{}, err
+	}
+	if n.hot.sampled() {
+		n.hot.record(r.id, n.now())
 	}
 	return n.decide(ctx, &r)
 }
@@ -303,9 +416,16 @@ func (n *Node) Wait(ctx context.Context, req *transport.CheckRequest, maxWait ti
 		return transport.CheckResult{}, err
 	}
 	if r.ownerMode() && n.topo.Load().ring.Len() > 1 {
-		return transport.CheckResult{}, &rules.FieldError{Field: "sync", Msg: "owner mode does not support /v1/wait yet in a cluster; use sync local"}
+		return transport.CheckResult{}, &rules.FieldError{Field: "sync", Msg: "owner mode does not support /v1/wait yet in a cluster; use sync local or gossip"}
 	}
-	d := n.store.ReserveN(n.now(), r.id, r.limit, r.cost, maxWait)
+	now := n.now()
+	store := n.buckets[r.sync]
+	d := store.ReserveN(now, r.id, r.limit, r.cost, maxWait)
+	if r.tell && d.Allowed && r.cost > 0 {
+		// Peers count the reservation as spent even if the caller leaves:
+		// totals only grow. That errs on the side of the limit.
+		n.counters.add(r.sync, r.id, r.limit, r.cost, now.UnixNano())
+	}
 	r.counts.observe(&d, r.limit)
 	res := r.result(d)
 	if !d.Allowed || d.Wait == 0 {
@@ -318,7 +438,7 @@ func (n *Node) Wait(ctx context.Context, req *transport.CheckRequest, maxWait ti
 		res.Waited = d.Wait
 		return res, nil
 	case <-ctx.Done():
-		n.store.RefundN(n.now(), r.id, r.limit, r.cost)
+		store.RefundN(n.now(), r.id, r.limit, r.cost)
 		n.metrics.waitsAbandoned.Inc()
 		return transport.CheckResult{}, ctx.Err()
 	}
@@ -345,6 +465,11 @@ func (n *Node) Run(ctx context.Context) error {
 		return n.gossip.Run(memberCtx)
 	})
 	g.Go(func() error { return n.topologyLoop(gctx) })
+	g.Go(func() error { return n.syncLoop(gctx) })
+	g.Go(func() error { return n.persistLoop(gctx) })
+	if n.leases.on() {
+		g.Go(func() error { return n.leaseLoop(gctx) })
+	}
 	peerCtx, stopPeers := context.WithCancel(context.Background())
 	defer stopPeers()
 	if n.peerLn != nil {
@@ -376,7 +501,10 @@ func (n *Node) sweepLoop(ctx context.Context) error {
 			return nil
 		case <-t.C:
 			now := n.now()
-			dropped := n.store.Sweep(now) + n.owned.Sweep(now)
+			dropped := 0
+			for _, s := range n.buckets {
+				dropped += s.Sweep(now)
+			}
 			n.metrics.swept.Add(float64(dropped))
 		}
 	}

@@ -159,7 +159,7 @@ func TestRunSweepsFullBuckets(t *testing.T) {
 		go func() { done <- n.Run(ctx) }()
 		time.Sleep(time.Second)
 		synctest.Wait() // the sweep at 1s has run
-		if got := n.store.Len(); got != 1 {
+		if got := n.buckets[rules.SyncAuto].Len(); got != 1 {
 			t.Fatalf("%d buckets after the sweep, want 1 (the slow one)", got)
 		}
 		if got := testutil.ToFloat64(n.metrics.swept); got != 3 {
@@ -184,7 +184,7 @@ func TestMetricsCountDecisions(t *testing.T) {
 	if within != 2 || over != 1 || near != 1 {
 		t.Fatalf("within %v over %v near %v; want 2 1 1", within, over, near)
 	}
-	if c, err := testutil.GatherAndCount(reg, "sluice_store_keys"); err != nil || c != 2 {
+	if c, err := testutil.GatherAndCount(reg, "sluice_store_keys"); err != nil || c != 4 { // one per sync mode
 		t.Fatalf("sluice_store_keys: %d series, %v", c, err)
 	}
 }
@@ -215,5 +215,31 @@ func TestStreamedRingKeyMatches(t *testing.T) {
 		if got, want := topo.ownerOf(id), r.OwnerBytes(ringKey(nil, id)); got != want {
 			t.Fatalf("%+v: streamed owner %s, whole-key owner %s", id, got, want)
 		}
+	}
+}
+
+// TestShadowNode: a node in shadow mode allows every check and counts the
+// ones its limits would have denied.
+func TestShadowNode(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	n := readyNode(t, Config{Shadow: true, Metrics: reg})
+	denied := 0
+	for range 5 {
+		res, err := n.Check(context.Background(), inline("k", 2, time.Hour, 2))
+		if err != nil || !res.Allowed || !res.Shadow {
+			t.Fatalf("%+v %v", res, err)
+		}
+		if res.ShadowDenied {
+			denied++
+		}
+	}
+	if denied != 3 {
+		t.Fatalf("%d shadow denials, want 3", denied)
+	}
+	if got := testutil.ToFloat64(n.metrics.shadowAllowed.WithLabelValues("inline")); got != 3 {
+		t.Fatalf("sluice_shadow_allowed_total %v, want 3", got)
+	}
+	if got := testutil.ToFloat64(n.metrics.checks.WithLabelValues("inline", "auto", "over_limit")); got != 3 {
+		t.Fatalf("over_limit %v, want 3: shadow checks are counted as decided", got)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/sluicerl/sluice/bucket"
 	"github.com/sluicerl/sluice/gossip"
 	"github.com/sluicerl/sluice/ring"
+	"github.com/sluicerl/sluice/rules"
 	"github.com/sluicerl/sluice/transport"
 )
 
@@ -122,6 +123,20 @@ func (n *Node) decideOwner(ctx context.Context, r *resolved) (transport.CheckRes
 	if owner == topo.self {
 		return n.decideHere(r, owner), nil
 	}
+	if addr := topo.addrs[owner]; n.leases.on() && addr != "" {
+		out, d, want := n.leases.use(r, owner, n.now().UnixNano())
+		if want > 0 {
+			go n.askLease(*r, owner, addr, want)
+		}
+		switch out {
+		case leaseSpent:
+			n.metrics.routes.WithLabelValues("leased").Inc()
+			return n.finish(r, d, owner, false), nil
+		case leaseDenied:
+			n.metrics.routes.WithLabelValues("lease_denied").Inc()
+			return n.finish(r, d, owner, false), nil
+		}
+	}
 	out := []transport.CheckResult{{}}
 	if err := n.forward(ctx, topo, owner, []*resolved{r}, out); err != nil {
 		return transport.CheckResult{}, err
@@ -131,7 +146,7 @@ func (n *Node) decideOwner(ctx context.Context, r *resolved) (transport.CheckRes
 
 // decideHere decides r on this node's authoritative bucket.
 func (n *Node) decideHere(r *resolved, owner string) transport.CheckResult {
-	d := n.owned.AllowN(n.now(), r.id, r.limit, r.cost)
+	d := n.buckets[r.sync].AllowN(n.now(), r.id, r.limit, r.cost)
 	n.metrics.routes.WithLabelValues("owned").Inc()
 	return n.finish(r, d, owner, false)
 }
@@ -154,7 +169,7 @@ func (n *Node) forward(ctx context.Context, topo *topology, owner string, rs []*
 	} else {
 		checks := make([]transport.PeerCheck, len(rs))
 		for i, r := range rs {
-			checks[i] = transport.PeerCheck{ID: r.id, Limit: r.limit, Cost: r.cost}
+			checks[i] = transport.PeerCheck{ID: r.id, Limit: r.limit, Cost: r.cost, Sync: r.sync}
 		}
 		fctx, cancel := context.WithTimeout(ctx, n.forwardTimeout)
 		start := time.Now()
@@ -177,7 +192,7 @@ func (n *Node) forward(ctx context.Context, topo *topology, owner string, rs []*
 	n.metrics.routes.WithLabelValues("fallback").Add(float64(len(rs)))
 	now, share := n.now(), topo.alive()
 	for i, r := range rs {
-		d := n.store.AllowN(now, fallbackID(r.id), fairShare(r.limit, share), r.cost)
+		d := n.buckets[rules.SyncLocal].AllowN(now, fallbackID(r.id), fairShare(r.limit, share), r.cost)
 		out[i] = n.finish(r, d, owner, true)
 	}
 	return nil
@@ -189,12 +204,32 @@ var errNoPeerAddr = errors.New("cluster: owner's peer address unknown")
 // DecideForwarded implements transport.PeerHandler: it decides checks that
 // peers forwarded to this node as their owner, on its authoritative
 // buckets. It never forwards again, so views of the ring that differ for a
-// moment during membership changes cannot make a check bounce.
+// moment during membership changes cannot make a check bounce. An auto-mode
+// check that arrives while this node already sees a cluster small enough to
+// gossip is decided on its replica and counted for its peers.
 func (n *Node) DecideForwarded(checks []transport.PeerCheck) []bucket.Decision {
 	out := make([]bucket.Decision, len(checks))
 	now := n.now()
+	topo := n.topo.Load()
 	for i, c := range checks {
-		out[i] = n.owned.AllowN(now, c.ID, c.Limit, c.Cost)
+		sync := c.Sync
+		if sync != rules.SyncAuto && sync != rules.SyncOwner {
+			sync = rules.SyncOwner
+		}
+		store := n.buckets[sync]
+		n.metrics.ownerOps[c.Op].Inc()
+		switch c.Op {
+		case transport.OpLease:
+			out[i] = n.grantLease(now, store, &c)
+			continue
+		case transport.OpReturn:
+			store.RefundN(now, c.ID, c.Limit, c.Cost)
+			continue
+		}
+		out[i] = store.AllowN(now, c.ID, c.Limit, c.Cost)
+		if n.route(sync, topo) == rules.SyncGossip && out[i].Allowed && c.Cost > 0 {
+			n.counters.add(sync, c.ID, c.Limit, c.Cost, now.UnixNano())
+		}
 	}
 	return out
 }
@@ -241,7 +276,7 @@ func (n *Node) decideOwnerBatch(ctx context.Context, rs []resolved, idx []int, o
 func newRouteMetrics(reg Registerer) (*prometheus.CounterVec, prometheus.Histogram) {
 	routes := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "sluice_owner_checks_total",
-		Help: "Owner-mode checks by route: owned (decided here), forwarded (decided by the owner), fallback (owner unreachable: decided from this node's fair share).",
+		Help: "Owner-mode checks by route: owned (decided here), forwarded (decided by the owner), leased (decided here from tokens leased from the owner), lease_denied (denied here: the owner said its bucket is empty until then), fallback (owner unreachable: decided from this node's fair share).",
 	}, []string{"route"})
 	forward := prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "sluice_forward_duration_seconds",

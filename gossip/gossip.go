@@ -82,6 +82,9 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// Logger receives memberlist's logs at their levels. If nil, discarded.
 	Logger *slog.Logger
+	// Handler receives the state peers share (rules, counters). If nil,
+	// the node shares only membership.
+	Handler Handler
 }
 
 // ErrInsecure is returned by New for a node that has seeds but no key and
@@ -96,6 +99,8 @@ type Gossip struct {
 	meta    []byte
 	view    *view
 	keyring *memberlist.Keyring // nil when unencrypted
+	queue   *memberlist.TransmitLimitedQueue
+	traffic *traffic
 
 	joins    *prometheus.CounterVec
 	rejected *prometheus.CounterVec
@@ -143,9 +148,10 @@ func New(cfg Config) (*Gossip, error) {
 		return nil, fmt.Errorf("gossip: %w", err)
 	}
 	g := &Gossip{
-		cfg:  cfg,
-		meta: meta,
-		id:   newInstanceID(),
+		cfg:     cfg,
+		meta:    meta,
+		id:      newInstanceID(),
+		traffic: newTraffic(),
 		joins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_gossip_joins_total",
 			Help: "Attempts to join seeds or failed peers, by result (ok: at least one answered; error).",
@@ -165,8 +171,10 @@ func New(cfg Config) (*Gossip, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gossip: start memberlist on %s: %w", cfg.BindAddr, err)
 	}
+	g.queue = &memberlist.TransmitLimitedQueue{NumNodes: g.ml.NumMembers, RetransmitMult: mc.RetransmitMult}
 	if cfg.Registerer != nil {
 		cfg.Registerer.MustRegister(g.joins, g.rejected, g.view.events, newMembersCollector(g.view))
+		cfg.Registerer.MustRegister(g.traffic.collectors()...)
 	}
 	return g, nil
 }
@@ -340,17 +348,52 @@ func (d delegate) NodeMeta(int) []byte { return d.g.meta }
 // NotifyMsg handles a message from a peer. It runs on memberlist's packet
 // handler and must not block; b is reused after it returns.
 func (d delegate) NotifyMsg(b []byte) {
-	l, ok := decodeMessage(b)
+	d.g.traffic.in(len(b))
+	ok := false
+	switch {
+	case len(b) > 0 && b[0] >= FirstKind:
+		ok = d.g.cfg.Handler != nil && d.g.cfg.Handler.Message(b[0], b[1:])
+	default:
+		var l leaving
+		if l, ok = decodeMessage(b); ok {
+			d.g.view.leaving(l.Name)
+		}
+	}
 	if !ok {
 		d.g.rejected.WithLabelValues(rejectMalformed).Inc()
-		return
 	}
-	d.g.view.leaving(l.Name)
 }
 
-func (d delegate) GetBroadcasts(int, int) [][]byte { return nil }
-func (d delegate) LocalState(bool) []byte          { return nil }
-func (d delegate) MergeRemoteState([]byte, bool)   {}
+// GetBroadcasts hands memberlist the queued broadcasts that fit the room
+// left in a packet it is about to send.
+func (d delegate) GetBroadcasts(overhead, limit int) [][]byte {
+	out := d.g.queue.GetBroadcasts(overhead, limit)
+	for _, m := range out {
+		d.g.traffic.out(len(m))
+	}
+	return out
+}
+
+func (d delegate) LocalState(join bool) []byte {
+	if d.g.cfg.Handler == nil {
+		return nil
+	}
+	s := d.g.cfg.Handler.LocalState(join)
+	if len(s) > 0 {
+		d.g.traffic.out(len(s))
+	}
+	return s
+}
+
+func (d delegate) MergeRemoteState(s []byte, join bool) {
+	if d.g.cfg.Handler == nil || len(s) == 0 {
+		return
+	}
+	d.g.traffic.in(len(s))
+	if !d.g.cfg.Handler.MergeState(s, join) {
+		d.g.rejected.WithLabelValues(rejectMalformed).Inc()
+	}
+}
 
 // joinTargets is the pure step of the join loop: the seed addresses that
 // are not live members, plus remembered failed members, without this node,

@@ -84,6 +84,7 @@ func TestLogWriterLevelsAndRejections(t *testing.T) {
 		"[ERR] memberlist: Decrypt packet failed: no installed keys could decrypt the message from=10.0.0.9:7946",
 		`[ERR] memberlist: discarding packet with unacceptable label "staging": from=10.0.0.9:7946`,
 		"[ERR] memberlist: msg type (77) not supported from=10.0.0.9:7946",
+		"[ERR] memberlist: Failed to send gossip to 10.0.0.2:7946: write udp 10.0.0.1:7946->10.0.0.2:7946: use of closed network connection",
 	} {
 		w.Write([]byte(line + "\n"))
 	}
@@ -92,7 +93,8 @@ func TestLogWriterLevelsAndRejections(t *testing.T) {
 		`level=DEBUG msg="Stream connection`,
 		`level=WARN msg="Refuting a suspect message`,
 		`level=ERROR msg="Failed fallback ping: EOF"`,
-		`level=WARN msg="Decrypt packet failed`, // a stranger's packet is not our error
+		`level=WARN msg="Decrypt packet failed`,  // a stranger's packet is not our error
+		`level=DEBUG msg="Failed to send gossip`, // memberlist shutting down
 		"component=memberlist",
 	} {
 		if !strings.Contains(out, want) {

@@ -39,6 +39,10 @@ func (w *logWriter) Write(p []byte) (int, error) {
 			line = strings.TrimPrefix(msg, "memberlist: ")
 		}
 	}
+	if strings.Contains(line, "use of closed network connection") {
+		// memberlist's goroutines still sending while it shuts down.
+		level = slog.LevelDebug
+	}
 	if reason := rejection(line); reason != "" {
 		w.reject(reason)
 		level = slog.LevelWarn // a stranger knocking is not our error

@@ -36,7 +36,7 @@ func decodeMessage(b []byte) (leaving, bool) {
 	if len(b) < 2 || b[0] != msgLeaving || len(b) > 2*maxNameBytes {
 		return l, false
 	}
-	if err := msgpack.Unmarshal(b[1:], &l); err != nil || l.Name == "" || len(l.Name) > maxNameBytes {
+	if err := Unmarshal(b[1:], &l); err != nil || l.Name == "" || len(l.Name) > maxNameBytes {
 		return leaving{}, false
 	}
 	return l, true

@@ -46,7 +46,7 @@ func decodeMeta(b []byte) (Meta, error) {
 	if len(b) == 0 || len(b) > maxMetaBytes {
 		return m, errBadMeta
 	}
-	if err := msgpack.Unmarshal(b, &m); err != nil {
+	if err := Unmarshal(b, &m); err != nil {
 		return Meta{}, errBadMeta
 	}
 	return m, nil

@@ -2,6 +2,7 @@ package rules
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -33,6 +34,7 @@ type Spec struct {
 	Burst       int64            `json:"burst,omitempty" yaml:"burst" msgpack:"burst,omitempty"`
 	Algorithm   string           `json:"algorithm,omitempty" yaml:"algorithm" msgpack:"algorithm,omitempty"`
 	Sync        string           `json:"sync,omitempty" yaml:"sync" msgpack:"sync,omitempty"`
+	Shadow      bool             `json:"shadow,omitempty" yaml:"shadow" msgpack:"shadow,omitempty"`
 	Descriptors []DescriptorSpec `json:"descriptors,omitempty" yaml:"descriptors" msgpack:"descriptors,omitempty"`
 }
 
@@ -71,9 +73,11 @@ func NewCatalog(self string) *Catalog {
 }
 
 // Put validates specs and, if all are valid, sets them as new versions. It
-// changes nothing if any is invalid; the error names it
-// as a rules file does ("rules[2](api).limit: ...").
-func (c *Catalog) Put(specs []Spec) ([]Entry, error) {
+// changes nothing if any is invalid; the error names it as a rules file does
+// ("rules[2](api).limit: ..."). If commit is not nil it is called with the
+// new entries before they take effect (to store them durably), and an error
+// from it changes nothing either.
+func (c *Catalog) Put(specs []Spec, commit func([]Entry) error) ([]Entry, error) {
 	seen := map[string]bool{}
 	for i, s := range specs {
 		if _, err := s.Rule(); err != nil {
@@ -88,25 +92,45 @@ func (c *Catalog) Put(specs []Spec) ([]Entry, error) {
 	defer c.mu.Unlock()
 	out := make([]Entry, len(specs))
 	for i, s := range specs {
-		c.clock++
 		spec := s
-		out[i] = Entry{Name: s.Name, Spec: &spec, Version: Version{Clock: c.clock, Node: c.self}}
-		c.entries[s.Name] = out[i]
+		out[i] = Entry{Name: s.Name, Spec: &spec, Version: Version{Clock: c.clock + uint64(i) + 1, Node: c.self}}
+	}
+	if err := c.apply(out, commit); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
 
-// Delete removes the API rule name, leaving a tombstone. The error is a
-// *FieldError if there is no such rule.
-func (c *Catalog) Delete(name string) (Entry, error) {
+// apply commits entries made under c.mu from the next clock values, then
+// puts them in force.
+func (c *Catalog) apply(entries []Entry, commit func([]Entry) error) error {
+	if commit != nil {
+		if err := commit(entries); err != nil {
+			return err
+		}
+	}
+	for _, e := range entries {
+		c.clock = max(c.clock, e.Version.Clock)
+		c.entries[e.Name] = e
+	}
+	return nil
+}
+
+// ErrNoRule is returned by Delete for a name that is not an API rule.
+var ErrNoRule = errors.New("no such API rule")
+
+// Delete removes the API rule name, leaving a tombstone; commit is as for
+// Put. The error wraps ErrNoRule if there is no such rule.
+func (c *Catalog) Delete(name string, commit func([]Entry) error) (Entry, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e, ok := c.entries[name]; !ok || e.Deleted {
-		return Entry{}, &FieldError{Field: "name", Msg: fmt.Sprintf("no API rule named %q", name)}
+		return Entry{}, fmt.Errorf("%w: %q", ErrNoRule, name)
 	}
-	c.clock++
-	e := Entry{Name: name, Version: Version{Clock: c.clock, Node: c.self}, Deleted: true}
-	c.entries[name] = e
+	e := Entry{Name: name, Version: Version{Clock: c.clock + 1, Node: c.self}, Deleted: true}
+	if err := c.apply([]Entry{e}, commit); err != nil {
+		return Entry{}, err
+	}
 	return e, nil
 }
 
@@ -161,6 +185,8 @@ func (c *Catalog) Combine(file *Set) *Set {
 			continue
 		}
 		if r, err := e.Spec.Rule(); err == nil {
+			v := e.Version
+			r.Version = &v
 			api[r.Name] = r
 			apiOrder = append(apiOrder, r)
 		}

@@ -12,17 +12,17 @@ func spec(name string, limit int64) Spec { return Spec{Name: name, Limit: limit,
 
 func TestCatalogPutIsAllOrNothing(t *testing.T) {
 	c := NewCatalog("a")
-	_, err := c.Put([]Spec{spec("ok", 1), {Name: "bad", Limit: 0, Period: "1s"}})
+	_, err := c.Put([]Spec{spec("ok", 1), {Name: "bad", Limit: 0, Period: "1s"}}, nil)
 	if err == nil || !strings.HasPrefix(err.Error(), "rules[1](bad).limit:") {
 		t.Fatalf("Put with a bad rule: %v, want an error naming rules[1](bad).limit", err)
 	}
 	if n := len(c.Entries()); n != 0 {
 		t.Fatalf("a rejected Put stored %d entries", n)
 	}
-	if _, err := c.Put([]Spec{spec("x", 1), spec("x", 2)}); err == nil {
+	if _, err := c.Put([]Spec{spec("x", 1), spec("x", 2)}, nil); err == nil {
 		t.Fatal("a name given twice must be refused")
 	}
-	es, err := c.Put([]Spec{spec("x", 1), spec("y", 2)})
+	es, err := c.Put([]Spec{spec("x", 1), spec("y", 2)}, nil)
 	if err != nil || es[0].Version != (Version{1, "a"}) || es[1].Version != (Version{2, "a"}) {
 		t.Fatalf("Put: %+v %v", es, err)
 	}
@@ -30,13 +30,13 @@ func TestCatalogPutIsAllOrNothing(t *testing.T) {
 
 func TestCatalogDeleteLeavesATombstone(t *testing.T) {
 	a, b := NewCatalog("a"), NewCatalog("b")
-	put, _ := a.Put([]Spec{spec("x", 1)})
+	put, _ := a.Put([]Spec{spec("x", 1)}, nil)
 	b.Merge(put)
-	del, err := a.Delete("x")
+	del, err := a.Delete("x", nil)
 	if err != nil || !del.Deleted {
 		t.Fatalf("Delete: %+v %v", del, err)
 	}
-	if _, err := a.Delete("x"); err == nil {
+	if _, err := a.Delete("x", nil); err == nil {
 		t.Fatal("deleting a deleted rule must fail")
 	}
 	// The older copy that b still holds arrives after the deletion: it must
@@ -52,10 +52,10 @@ func TestCatalogDeleteLeavesATombstone(t *testing.T) {
 func TestCatalogLamportClock(t *testing.T) {
 	a, b := NewCatalog("a"), NewCatalog("b")
 	for range 5 {
-		a.Put([]Spec{spec("x", 1)})
+		a.Put([]Spec{spec("x", 1)}, nil)
 	}
 	b.Merge(a.Entries()) // b learns clock 5
-	es, _ := b.Put([]Spec{spec("x", 2)})
+	es, _ := b.Put([]Spec{spec("x", 2)}, nil)
 	if es[0].Version.Clock != 6 {
 		t.Fatalf("a change after seeing clock 5 got clock %d, want 6", es[0].Version.Clock)
 	}
@@ -78,12 +78,12 @@ func TestCatalogCombineWithFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := NewCatalog("n")
-	c.Put([]Spec{spec("b", 20), spec("c", 30)})
+	c.Put([]Spec{spec("b", 20), spec("c", 30)}, nil)
 	set := c.Combine(file)
 	if set.Len() != 3 || set.byName["b"].Limit.Rate != 20 || set.byName["c"].Limit.Rate != 30 {
 		t.Fatalf("combined: %+v", set.Rules())
 	}
-	c.Delete("b") // the file's b is in force again
+	c.Delete("b", nil) // the file's b is in force again
 	if set := c.Combine(file); set.byName["b"].Limit.Rate != 2 {
 		t.Fatalf("after deleting the API rule b: %+v", set.byName["b"])
 	}
@@ -101,9 +101,9 @@ func TestCatalogsConverge(t *testing.T) {
 			name := names[rapid.IntRange(0, 2).Draw(t, "name")]
 			switch rapid.IntRange(0, 2).Draw(t, "op") {
 			case 0:
-				n.Put([]Spec{spec(name, rapid.Int64Range(1, 100).Draw(t, "limit"))})
+				n.Put([]Spec{spec(name, rapid.Int64Range(1, 100).Draw(t, "limit"))}, nil)
 			case 1:
-				n.Delete(name)
+				n.Delete(name, nil)
 			case 2: // a partial exchange midway
 				n.Merge(nodes[rapid.IntRange(0, 2).Draw(t, "from")].Entries())
 			}

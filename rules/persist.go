@@ -41,7 +41,8 @@ func OpenPersist(dir string) (*Persist, error) {
 	return &Persist{db: db}, nil
 }
 
-// Save stores entries, replacing older versions of the same rules.
+// Save stores entries, replacing older versions of the same rules; a stored
+// version newer than the one given stays, so saves may arrive in any order.
 func (p *Persist) Save(entries []Entry) error {
 	if len(entries) == 0 {
 		return nil
@@ -49,6 +50,10 @@ func (p *Persist) Save(entries []Entry) error {
 	return p.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketRules)
 		for _, e := range entries {
+			var old Entry
+			if v := b.Get([]byte(e.Name)); v != nil && json.Unmarshal(v, &old) == nil && old.Version.Compare(e.Version) >= 0 {
+				continue
+			}
 			v, err := json.Marshal(e)
 			if err != nil {
 				return fmt.Errorf("encode rule %q: %w", e.Name, err)

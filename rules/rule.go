@@ -101,6 +101,14 @@ type Rule struct {
 	// Descriptors is how requests that carry descriptors are matched to the
 	// rule; empty when the rule is only used by name.
 	Descriptors []Descriptor
+	// Shadow makes the rule advisory: checks are decided and counted, but
+	// all are allowed (a dark launch).
+	Shadow bool
+	// Spec is the rule as it was written.
+	Spec Spec
+	// Version is the version of a rule set through the API; nil for a rule
+	// from the rules file.
+	Version *Version
 }
 
 // FieldError is bad input that names the field at fault, in the request or

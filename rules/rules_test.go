@@ -296,3 +296,16 @@ func mustGet(t *testing.T, s *Set, name string) Rule {
 	}
 	return r
 }
+
+func TestShadowParses(t *testing.T) {
+	s, err := Parse([]byte("rules: [{name: dark, limit: 1, period: 1s, shadow: true}, {name: lit, limit: 1, period: 1s}]"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := s.Get("dark"); !d.Shadow {
+		t.Fatal("shadow: true did not make a shadow rule")
+	}
+	if l, _ := s.Get("lit"); l.Shadow {
+		t.Fatal("a rule is in shadow by default")
+	}
+}

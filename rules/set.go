@@ -212,7 +212,7 @@ func (ry Spec) Rule() (Rule, error) {
 	if err != nil {
 		return Rule{}, fieldErr("sync", "%v", err)
 	}
-	r := Rule{Name: ry.Name, Limit: limit, Algorithm: algo, Sync: sync}
+	r := Rule{Name: ry.Name, Limit: limit, Algorithm: algo, Sync: sync, Shadow: ry.Shadow, Spec: ry}
 	seen := make(map[string]bool)
 	for i, d := range ry.Descriptors {
 		if d.Key == "" {

@@ -57,6 +57,9 @@ type Options struct {
 	Listed []int
 	// Configure, if set, edits node i's config before it starts.
 	Configure func(i int, cfg *cluster.Config)
+	// Persist gives each node a data directory that outlives its lives,
+	// where it stores the rules set through its API.
+	Persist bool
 }
 
 // DefaultKey is the gossip key of a cluster started without Options.Keys.
@@ -83,8 +86,12 @@ type Member struct {
 	// Registry holds the current life's metrics.
 	Registry *prometheus.Registry
 
+	// DataDir is where the node stores API rules (with Options.Persist).
+	DataDir string
+
 	cancel  context.CancelFunc
 	done    chan error
+	persist *rules.Persist
 	running bool
 }
 
@@ -121,6 +128,9 @@ func New(t testing.TB, n int, opts ...Options) *Cluster {
 func (c *Cluster) add() *Member {
 	i := len(c.nodes)
 	m := &Member{Index: i, Name: "node-" + strconv.Itoa(i), Addr: AddrOf(i)}
+	if c.opts.Persist {
+		m.DataDir = c.t.TempDir()
+	}
 	c.nodes = append(c.nodes, m)
 	return m
 }
@@ -239,6 +249,14 @@ func (c *Cluster) StartWith(i int, cfg cluster.Config) {
 	if cfg.Metrics == nil {
 		cfg.Metrics = reg
 	}
+	var persist *rules.Persist
+	if m.DataDir != "" && cfg.Persist == nil {
+		var err error
+		if persist, err = rules.OpenPersist(m.DataDir); err != nil {
+			c.t.Fatalf("testcluster: start %s: %v", m.Name, err)
+		}
+		cfg.Persist = persist
+	}
 	node, err := cluster.New(cfg)
 	if err != nil {
 		c.t.Fatalf("testcluster: start %s: %v", m.Name, err)
@@ -248,7 +266,7 @@ func (c *Cluster) StartWith(i int, cfg cluster.Config) {
 	done := make(chan error, 1)
 	go func() { done <- node.Run(ctx) }()
 	c.mu.Lock()
-	m.Node, m.Registry, m.cancel, m.done, m.running = node, reg, cancel, done, true
+	m.Node, m.Registry, m.cancel, m.done, m.persist, m.running = node, reg, cancel, done, persist, true
 	c.mu.Unlock()
 }
 
@@ -266,6 +284,12 @@ func (c *Cluster) Stop(i int) {
 	m.cancel()
 	if err := <-m.done; err != nil {
 		c.t.Errorf("testcluster: %s stopped with %v", m.Name, err)
+	}
+	if m.persist != nil {
+		if err := m.persist.Close(); err != nil {
+			c.t.Errorf("testcluster: %s: closing its data: %v", m.Name, err)
+		}
+		m.persist = nil
 	}
 }
 

@@ -2,6 +2,7 @@ package testcluster
 
 import (
 	"errors"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"strconv"
@@ -29,7 +30,18 @@ type Network struct {
 	rng   *rand.Rand
 	conns map[*conn]struct{}
 
-	packets, bytes uint64
+	traffic Traffic
+}
+
+// Traffic is what a Network has carried.
+type Traffic struct {
+	// Packets and PacketBytes are the datagrams delivered: memberlist's
+	// probes and gossip, and sluice's counter packets.
+	Packets, PacketBytes uint64
+	// StreamBytes are the bytes written on streams, by the port they were
+	// opened to: the gossip port's are memberlist's full state exchanges
+	// (and joins), the peer port's are forwarded checks and handoffs.
+	StreamBytes map[int]uint64
 }
 
 // NewNetwork returns an empty network whose random drops are drawn from
@@ -119,11 +131,13 @@ func (n *Network) SetDelay(d time.Duration) {
 	n.mu.Unlock()
 }
 
-// Traffic returns the datagrams and bytes delivered so far.
-func (n *Network) Traffic() (packets, bytes uint64) {
+// Traffic returns what the network has carried so far.
+func (n *Network) Traffic() Traffic {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return n.packets, n.bytes
+	t := n.traffic
+	t.StreamBytes = maps.Clone(t.StreamBytes)
+	return t
 }
 
 func (n *Network) reachableLocked(from, to string) bool {
@@ -189,8 +203,8 @@ func (h *Host) deliver(p *gossip.Packet) {
 	}
 	select {
 	case h.packets <- p:
-		h.net.packets++
-		h.net.bytes += uint64(len(p.Buf))
+		h.net.traffic.Packets++
+		h.net.traffic.PacketBytes += uint64(len(p.Buf))
 	default: // queue full: lost
 	}
 }
@@ -220,8 +234,10 @@ func (h *Host) DialTimeout(addr string, timeout time.Duration) (net.Conn, error)
 		return nil, errTimeout
 	}
 	client, server := net.Pipe()
-	cc := &conn{Conn: client, net: n, local: h.addr, remote: addr}
-	sc := &conn{Conn: server, net: n, local: addr, remote: h.addr}
+	_, p, _ := net.SplitHostPort(addr)
+	port, _ := strconv.Atoi(p)
+	cc := &conn{Conn: client, net: n, local: h.addr, remote: addr, port: port}
+	sc := &conn{Conn: server, net: n, local: addr, remote: h.addr, port: port}
 	select {
 	case dst.streams <- sc:
 		n.conns[cc] = struct{}{}
@@ -286,6 +302,18 @@ type conn struct {
 	net.Conn
 	net           *Network
 	local, remote string
+	port          int // the port the stream was opened to
+}
+
+func (c *conn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	c.net.mu.Lock()
+	if c.net.traffic.StreamBytes == nil {
+		c.net.traffic.StreamBytes = make(map[int]uint64)
+	}
+	c.net.traffic.StreamBytes[c.port] += uint64(n)
+	c.net.mu.Unlock()
+	return n, err
 }
 
 func (c *conn) LocalAddr() net.Addr  { return tcpAddr(c.local) }

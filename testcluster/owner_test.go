@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sluicerl/sluice/bucket"
+	"github.com/sluicerl/sluice/cluster"
 	"github.com/sluicerl/sluice/rules"
 	"github.com/sluicerl/sluice/transport"
 )
@@ -41,15 +42,21 @@ func awaitRings(c *Cluster, within time.Duration, nodes ...int) {
 	})
 }
 
-// load drives key through the given nodes, from 4 goroutines per node each
-// checking every 7ms, until stop, and counts what was admitted, what fell
-// back, and what failed.
+// load drives checks through the given nodes, from 4 goroutines per node
+// each checking every 7ms, until ctx ends, and counts what was admitted,
+// what fell back, and what failed.
 type load struct {
 	admitted, fallbacks, failed, total atomic.Int64
 	wg                                 sync.WaitGroup
 }
 
+// drive drives owner-mode checks of key.
 func drive(ctx context.Context, c *Cluster, key string, nodes ...int) *load {
+	return driveChecks(ctx, c, func() *transport.CheckRequest { return ownerCheck(key) }, nodes...)
+}
+
+// driveChecks drives the checks that req makes.
+func driveChecks(ctx context.Context, c *Cluster, req func() *transport.CheckRequest, nodes ...int) *load {
 	l := &load{}
 	for _, i := range nodes {
 		node := c.Node(i)
@@ -57,7 +64,7 @@ func drive(ctx context.Context, c *Cluster, key string, nodes ...int) *load {
 			l.wg.Go(func() {
 				time.Sleep(time.Duration(g) * time.Millisecond) // stagger
 				for ctx.Err() == nil {
-					res, err := node.Check(ctx, ownerCheck(key))
+					res, err := node.Check(ctx, req())
 					l.total.Add(1)
 					switch {
 					case err != nil:
@@ -79,11 +86,12 @@ func drive(ctx context.Context, c *Cluster, key string, nodes ...int) *load {
 }
 
 // TestOwnerModeExact drives one hot key through all five nodes for 60
-// seconds, far past its limit: exactly burst + rate × elapsed is admitted,
-// whatever node a check enters by.
+// seconds, far past its limit, with every check forwarded to the owner
+// (leases off; TestLeasesExact has them on): exactly burst + rate ×
+// elapsed is admitted, whatever node a check enters by.
 func TestOwnerModeExact(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		c := New(t, 5)
+		c := New(t, 5, Options{Configure: func(_ int, cfg *cluster.Config) { cfg.Leases.Threshold = -1 }})
 		c.AwaitConverged(joinBound, c.All()...)
 		awaitRings(c, 5*time.Second, c.All()...)
 		ctx, stop := context.WithCancel(context.Background())
@@ -220,38 +228,8 @@ func manyKeys(t *testing.T, dist func(*rand.Rand, uint64) func() uint64) {
 		awaitRings(c, 5*time.Second, c.All()...)
 		const keys = 2000
 		limit := bucket.Limit{Rate: 5, Period: time.Second, Burst: 5}
-		var mu sync.Mutex
-		asked := make([]int64, keys)
-		admitted := make([]int64, keys)
-		start := time.Now()
-		var wg sync.WaitGroup
-		for _, i := range c.All() {
-			node := c.Node(i)
-			for g := range 4 {
-				wg.Go(func() {
-					next := dist(rand.New(rand.NewPCG(uint64(i), uint64(g))), keys)
-					for time.Since(start) < 30*time.Second {
-						k := int(next())
-						res, err := node.Check(context.Background(), &transport.CheckRequest{
-							Key: "k" + strconv.Itoa(k), Inline: limit, Cost: 1, Sync: rules.SyncOwner, SyncSet: true,
-						})
-						if err != nil || res.Fallback {
-							t.Errorf("key %d: err %v, fallback %v", k, err, res.Fallback)
-							return
-						}
-						mu.Lock()
-						asked[k]++
-						if res.Allowed {
-							admitted[k]++
-						}
-						mu.Unlock()
-						time.Sleep(2 * time.Millisecond)
-					}
-				})
-			}
-		}
-		wg.Wait()
-		bound := limit.Burst + int64(float64(limit.Rate)*time.Since(start).Seconds())
+		asked, admitted, elapsed := driveKeys(t, c, keys, limit, 30*time.Second, 2*time.Millisecond, dist)
+		bound := limit.Burst + int64(float64(limit.Rate)*elapsed.Seconds())
 		var hot, cold, total int64
 		for k := range keys {
 			total += asked[k]
@@ -272,6 +250,44 @@ func manyKeys(t *testing.T, dist func(*rand.Rand, uint64) func() uint64) {
 			t.Fatal("no key was driven past its limit: the test checks nothing")
 		}
 	})
+}
+
+// driveKeys checks keys "k0".."k<keys-1>" in owner mode through every node,
+// from 4 goroutines per node drawing keys from dist and pausing between
+// checks, for d; it returns what each key was asked and admitted, and the
+// time it took. A check that fails or falls back fails the test.
+func driveKeys(t *testing.T, c *Cluster, keys int, limit bucket.Limit, d, pause time.Duration, dist func(*rand.Rand, uint64) func() uint64) (asked, admitted []int64, elapsed time.Duration) {
+	var mu sync.Mutex
+	asked, admitted = make([]int64, keys), make([]int64, keys)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for _, i := range c.All() {
+		node := c.Node(i)
+		for g := range 4 {
+			wg.Go(func() {
+				next := dist(rand.New(rand.NewPCG(uint64(i), uint64(g))), uint64(keys))
+				for time.Since(start) < d {
+					k := int(next())
+					res, err := node.Check(context.Background(), &transport.CheckRequest{
+						Key: "k" + strconv.Itoa(k), Inline: limit, Cost: 1, Sync: rules.SyncOwner, SyncSet: true,
+					})
+					if err != nil || res.Fallback {
+						t.Errorf("key %d: err %v, fallback %v", k, err, res.Fallback)
+						return
+					}
+					mu.Lock()
+					asked[k]++
+					if res.Allowed {
+						admitted[k]++
+					}
+					mu.Unlock()
+					time.Sleep(pause)
+				}
+			})
+		}
+	}
+	wg.Wait()
+	return asked, admitted, time.Since(start)
 }
 
 // TestOwnerModeBatch sends batches of owner-mode checks for many keys

@@ -1,8 +1,11 @@
 package transport
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -44,6 +47,9 @@ type AdminConfig struct {
 	// Keyring serves /v1/keyring: list, install, use and remove gossip
 	// keys. If nil, the endpoints are absent.
 	Keyring Keyring
+	// Status serves the status page (/) and its data (/v1/status). If nil,
+	// they are absent.
+	Status StatusSource
 }
 
 // NewAdmin returns the admin handler: /healthz (the process answers),
@@ -68,5 +74,29 @@ func NewAdmin(cfg AdminConfig) http.Handler {
 		mux.Handle("/v1/keyring", kh)
 		mux.Handle("/v1/keyring/", kh)
 	}
+	if cfg.Status != nil {
+		statusHandlers(mux, cfg.Status)
+	}
+	// Go's profiler, here only, never on the API port.
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.Handle("/debug/pprof/profile", longWrite(pprof.Profile))
+	mux.Handle("/debug/pprof/trace", longWrite(pprof.Trace))
 	return mux
+}
+
+// longWrite lets a profile run for its ?seconds= (default 30) past the
+// server's write timeout: it extends the connection's write deadline, and
+// hides the server from the profiler, which would otherwise refuse any
+// duration above the timeout.
+func longWrite(h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		secs, err := strconv.Atoi(r.URL.Query().Get("seconds"))
+		if err != nil || secs <= 0 {
+			secs = 30
+		}
+		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(time.Duration(secs)*time.Second + writeTimeout))
+		h(w, r.WithContext(context.WithValue(r.Context(), http.ServerContextKey, nil)))
+	})
 }

@@ -57,6 +57,10 @@ type CheckResult struct {
 	// Fallback reports that the owner could not be reached and the check
 	// was decided from this node's fair share of the limit.
 	Fallback bool
+	// Shadow reports a check under a shadow rule (or on a node in shadow
+	// mode): it is allowed whatever the decision, and ShadowDenied says
+	// that the limit would have denied it.
+	Shadow, ShadowDenied bool
 }
 
 // Limiter decides checks. Implementations are safe for concurrent use.

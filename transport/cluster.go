@@ -2,7 +2,6 @@ package transport
 
 import (
 	"encoding/base64"
-	"encoding/json"
 	"net/http"
 	"time"
 )
@@ -37,11 +36,7 @@ func (s *Server) cluster(w http.ResponseWriter, _ *http.Request) int {
 	if v.Members == nil {
 		v.Members = []MemberView{}
 	}
-	body, err := json.Marshal(v)
-	if err != nil {
-		return s.fail(w, err)
-	}
-	return writeJSON(w, http.StatusOK, append(body, '\n'))
+	return writeValue(w, http.StatusOK, v)
 }
 
 // Keyring manages the gossip keys of a node. Its methods do not block.
@@ -73,8 +68,7 @@ func keyringHandler(k Keyring) http.Handler {
 			}
 			out.Keys = append(out.Keys, enc)
 		}
-		body, _ := json.Marshal(out)
-		writeJSON(w, http.StatusOK, append(body, '\n'))
+		writeValue(w, http.StatusOK, out)
 	})
 	ops := map[string]func([]byte) error{"install": k.InstallKey, "use": k.UseKey, "remove": k.RemoveKey}
 	mux.HandleFunc("POST /v1/keyring/{op}", func(w http.ResponseWriter, r *http.Request) {
@@ -106,8 +100,7 @@ func keyringHandler(k Keyring) http.Handler {
 }
 
 func writeError(w http.ResponseWriter, code int, msg string) {
-	body, _ := json.Marshal(struct {
+	writeValue(w, code, struct {
 		Error string `json:"error"`
 	}{msg})
-	writeJSON(w, code, append(body, '\n'))
 }

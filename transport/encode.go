@@ -47,6 +47,10 @@ func appendResult(b []byte, res *CheckResult, waited bool) []byte {
 	if res.TooLarge {
 		b = append(b, `,"reason":"cost exceeds burst"`...)
 	}
+	if res.Shadow {
+		b = append(b, `,"shadow":true,"shadow_denied":`...)
+		b = strconv.AppendBool(b, res.ShadowDenied)
+	}
 	return append(b, '}')
 }
 

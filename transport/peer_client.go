@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicerl/sluice/bucket"
+	"github.com/sluicerl/sluice/rules"
 )
 
 // ErrPeerUnavailable is a peer that cannot be reached now: the dial failed,
@@ -157,8 +158,9 @@ func (c *PeerClient) peer(addr string) (*peerConn, error) {
 
 // Handoff sends buckets to their new owner at addr, in frames of at most
 // MaxBatch, on a connection of its own (handoffs are rare and may be
-// large), and returns when the owner has merged them all.
-func (c *PeerClient) Handoff(ctx context.Context, addr string, entries []bucket.Entry) error {
+// large), and returns when the owner has merged them all. sync is the mode
+// the buckets belong to.
+func (c *PeerClient) Handoff(ctx context.Context, addr string, sync rules.Sync, entries []bucket.Entry) error {
 	conn, err := c.cfg.Dial(ctx, addr)
 	if err != nil {
 		return fmt.Errorf("%w: handoff to %s: %v", ErrPeerUnavailable, addr, err)
@@ -175,7 +177,7 @@ func (c *PeerClient) Handoff(ctx context.Context, addr string, entries []bucket.
 	w, r := newFrameWriter(), newFrameReader()
 	for id := uint64(1); len(entries) > 0; id++ {
 		n := min(len(entries), MaxBatch)
-		if err := w.write(conn, frameHandoff, &peerHandoff{id: id, entries: entries[:n]}); err != nil {
+		if err := w.write(conn, frameHandoff, &peerHandoff{id: id, sync: sync, entries: entries[:n]}); err != nil {
 			return fmt.Errorf("handoff to %s: %w", addr, err)
 		}
 		typ, dec, err := r.read(conn)

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicerl/sluice/bucket"
+	"github.com/sluicerl/sluice/rules"
 )
 
 // PeerHandler decides checks forwarded to this node as their keys' owner.
@@ -17,9 +18,10 @@ type PeerHandler interface {
 	// DecideForwarded decides checks in order. It must not block on the
 	// network.
 	DecideForwarded(checks []PeerCheck) []bucket.Decision
-	// AcceptHandoff takes in buckets whose owner this node has become. It
-	// must not block on the network.
-	AcceptHandoff(entries []bucket.Entry)
+	// AcceptHandoff takes in buckets of mode sync whose owner this node has
+	// become (or, for a cluster that shrank into gossip mode, that it keeps
+	// a replica of). It must not block on the network.
+	AcceptHandoff(sync rules.Sync, entries []bucket.Entry)
 }
 
 // PeerServerConfig configures a PeerServer.
@@ -143,7 +145,7 @@ func (s *PeerServer) serveConn(conn net.Conn) {
 			s.checks.Add(float64(len(batch.checks)))
 			err = w.write(conn, frameCheckBatchResult, &peerBatchResult{id: batch.id, decisions: decisions})
 		case typ == frameHandoff && handoff.decode(dec) == nil:
-			s.cfg.Handler.AcceptHandoff(handoff.entries)
+			s.cfg.Handler.AcceptHandoff(handoff.sync, handoff.entries)
 			err = w.write(conn, frameHandoffAck, &peerHandoffAck{id: handoff.id})
 		default:
 			s.rejected.WithLabelValues("malformed").Inc()

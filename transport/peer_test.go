@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/sluicerl/sluice/bucket"
+	"github.com/sluicerl/sluice/rules"
 )
 
 // storeHandler decides forwarded checks on a real bucket store, as an owner
@@ -21,6 +22,7 @@ import (
 type storeHandler struct {
 	store *bucket.Store
 	gate  chan struct{} // if set, each batch waits for a token from it
+	sync  rules.Sync    // of the last handoff
 }
 
 func (h *storeHandler) DecideForwarded(checks []PeerCheck) []bucket.Decision {
@@ -35,7 +37,8 @@ func (h *storeHandler) DecideForwarded(checks []PeerCheck) []bucket.Decision {
 	return out
 }
 
-func (h *storeHandler) AcceptHandoff(entries []bucket.Entry) {
+func (h *storeHandler) AcceptHandoff(sync rules.Sync, entries []bucket.Entry) {
+	h.sync = sync
 	for _, e := range entries {
 		h.store.Merge(time.Now(), e)
 	}
@@ -222,8 +225,11 @@ func TestPeerHandoff(t *testing.T) {
 	for i := range 2500 { // three frames
 		entries = append(entries, bucket.Entry{ID: bucket.ID{Rule: "r", Key: "k" + strconv.Itoa(i)}, Limit: l, Tokens: 2})
 	}
-	if err := c.Handoff(context.Background(), addr, entries); err != nil {
+	if err := c.Handoff(context.Background(), addr, rules.SyncAuto, entries); err != nil {
 		t.Fatal(err)
+	}
+	if h.sync != rules.SyncAuto {
+		t.Fatalf("handoff arrived for mode %v, want auto", h.sync)
 	}
 	if n := h.store.Len(); n != 2500 {
 		t.Fatalf("%d buckets arrived, want 2500", n)

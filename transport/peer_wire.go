@@ -11,6 +11,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/sluicerl/sluice/bucket"
+	"github.com/sluicerl/sluice/rules"
 )
 
 // Peer frames: a 4-byte big-endian length (of what follows), a type byte,
@@ -43,7 +44,25 @@ type PeerCheck struct {
 	Limit bucket.Limit
 	// Cost is the number of tokens to spend.
 	Cost int64
+	// Sync is the check's sync mode (owner, or auto in a large cluster):
+	// the owner keeps the buckets of each mode apart.
+	Sync rules.Sync
+	// Op is what the owner is asked to do; a check by default.
+	Op PeerOp
 }
+
+// PeerOp is what a forwarded PeerCheck asks of the owner.
+type PeerOp uint8
+
+const (
+	// OpCheck spends Cost tokens if the bucket holds them.
+	OpCheck PeerOp = iota
+	// OpLease takes up to Cost tokens for the sender to spend itself (a
+	// lease); the decision's Granted says how many it got.
+	OpLease
+	// OpReturn gives back Cost leased tokens that were not spent.
+	OpReturn
+)
 
 // peerBatch is a batch of checks for one owner, under one request id.
 type peerBatch struct {
@@ -60,6 +79,7 @@ type peerBatchResult struct {
 // peerHandoff carries buckets to their new owner.
 type peerHandoff struct {
 	id      uint64
+	sync    rules.Sync
 	entries []bucket.Entry
 }
 
@@ -67,10 +87,13 @@ type peerHandoff struct {
 type peerHandoffAck struct{ id uint64 }
 
 func (h *peerHandoff) encode(e *msgpack.Encoder) error {
-	if err := e.EncodeArrayLen(2); err != nil {
+	if err := e.EncodeArrayLen(3); err != nil {
 		return err
 	}
 	if err := e.EncodeUint(h.id); err != nil {
+		return err
+	}
+	if err := e.EncodeUint(uint64(h.sync)); err != nil {
 		return err
 	}
 	if err := e.EncodeArrayLen(len(h.entries)); err != nil {
@@ -104,12 +127,15 @@ func (h *peerHandoff) encode(e *msgpack.Encoder) error {
 }
 
 func (h *peerHandoff) decode(d *msgpack.Decoder) error {
-	if n, err := d.DecodeArrayLen(); err != nil || n != 2 {
+	if n, err := d.DecodeArrayLen(); err != nil || n != 3 {
 		return errMalformed
 	}
 	var err error
 	if h.id, err = d.DecodeUint64(); err != nil {
 		return errMalformed
+	}
+	if h.sync, err = decodeSync(d); err != nil {
+		return err
 	}
 	n, err := d.DecodeArrayLen()
 	if err != nil || n < 1 || n > MaxBatch {
@@ -208,7 +234,7 @@ func (b *peerBatch) encode(e *msgpack.Encoder) error {
 	}
 	for i := range b.checks {
 		c := &b.checks[i]
-		if err := e.EncodeArrayLen(5); err != nil {
+		if err := e.EncodeArrayLen(7); err != nil {
 			return err
 		}
 		if err := e.EncodeString(c.ID.Rule); err != nil {
@@ -226,8 +252,23 @@ func (b *peerBatch) encode(e *msgpack.Encoder) error {
 		if err := e.EncodeInt(c.Cost); err != nil {
 			return err
 		}
+		if err := e.EncodeUint(uint64(c.Sync)); err != nil {
+			return err
+		}
+		if err := e.EncodeUint(uint64(c.Op)); err != nil {
+			return err
+		}
 	}
 	return nil
+}
+
+// decodeSync decodes a sync mode, rejecting unknown ones.
+func decodeSync(d *msgpack.Decoder) (rules.Sync, error) {
+	v, err := d.DecodeUint8()
+	if err != nil || v > uint8(rules.SyncOwner) {
+		return 0, errMalformed
+	}
+	return rules.Sync(v), nil
 }
 
 func (b *peerBatch) decode(d *msgpack.Decoder) error {
@@ -245,7 +286,7 @@ func (b *peerBatch) decode(d *msgpack.Decoder) error {
 	b.checks = make([]PeerCheck, n)
 	for i := range b.checks {
 		c := &b.checks[i]
-		if m, err := d.DecodeArrayLen(); err != nil || m != 5 {
+		if m, err := d.DecodeArrayLen(); err != nil || m != 7 {
 			return errMalformed
 		}
 		if c.ID.Rule, err = decodeBoundedString(d, maxRuleBytes); err != nil {
@@ -263,6 +304,14 @@ func (b *peerBatch) decode(d *msgpack.Decoder) error {
 		if c.Cost, err = d.DecodeInt64(); err != nil {
 			return errMalformed
 		}
+		if c.Sync, err = decodeSync(d); err != nil {
+			return err
+		}
+		op, err := d.DecodeUint8()
+		if err != nil || PeerOp(op) > OpReturn {
+			return errMalformed
+		}
+		c.Op = PeerOp(op)
 		if !validLimit(c.Limit) || c.Cost < 0 || c.Cost > bucket.MaxTokens ||
 			(c.ID.Inline != (bucket.Limit{}) && !validLimit(c.ID.Inline)) {
 			return errMalformed
@@ -295,10 +344,10 @@ func (r *peerBatchResult) encode(e *msgpack.Encoder) error {
 	}
 	for i := range r.decisions {
 		d := &r.decisions[i]
-		if err := e.EncodeArrayLen(6); err != nil {
+		if err := e.EncodeArrayLen(8); err != nil {
 			return err
 		}
-		for _, v := range []int64{boolInt(d.Allowed), d.Remaining, int64(d.ResetAfter), int64(d.RetryAfter), boolInt(d.TooLarge), d.Limit} {
+		for _, v := range [...]int64{boolInt(d.Allowed), d.Remaining, int64(d.ResetAfter), int64(d.RetryAfter), boolInt(d.TooLarge), d.Limit, d.Granted, int64(d.Wait)} {
 			if err := e.EncodeInt(v); err != nil {
 				return err
 			}
@@ -328,21 +377,21 @@ func (r *peerBatchResult) decode(d *msgpack.Decoder) error {
 	}
 	r.decisions = make([]bucket.Decision, n)
 	for i := range r.decisions {
-		if m, err := d.DecodeArrayLen(); err != nil || m != 6 {
+		if m, err := d.DecodeArrayLen(); err != nil || m != 8 {
 			return errMalformed
 		}
-		var v [6]int64
+		var v [8]int64
 		for j := range v {
 			if v[j], err = d.DecodeInt64(); err != nil {
 				return errMalformed
 			}
 		}
-		if v[0]|v[4] > 1 || v[0] < 0 || v[4] < 0 || v[1] < 0 || v[2] < 0 || v[3] < 0 {
+		if v[0]|v[4] > 1 || v[0] < 0 || v[4] < 0 || v[1] < 0 || v[2] < 0 || v[3] < 0 || v[6] < 0 || v[6] > bucket.MaxTokens || v[7] < 0 {
 			return errMalformed
 		}
 		r.decisions[i] = bucket.Decision{
 			Allowed: v[0] == 1, Remaining: v[1], ResetAfter: time.Duration(v[2]),
-			RetryAfter: time.Duration(v[3]), TooLarge: v[4] == 1, Limit: v[5],
+			RetryAfter: time.Duration(v[3]), TooLarge: v[4] == 1, Limit: v[5], Granted: v[6], Wait: time.Duration(v[7]),
 		}
 	}
 	return nil

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sluicerl/sluice/bucket"
+	"github.com/sluicerl/sluice/rules"
 )
 
 var wireLimit = bucket.Limit{Rate: 10, Period: time.Second, Burst: 20}
@@ -16,7 +17,8 @@ var wireLimit = bucket.Limit{Rate: 10, Period: time.Second, Burst: 20}
 func TestPeerFramesRoundTrip(t *testing.T) {
 	batch := &peerBatch{id: 7, checks: []PeerCheck{
 		{ID: bucket.ID{Rule: "api", Key: "user:1"}, Limit: wireLimit, Cost: 1},
-		{ID: bucket.ID{Inline: wireLimit, Key: "ip:10.0.0.1"}, Limit: wireLimit, Cost: 0},
+		{ID: bucket.ID{Inline: wireLimit, Key: "ip:10.0.0.1"}, Limit: wireLimit, Cost: 0, Sync: rules.SyncAuto},
+		{ID: bucket.ID{Rule: "api", Key: "user:2"}, Limit: wireLimit, Cost: 2, Sync: rules.SyncOwner},
 	}}
 	result := &peerBatchResult{id: 7, decisions: []bucket.Decision{
 		{Allowed: true, Limit: 10, Remaining: 19, ResetAfter: 100 * time.Millisecond},

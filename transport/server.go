@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -33,6 +34,8 @@ type ServerConfig struct {
 	Registerer prometheus.Registerer
 	// Membership answers GET /v1/cluster. If nil, the endpoint is absent.
 	Membership Membership
+	// Rules serves /v1/rules. If nil, the endpoints are absent.
+	Rules RulesAPI
 }
 
 // Server is the local HTTP API. It is safe for concurrent use.
@@ -75,6 +78,12 @@ func NewServer(cfg ServerConfig) *Server {
 	s.handle("POST /v1/wait", "wait", s.wait)
 	if cfg.Membership != nil {
 		s.handle("GET /v1/cluster", "cluster", s.cluster)
+	}
+	if cfg.Rules != nil {
+		s.handle("GET /v1/rules", "rules", s.listRules)
+		s.handle("PUT /v1/rules", "rules", s.putRules)
+		s.handle("PUT /v1/rules/{name}", "rules", s.putRules)
+		s.handle("DELETE /v1/rules/{name}", "rules", s.deleteRule)
 	}
 	return s
 }
@@ -185,6 +194,13 @@ func (s *Server) answer(w http.ResponseWriter, res *CheckResult, waited bool) in
 	h := w.Header()
 	h["Ratelimit-Policy"] = []string{policyHeader(res)}
 	h["Ratelimit"] = []string{rateLimitHeader(res)}
+	if res.Shadow {
+		v := "allow"
+		if res.ShadowDenied {
+			v = "deny"
+		}
+		h["Sluice-Shadow"] = []string{v}
+	}
 	code := http.StatusOK
 	if !res.Allowed {
 		code = s.cfg.DenyStatus
@@ -229,12 +245,25 @@ func status(err error) (int, string) {
 		return http.StatusRequestEntityTooLarge, "body: larger than " + strconv.FormatInt(mbe.Limit, 10) + " bytes"
 	case errors.As(err, &fe):
 		return http.StatusBadRequest, fe.Error()
+	case errors.Is(err, rules.ErrNoRule):
+		return http.StatusNotFound, err.Error()
+	case errors.Is(err, ErrRulesReadOnly):
+		return http.StatusForbidden, err.Error()
 	case errors.Is(err, context.Canceled):
 		return statusClientClosed, "client closed request"
 	case errors.Is(err, context.DeadlineExceeded):
 		return http.StatusServiceUnavailable, "deadline exceeded"
 	}
 	return http.StatusInternalServerError, "internal error"
+}
+
+// writeValue writes v as a JSON body, or a 500 if it does not encode.
+func writeValue(w http.ResponseWriter, code int, v any) int {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return writeJSON(w, http.StatusInternalServerError, []byte(`{"error":"internal error"}`+"\n"))
+	}
+	return writeJSON(w, code, append(body, '\n'))
 }
 
 func writeJSON(w http.ResponseWriter, code int, body []byte) int {

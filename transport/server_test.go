@@ -26,7 +26,15 @@ rules:
 
 func newAPI(t *testing.T, cfg transport.ServerConfig) http.Handler {
 	t.Helper()
-	node, err := cluster.New(cluster.Config{})
+	cfg.Limiter = newNode(t, cluster.Config{})
+	cfg.Registerer = prometheus.NewRegistry()
+	return transport.NewServer(cfg)
+}
+
+// newNode returns a standalone node with the test rules loaded.
+func newNode(t *testing.T, cfg cluster.Config) *cluster.Node {
+	t.Helper()
+	node, err := cluster.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,9 +43,7 @@ func newAPI(t *testing.T, cfg transport.ServerConfig) http.Handler {
 		t.Fatal(err)
 	}
 	node.SetRules(set)
-	cfg.Limiter = node
-	cfg.Registerer = prometheus.NewRegistry()
-	return transport.NewServer(cfg)
+	return node
 }
 
 type response struct {

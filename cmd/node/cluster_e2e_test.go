@@ -40,6 +40,10 @@ func TestEndToEndCluster(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
+	dataDirs := make([]string, len(ips))
+	for i := range dataDirs {
+		dataDirs[i] = t.TempDir()
+	}
 	start := func(i int) *process {
 		return startProcess(t, ctx, bin,
 			"--node-name", "node-"+strconv.Itoa(i),
@@ -52,6 +56,7 @@ func TestEndToEndCluster(t *testing.T) {
 			"--http-addr", "127.0.0.1:0",
 			"--admin-addr", "127.0.0.1:0",
 			"--rejoin-interval", "5s",
+			"--data-dir", dataDirs[i],
 		)
 	}
 	procs := make([]*process, len(ips))
@@ -80,6 +85,38 @@ func TestEndToEndCluster(t *testing.T) {
 		t.Fatalf("owner mode over 5 processes: %d allowed (want exactly 20), owners %v (want one)", allowed, owners)
 	}
 
+	// Gossip mode across processes: what node 0 admits, node 4 learns
+	// of over real UDP within a few sync intervals.
+	for i := range 20 {
+		if code, body := post(t, procs[0].api+"/v1/check", `{"key": "g", "limit": 20, "period": "1h", "sync": "gossip"}`); code != 200 {
+			t.Fatalf("gossip check %d on node 0: %d %v", i, code, body)
+		}
+	}
+	awaitAPI(t, procs[4], 5*time.Second, "its gossip replica spent", func() bool {
+		_, body := post(t, procs[4].api+"/v1/check", `{"key": "g", "limit": 20, "period": "1h", "sync": "gossip", "cost": 0}`)
+		return body["remaining"] == 0.0
+	})
+
+	// A rule set through node 0's API reaches node 4 by gossip.
+	if code, body := request(t, http.MethodPut, procs[0].api+"/v1/rules/e2e-api", `{"limit": 5, "period": "1h"}`); code != 200 {
+		t.Fatalf("PUT /v1/rules/e2e-api: %d %v", code, body)
+	}
+	hasAPIRule := func(p *process) func() bool {
+		return func() bool {
+			code, body := request(t, http.MethodGet, p.api+"/v1/rules", "")
+			if code != 200 {
+				return false
+			}
+			for _, r := range body["rules"].([]any) {
+				if r := r.(map[string]any); r["name"] == "e2e-api" && r["origin"] == "api" {
+					return true
+				}
+			}
+			return false
+		}
+	}
+	awaitAPI(t, procs[4], 5*time.Second, "the rule set on node 0", hasAPIRule(procs[4]))
+
 	procs[4].kill(t)
 	for _, p := range procs[:4] {
 		awaitState(t, p, "node-4", "dead", 45*time.Second)
@@ -88,6 +125,7 @@ func TestEndToEndCluster(t *testing.T) {
 	for _, p := range procs {
 		awaitAlive(t, p, all, 30*time.Second)
 	}
+	awaitAPI(t, procs[4], 5*time.Second, "the API rule after its restart", hasAPIRule(procs[4]))
 	for _, p := range procs {
 		p.stop(t)
 	}
@@ -277,6 +315,18 @@ func awaitAlive(t *testing.T, p *process, names []string, within time.Duration) 
 		}
 		return alive == len(names)
 	})
+}
+
+// awaitAPI waits until cond, which asks p's API, holds.
+func awaitAPI(t *testing.T, p *process, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not %s within %v", p.name, what, within)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 func awaitState(t *testing.T, p *process, name, state string, within time.Duration) {

@@ -69,6 +69,13 @@ type options struct {
 	gossipProfile  string
 	rejoinInterval time.Duration
 	peerAddr       string
+
+	dataDir            string
+	gossipSyncInterval time.Duration
+	gossipMaxMembers   int
+	leaseThreshold     float64
+	leaseTerm          time.Duration
+	shadow             bool
 }
 
 // listFlag is a repeatable flag; from the environment it takes a
@@ -111,6 +118,12 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.StringVar(&o.gossipProfile, "gossip-profile", "lan", "failure-detection timings: lan, wan or local")
 	fs.DurationVar(&o.rejoinInterval, "rejoin-interval", 30*time.Second, "how often seeds are re-resolved and failed peers re-joined")
 	fs.StringVar(&o.peerAddr, "peer-addr", "0.0.0.0:7947", "`host:port` where this node answers checks forwarded to it as a key's owner (TCP); peers reach it on the host of the gossip address")
+	fs.StringVar(&o.dataDir, "data-dir", "sluice-data", "`directory` where rules set through the API are stored, so they survive restarts; empty: this node refuses rule changes through its API")
+	fs.DurationVar(&o.gossipSyncInterval, "gossip-sync-interval", 50*time.Millisecond, "how often a node tells its peers what it admitted in gossip mode; bounds how long they decide without knowing")
+	fs.IntVar(&o.gossipMaxMembers, "gossip-max-members", 8, "largest cluster in which sync auto gossips counters; above it each key is decided by its owner on the hash ring")
+	fs.Float64Var(&o.leaseThreshold, "lease-threshold", 20, "checks per second of one key on this node from which it takes token leases from the key's owner (owner mode) and decides locally; 0 or less: never")
+	fs.DurationVar(&o.leaseTerm, "lease-term", 250*time.Millisecond, "how long a token lease lasts before unspent tokens go back to the owner")
+	fs.BoolVar(&o.shadow, "shadow", false, "shadow mode for the whole node: every check is decided, counted and reported, and allowed (a dark launch); rules can also say shadow: true")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: sluice [flags]\n\nRuns a sluice rate-limit node. Every flag can also be set through the\nenvironment: --http-addr as SLUICE_HTTP_ADDR, and so on; a flag on the\ncommand line wins.\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -146,6 +159,12 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 		return o, errors.New("--node-name is required (the hostname could not be read)")
 	case o.rejoinInterval <= 0:
 		return o, fmt.Errorf("--rejoin-interval must be positive, got %v", o.rejoinInterval)
+	case o.gossipSyncInterval <= 0:
+		return o, fmt.Errorf("--gossip-sync-interval must be positive, got %v", o.gossipSyncInterval)
+	case o.gossipMaxMembers < 1:
+		return o, fmt.Errorf("--gossip-max-members must be at least 1, got %d", o.gossipMaxMembers)
+	case o.leaseTerm <= 0:
+		return o, fmt.Errorf("--lease-term must be positive, got %v", o.leaseTerm)
 	case len(o.seeds) > 0 && len(o.gossipKeys) == 0 && !o.insecureGossip:
 		return o, errors.New("--seed without --gossip-key: set a gossip key (every node the same), or --insecure-gossip to run unencrypted")
 	}
@@ -187,6 +206,15 @@ func gossipConfig(o options, log *slog.Logger) (*gossip.Config, error) {
 	return cfg, nil
 }
 
+// leaseThreshold maps the flag to LeaseConfig.Threshold: 0 or less turns
+// leases off (in the config, zero means the default).
+func leaseThreshold(v float64) float64 {
+	if v <= 0 {
+		return -1
+	}
+	return v
+}
+
 func newLogger(o options, w io.Writer) (*slog.Logger, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
@@ -226,12 +254,25 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	defer peerLn.Close()
 	gcfg.Meta.PeerAddr = advertisedPeerAddr(peerLn.Addr().(*net.TCPAddr))
+	var persist *rules.Persist
+	if o.dataDir != "" {
+		if persist, err = rules.OpenPersist(o.dataDir); err != nil {
+			return fmt.Errorf("--data-dir: %w (is another node using it?)", err)
+		}
+		defer persist.Close()
+	} else {
+		log.Warn("no --data-dir: this node refuses rule changes through its API; changes made on peers are kept in memory only")
+	}
 	node, err := cluster.New(cluster.Config{
-		Store:   bucket.StoreConfig{MaxKeys: o.maxKeys},
-		Metrics: reg,
-		Logger:  log,
-		Gossip:  gcfg,
-		Peer:    cluster.PeerConfig{Listener: peerLn},
+		Store:      bucket.StoreConfig{MaxKeys: o.maxKeys},
+		Metrics:    reg,
+		Logger:     log,
+		Gossip:     gcfg,
+		Peer:       cluster.PeerConfig{Listener: peerLn},
+		GossipSync: cluster.GossipSyncConfig{Interval: o.gossipSyncInterval, MaxMembers: o.gossipMaxMembers},
+		Leases:     cluster.LeaseConfig{Threshold: leaseThreshold(o.leaseThreshold), Term: o.leaseTerm},
+		Shadow:     o.shadow,
+		Persist:    persist,
 	})
 	if err != nil {
 		return err
@@ -288,11 +329,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Logger:     log,
 		Registerer: reg,
 		Membership: node,
+		Rules:      node,
 	}), log)
 	admin := transport.NewHTTPServer(transport.NewAdmin(transport.AdminConfig{
 		Ready:    func() bool { return !draining.Load() && node.Ready() },
 		Gatherer: reg,
 		Keyring:  node,
+		Status:   node,
 	}), log)
 
 	runCtx, cancel := context.WithCancel(context.Background())

@@ -47,6 +47,9 @@ func TestOptionsFromFlagsAndEnv(t *testing.T) {
 		{[]string{"--seed", "sluice.ns.svc"}, nil, "--gossip-key"},
 		{[]string{"--seed", "host:0", "--insecure-gossip"}, nil, "--seed"},
 		{[]string{"--rejoin-interval", "0s"}, nil, "--rejoin-interval"},
+		{[]string{"--gossip-sync-interval", "0s"}, nil, "--gossip-sync-interval"},
+		{[]string{"--gossip-max-members", "0"}, nil, "--gossip-max-members"},
+		{[]string{"--lease-term", "0s"}, nil, "--lease-term"},
 	} {
 		_, err := parseOptions(tc.args, func(k string) string { return tc.env[k] }, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -114,7 +117,18 @@ func (w *logWatcher) await(t *testing.T, msg string, from int) (map[string]any, 
 
 func post(t *testing.T, url, body string) (int, map[string]any) {
 	t.Helper()
-	resp, err := http.Post(url, "application/json", strings.NewReader(body))
+	return request(t, http.MethodPost, url, body)
+}
+
+// request sends a JSON request and decodes the JSON answer.
+func request(t *testing.T, method, url, body string) (int, map[string]any) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +154,7 @@ func TestEndToEndBinary(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--gossip-addr", "127.0.0.1:0", "--peer-addr", "127.0.0.1:0", "--rules", rulesPath)
+	cmd := exec.CommandContext(ctx, bin, "--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--gossip-addr", "127.0.0.1:0", "--peer-addr", "127.0.0.1:0", "--rules", rulesPath, "--data-dir", t.TempDir())
 	cmd.Env = append(os.Environ(), "SLUICE_LOG_LEVEL=debug")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -207,7 +221,7 @@ func TestRunRejectsBadRulesAndKeepsOld(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() {
-		done <- run(ctx, []string{"--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--gossip-addr", "127.0.0.1:0", "--peer-addr", "127.0.0.1:0", "--rules", rulesPath}, func(string) string { return "" }, io.Discard, pw)
+		done <- run(ctx, []string{"--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--gossip-addr", "127.0.0.1:0", "--peer-addr", "127.0.0.1:0", "--rules", rulesPath, "--data-dir", t.TempDir()}, func(string) string { return "" }, io.Discard, pw)
 		pw.Close()
 	}()
 	started, at := logs.await(t, "sluice started", 0)
@@ -230,7 +244,7 @@ func TestRunRejectsBadRulesAndKeepsOld(t *testing.T) {
 func TestRunFailsOnBadStartupRules(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "rules.yaml")
 	write(t, path, "rules: [{name: api, limit: 1}]")
-	err := run(context.Background(), []string{"--rules", path, "--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--gossip-addr", "127.0.0.1:0"}, func(string) string { return "" }, io.Discard, io.Discard)
+	err := run(context.Background(), []string{"--rules", path, "--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--gossip-addr", "127.0.0.1:0", "--data-dir", t.TempDir()}, func(string) string { return "" }, io.Discard, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "period") {
 		t.Fatalf("run with invalid rules: %v, want an error naming period", err)
 	}

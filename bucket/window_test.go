@@ -1,0 +1,187 @@
+package bucket
+
+import (
+	"math/big"
+	"testing"
+	"time"
+
+	"pgregory.net/rapid"
+)
+
+type admission struct{ t, cost int64 }
+
+// windowTimeline draws a timeline of checks: mostly forward steps, some
+// backward (which every algorithm takes as the latest time seen).
+func windowTimeline(t *rapid.T, l Limit) (steps []admission) {
+	now := t0.UnixNano()
+	for range rapid.IntRange(1, 300).Draw(t, "checks") {
+		now += rapid.Int64Range(-int64(l.Period)/20, int64(l.Period)/3).Draw(t, "dt")
+		steps = append(steps, admission{now, rapid.Int64Range(0, l.Rate+1).Draw(t, "cost")})
+	}
+	return steps
+}
+
+func windowLimit(t *rapid.T) Limit {
+	return Limit{
+		Rate:   rapid.Int64Range(1, 50).Draw(t, "rate"),
+		Period: time.Duration(rapid.Int64Range(int64(time.Millisecond), int64(time.Hour)).Draw(t, "period")),
+		Burst:  1,
+	}
+}
+
+// checkDefinition runs a random timeline through allow and compares every
+// decision with fits, which says from the definition whether cost fits at
+// now given the admissions so far (at the times the algorithm took them: a
+// time before the latest seen counts as the latest). check, if set, looks
+// further at each decision.
+func checkDefinition(t *rapid.T, l Limit, allow func(time.Time, int64) Decision,
+	fits func(done []admission, now, cost int64) bool, check func(done []admission, now, cost int64, d Decision)) {
+	var done []admission
+	last := int64(0)
+	for i, s := range windowTimeline(t, l) {
+		now := max(s.t, last)
+		last = now
+		want := s.cost <= l.Rate && fits(done, now, s.cost)
+		d := allow(time.Unix(0, s.t), s.cost)
+		if d.Allowed != want {
+			t.Fatalf("check %d: allowed %v, the definition says %v", i, d.Allowed, want)
+		}
+		if check != nil {
+			check(done, now, s.cost, d)
+		}
+		if want && s.cost > 0 {
+			done = append(done, admission{now, s.cost})
+		}
+	}
+}
+
+// sumWhere adds the costs of the admissions for which in holds.
+func sumWhere(done []admission, in func(a admission) bool) int64 {
+	var sum int64
+	for _, a := range done {
+		if in(a) {
+			sum += a.cost
+		}
+	}
+	return sum
+}
+
+// TestFixedWindowMatchesModel: the admissions whose time falls in the same
+// aligned window, plus cost, within the rate.
+func TestFixedWindowMatchesModel(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		l := windowLimit(t)
+		p := int64(l.Period)
+		var w FixedWindow
+		checkDefinition(t, l, func(now time.Time, cost int64) Decision { return w.AllowN(now, l, cost) },
+			func(done []admission, now, cost int64) bool {
+				return sumWhere(done, func(a admission) bool { return windowStart(a.t, p) == windowStart(now, p) })+cost <= l.Rate
+			}, nil)
+	})
+}
+
+// TestSlidingLogIsExact: the admissions of (now−Period, now] plus cost within
+// the rate, so no window of one Period ever holds more; and RetryAfter is
+// exactly when a denied check would fit.
+func TestSlidingLogIsExact(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		l := windowLimit(t)
+		p := int64(l.Period)
+		var g SlidingLog
+		inWindow := func(done []admission, at int64) int64 {
+			return sumWhere(done, func(a admission) bool { return a.t > at-p })
+		}
+		checkDefinition(t, l, func(now time.Time, cost int64) Decision { return g.AllowN(now, l, cost) },
+			func(done []admission, now, cost int64) bool { return inWindow(done, now)+cost <= l.Rate },
+			func(done []admission, now, cost int64, d Decision) {
+				if !d.Allowed && !d.TooLarge && inWindow(done, now+int64(d.RetryAfter))+cost > l.Rate {
+					t.Fatalf("retry after %v, and it still does not fit", d.RetryAfter)
+				}
+			})
+	})
+}
+
+// TestSlidingWindowMatchesModel: in exact rationals, prev·(P−e)/P + cur +
+// cost ≤ rate.
+func TestSlidingWindowMatchesModel(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		l := windowLimit(t)
+		p := int64(l.Period)
+		var w SlidingWindow
+		checkDefinition(t, l, func(now time.Time, cost int64) Decision { return w.AllowN(now, l, cost) },
+			func(done []admission, now, cost int64) bool {
+				start := windowStart(now, p)
+				prev := sumWhere(done, func(a admission) bool { return windowStart(a.t, p) == start-p })
+				cur := sumWhere(done, func(a admission) bool { return windowStart(a.t, p) == start })
+				est := new(big.Rat).Mul(big.NewRat(prev, 1), big.NewRat(p-(now-start), p))
+				est.Add(est, big.NewRat(cur+cost, 1))
+				return est.Cmp(big.NewRat(l.Rate, 1)) <= 0
+			}, nil)
+	})
+}
+
+// TestWindowErrors measures, over random traffic, the most any window of
+// one Period admitted, as a multiple of the rate: 1 for the log (exact),
+// up to 2 for fixed windows, in between for the sliding counter.
+func TestWindowErrors(t *testing.T) {
+	l := Limit{Rate: 10, Period: time.Second, Burst: 1}
+	worst := func(allow func(now time.Time) bool) float64 {
+		var times []int64
+		now := t0.UnixNano()
+		for i := range 20000 {
+			if i%30 == 0 { // bursts of 30 checks, 0.73 periods apart
+				now += int64(730 * time.Millisecond)
+			}
+			if allow(time.Unix(0, now)) {
+				times = append(times, now)
+			}
+		}
+		most, j := 0, 0
+		for i := range times {
+			for times[i]-times[j] >= int64(l.Period) {
+				j++
+			}
+			most = max(most, i-j+1)
+		}
+		return float64(most) / float64(l.Rate)
+	}
+	var fw FixedWindow
+	var sl SlidingLog
+	var sw SlidingWindow
+	fixed := worst(func(n time.Time) bool { return fw.AllowN(n, l, 1).Allowed })
+	log := worst(func(n time.Time) bool { return sl.AllowN(n, l, 1).Allowed })
+	slide := worst(func(n time.Time) bool { return sw.AllowN(n, l, 1).Allowed })
+	t.Logf("most admitted in any window of one period, × rate: fixed %.2f, sliding log %.2f, sliding counter %.2f", fixed, log, slide)
+	if log != 1 || fixed > 2 || slide > 2 {
+		t.Fatalf("fixed %.2f (≤ 2), log %.2f (= 1), sliding counter %.2f (≤ 2)", fixed, log, slide)
+	}
+}
+
+func BenchmarkWindows(b *testing.B) {
+	l := Limit{Rate: 1000, Period: time.Second, Burst: 1}
+	b.Run("fixed", func(b *testing.B) {
+		var w FixedWindow
+		now := t0
+		for b.Loop() {
+			now = now.Add(time.Millisecond)
+			w.AllowN(now, l, 1)
+		}
+	})
+	b.Run("sliding-counter", func(b *testing.B) {
+		var w SlidingWindow
+		now := t0
+		for b.Loop() {
+			now = now.Add(time.Millisecond)
+			w.AllowN(now, l, 1)
+		}
+	})
+	b.Run("sliding-log", func(b *testing.B) {
+		var g SlidingLog
+		now := t0
+		b.ReportAllocs()
+		for b.Loop() {
+			now = now.Add(time.Millisecond)
+			g.AllowN(now, l, 1)
+		}
+	})
+}

@@ -1,0 +1,298 @@
+package cluster
+
+import (
+	"context"
+	"hash/maphash"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicerl/sluice/bucket"
+	"github.com/sluicerl/sluice/rules"
+	"github.com/sluicerl/sluice/transport"
+)
+
+// LeaseConfig configures token leases: how a node that checks a key often
+// decides it locally in owner mode, from tokens its owner handed it,
+// instead of forwarding every check. Zero fields mean defaults.
+type LeaseConfig struct {
+	// Threshold is the checks per second of one key on one node from
+	// which the node takes leases for it. If zero, 20; negative turns
+	// leases off.
+	Threshold float64
+	// Term is how long a lease lasts: tokens not spent by then go back to
+	// the owner. It bounds how long leased tokens sit idle. If zero, 250ms.
+	Term time.Duration
+}
+
+// A lease, as the node holding it keeps it. A lease is a reservation on
+// the owner's bucket: the owner takes the tokens out when it grants them,
+// possibly into debt, and says when they will have been earned; the node
+// spends them only from then on. So spending them here is exactly as if the
+// owner had admitted the checks at that time, and the limit stays exact.
+// Until then the node denies the key itself, without asking: the tokens
+// are not there yet for anyone. An owner hands any one request at most a
+// fair share (of what its bucket holds, or of what it earns in a term,
+// divided by the live members), sized to the requester's demand over one
+// term, and reservations are served in order, so no node holds tokens idle
+// while another starves for longer than a term. When even a share cannot
+// be earned within a term, the owner says for how long, and the node denies
+// locally until then.
+type lease struct {
+	owner string // the member the tokens came from
+	limit bucket.Limit
+
+	ready     int64 // leased tokens that may be spent now
+	pending   int64 // leased tokens that may be spent from pendingAt
+	pendingAt int64 // Unix ns
+	expires   int64 // Unix ns the unspent tokens go back
+	denyUntil int64 // Unix ns until which the owner said it has none
+
+	// Demand: checks counted in the current window, and the last
+	// window's rate.
+	checks      int64
+	windowStart int64
+	rate        float64
+	lastCheck   int64
+
+	asking bool // a lease request is in flight
+}
+
+// leaseWindow is the window over which demand is measured.
+const leaseWindow = int64(100 * time.Millisecond)
+
+// maxLeaseKeys bounds the keys whose demand a node tracks.
+const maxLeaseKeys = 100_000
+
+type leaseKey struct {
+	sync rules.Sync
+	id   bucket.ID
+}
+
+// leases is a node's table of leases and demand, by key.
+type leases struct {
+	threshold float64
+	term      int64
+	seed      maphash.Seed
+	shards    [32]leaseShard
+	metrics   *prometheus.CounterVec
+	granted   prometheus.Counter // tokens
+	returned  prometheus.Counter // tokens
+}
+
+type leaseShard struct {
+	mu sync.Mutex
+	m  map[leaseKey]*lease
+}
+
+func newLeases(cfg LeaseConfig, reg Registerer) *leases {
+	if cfg.Threshold == 0 {
+		cfg.Threshold = 20
+	}
+	if cfg.Term <= 0 {
+		cfg.Term = 250 * time.Millisecond
+	}
+	l := &leases{threshold: cfg.Threshold, term: int64(cfg.Term), seed: maphash.MakeSeed()}
+	for i := range l.shards {
+		l.shards[i].m = make(map[leaseKey]*lease)
+	}
+	l.metrics = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sluice_lease_tokens_total",
+		Help: "Tokens of leases held by this node, by event: granted (by owners), spent (checks decided here from a lease), returned (unspent at the end of a term), lost (the owner could not be told).",
+	}, []string{"event"})
+	l.granted, l.returned = l.metrics.WithLabelValues("granted"), l.metrics.WithLabelValues("returned")
+	if reg != nil {
+		reg.MustRegister(l.metrics)
+	}
+	return l
+}
+
+func (l *leases) on() bool { return l.threshold > 0 }
+
+func (l *leases) shard(k *leaseKey) *leaseShard {
+	return &l.shards[idHash(l.seed, k.id)%uint64(len(l.shards))]
+}
+
+// leaseOutcome is what a lease made of a check.
+type leaseOutcome uint8
+
+const (
+	leaseNone   leaseOutcome = iota // forward it
+	leaseSpent                      // allowed from the lease
+	leaseDenied                     // denied: the owner said it has none until then
+)
+
+// use decides r from its lease if it can, counts the demand, and reports
+// whether a lease should be asked for now (and how many tokens).
+func (l *leases) use(r *resolved, owner string, now int64) (leaseOutcome, bucket.Decision, int64) {
+	k := leaseKey{r.sync, r.id}
+	sh := l.shard(&k)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	ls, ok := sh.m[k]
+	if !ok {
+		if len(sh.m) >= maxLeaseKeys/len(l.shards) {
+			return leaseNone, bucket.Decision{}, 0
+		}
+		ls = &lease{owner: owner, limit: r.limit, windowStart: now}
+		sh.m[k] = ls
+	}
+	ls.limit = r.limit
+	ls.checks++
+	ls.lastCheck = now
+	if now-ls.windowStart >= leaseWindow {
+		ls.rate = float64(ls.checks) * float64(time.Second) / float64(now-ls.windowStart)
+		ls.checks, ls.windowStart = 0, now
+	}
+	if ls.pending > 0 && now >= ls.pendingAt {
+		ls.ready += ls.pending
+		ls.pending = 0
+	}
+	out := leaseNone
+	var d bucket.Decision
+	if ls.owner == owner && now < ls.expires {
+		switch {
+		case ls.ready >= r.cost:
+			ls.ready -= r.cost
+			out = leaseSpent
+			d = bucket.Decision{Allowed: true, Limit: r.limit.Rate, Remaining: ls.ready}
+		case ls.pending > 0 && r.cost > 0:
+			out = leaseDenied
+			d = bucket.Decision{Limit: r.limit.Rate, RetryAfter: time.Duration(ls.pendingAt - now)}
+		}
+	}
+	if out == leaseNone && r.cost > 0 && now < ls.denyUntil && ls.owner == owner {
+		out = leaseDenied
+		d = bucket.Decision{Limit: r.limit.Rate, RetryAfter: time.Duration(ls.denyUntil - now)}
+	}
+	var want int64
+	demand := ls.rate * float64(l.term) / float64(time.Second) // checks per term
+	if ls.rate >= l.threshold && !ls.asking && now >= ls.denyUntil &&
+		(ls.owner != owner || now >= ls.expires || float64(ls.ready+ls.pending) < demand/2) {
+		want = min(max(int64(demand), r.cost, 1), r.limit.Burst)
+		ls.asking = true
+	}
+	return out, d, want
+}
+
+// ask requests a lease of want tokens of r's bucket from owner, and records
+// what it got. It runs on its own goroutine.
+func (n *Node) askLease(r resolved, owner, addr string, want int64) {
+	k := leaseKey{r.sync, r.id}
+	ctx, cancel := context.WithTimeout(context.Background(), n.forwardTimeout)
+	ds, err := n.peers.Check(ctx, addr, []transport.PeerCheck{{ID: r.id, Limit: r.limit, Cost: want, Sync: r.sync, Op: transport.OpLease}})
+	// The reserved tokens are earned Wait after the owner granted them;
+	// counting from now, after the answer came back, errs late: safe.
+	cancel()
+	now := n.now().UnixNano()
+	l := n.leases
+	sh := l.shard(&k)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	ls := sh.m[k] // never dropped while asking
+	ls.asking = false
+	if err != nil {
+		return // forwarding goes on as before
+	}
+	d := ds[0]
+	if d.Granted == 0 {
+		ls.denyUntil = now + min(int64(d.RetryAfter), l.term)
+		n.metrics.leaseEvents.WithLabelValues("empty").Inc()
+		return
+	}
+	l.granted.Add(float64(d.Granted))
+	if ls.owner != owner {
+		// Ownership moved: what is left of the old lease is no longer
+		// the new owner's to take back; it lapses (never spent: safe).
+		ls.ready, ls.pending = 0, 0
+		ls.owner = owner
+	}
+	if ls.pending > 0 && now >= ls.pendingAt {
+		ls.ready += ls.pending
+		ls.pending = 0
+	}
+	ls.pending += d.Granted
+	ls.pendingAt = max(ls.pendingAt, now+int64(d.Wait))
+	ls.expires = ls.pendingAt + l.term
+	ls.denyUntil = 0
+}
+
+// returnLease gives unspent tokens back to the owner they came from.
+func (n *Node) returnLease(owner, addr string, r resolved, tokens int64) {
+	ctx, cancel := context.WithTimeout(context.Background(), n.forwardTimeout)
+	_, err := n.peers.Check(ctx, addr, []transport.PeerCheck{{ID: r.id, Limit: r.limit, Cost: tokens, Sync: r.sync, Op: transport.OpReturn}})
+	cancel()
+	if err != nil {
+		n.leases.metrics.WithLabelValues("lost").Add(float64(tokens))
+		return
+	}
+	n.leases.returned.Add(float64(tokens))
+}
+
+// leaseLoop ends leases whose term is over, giving their unspent tokens
+// back, and forgets keys that went quiet.
+func (n *Node) leaseLoop(ctx context.Context) error {
+	l := n.leases
+	t := time.NewTicker(time.Duration(l.term) / 2)
+	defer t.Stop()
+	type ret struct {
+		owner  string
+		r      resolved
+		tokens int64
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		now := n.now().UnixNano()
+		var rets []ret
+		for i := range l.shards {
+			sh := &l.shards[i]
+			sh.mu.Lock()
+			for k, ls := range sh.m {
+				if now >= ls.expires && ls.ready+ls.pending > 0 && !ls.asking {
+					rets = append(rets, ret{ls.owner, resolved{id: k.id, sync: k.sync, limit: ls.limit}, ls.ready + ls.pending})
+					ls.ready, ls.pending = 0, 0
+				}
+				if now-ls.lastCheck > int64(2*time.Second) && ls.ready+ls.pending == 0 && !ls.asking {
+					delete(sh.m, k)
+				}
+			}
+			sh.mu.Unlock()
+		}
+		topo := n.topo.Load()
+		for _, rt := range rets {
+			addr := topo.addrs[rt.owner]
+			if addr == "" {
+				l.metrics.WithLabelValues("lost").Add(float64(rt.tokens))
+				continue
+			}
+			n.returnLease(rt.owner, addr, rt.r, rt.tokens)
+		}
+	}
+}
+
+// grantLease is the owner's side of a lease request: it reserves up to the
+// tokens asked for on its bucket, at most a fair share for any one member
+// (what the bucket holds, or earns in a term, divided by the live members;
+// at least 1), if they are earned within a term. Granted says how many,
+// Wait when they are earned; if none can be, RetryAfter says when to ask
+// again.
+func (n *Node) grantLease(now time.Time, store *bucket.Store, c *transport.PeerCheck) bucket.Decision {
+	alive := n.topo.Load().alive()
+	held := store.Peek(now, c.ID, c.Limit, 0).Remaining
+	perTerm := int64(float64(c.Limit.Rate) * float64(n.leases.term) / float64(c.Limit.Period))
+	share := max(held/alive, perTerm/alive, 1)
+	want := min(c.Cost, share)
+	d := store.ReserveN(now, c.ID, c.Limit, want, time.Duration(n.leases.term))
+	if !d.Allowed {
+		n.metrics.leaseEvents.WithLabelValues("refused").Inc()
+		return d
+	}
+	d.Granted = want
+	n.metrics.leaseEvents.WithLabelValues("granted").Inc()
+	return d
+}

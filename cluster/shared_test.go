@@ -1,0 +1,79 @@
+package cluster
+
+import (
+	"testing"
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/sluicerl/sluice/bucket"
+	"github.com/sluicerl/sluice/rules"
+	"github.com/sluicerl/sluice/transport"
+)
+
+// TestStateCarriesReplicas: a joining node takes a peer's lower replica
+// levels and the totals they account for, and ignores what is not a
+// gossip-mode bucket.
+func TestStateCarriesReplicas(t *testing.T) {
+	now := time.Unix(100, 0)
+	clock := func() time.Time { return now }
+	a, err := New(Config{Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.self = "a"
+	id := bucket.ID{Rule: "r", Key: "k"}
+	a.buckets[rules.SyncGossip].AllowN(now, id, counterLimit, 7)
+	a.counters.apply("c", &transport.CounterUpdate{Sync: rules.SyncGossip, ID: id, Limit: counterLimit, Gen: 3, Total: 2}, now.UnixNano())
+	a.buckets[rules.SyncLocal].AllowN(now, id, counterLimit, 5) // local: not shared
+	state := (*sharedState)(a).LocalState(true)
+
+	b, err := New(Config{Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.self = "b"
+	if !(*sharedState)(b).MergeState(state, true) {
+		t.Fatal("state did not decode")
+	}
+	if d := b.buckets[rules.SyncGossip].Peek(now, id, counterLimit, 0); d.Remaining != 3 {
+		t.Fatalf("the joiner's replica holds %d, want the peer's 3", d.Remaining)
+	}
+	if b.buckets[rules.SyncLocal].Len() != 0 {
+		t.Fatal("a local bucket travelled")
+	}
+	// c's next total debits only what is new.
+	if got := b.counters.apply("c", &transport.CounterUpdate{Sync: rules.SyncGossip, ID: id, Limit: counterLimit, Gen: 3, Total: 3}, now.UnixNano()); got != 1 {
+		t.Fatalf("after the join, c's total 3 applied %d, want 1", got)
+	}
+	// Not a join: rules only.
+	c, _ := New(Config{Now: clock})
+	(*sharedState)(c).MergeState(state, false)
+	if c.buckets[rules.SyncGossip].Len() != 0 {
+		t.Fatal("a periodic exchange merged replicas")
+	}
+}
+
+// FuzzSharedState feeds arbitrary bytes to a node as gossip messages and
+// state: they are taken or rejected, never a panic.
+func FuzzSharedState(f *testing.F) {
+	now := time.Unix(100, 0)
+	e, _ := msgpack.Marshal(&rules.Entry{Name: "x", Spec: &rules.Spec{Name: "x", Limit: 1, Period: "1s"}, Version: rules.Version{Clock: 1, Node: "a"}})
+	f.Add(byte(kindRule), e)
+	f.Add(byte(kindCounters), transport.EncodeCounterPackets("a", []transport.CounterUpdate{{Sync: rules.SyncGossip, ID: bucket.ID{Key: "k", Inline: counterLimit}, Limit: counterLimit, Gen: 1, Total: 3}}, 1024)[0])
+	st, _ := msgpack.Marshal(&state{Replicas: []replica{{Sync: rules.SyncAuto, Key: "k", Limit: limitArray(counterLimit), Tokens: -4, Seen: []originTotal{{Origin: "a", Gen: 1, Total: 3}}}}})
+	f.Add(byte(0), st)
+	f.Fuzz(func(t *testing.T, kind byte, b []byte) {
+		n, err := New(Config{Now: func() time.Time { return now }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.SetRules(&rules.Set{})
+		s := (*sharedState)(n)
+		s.Message(kind, b)
+		s.MergeState(b, true)
+		for _, st := range n.buckets {
+			st.Sweep(now)
+		}
+	})
+}

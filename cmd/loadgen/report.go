@@ -1,0 +1,342 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sluicerl/sluice/bucket"
+)
+
+// The report: every scenario is run several times against nodes the report
+// starts itself (processes on 127.0.0.x), and the medians are written as a
+// Markdown page.
+
+// scenario is one line of the report.
+type scenario struct {
+	name  string
+	nodes int      // sluice nodes to start; 0: the trivial handler
+	flags []string // extra node flags
+	cfg   func(targets []string, base map[string]Result) Config
+	note  string
+}
+
+const reportRules = `rules:
+  - {name: limited, limit: 100, period: 1s, burst: 100}
+`
+
+func reportCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("loadgen report", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	out := fs.String("out", "docs/report.md", "where to write the report")
+	runs := fs.Int("runs", 3, "runs per scenario; the report shows medians")
+	duration := fs.Duration("duration", 5*time.Second, "length of each run")
+	only := fs.String("only", "", "run only the scenarios whose name contains this")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "sluice-report")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	bin := filepath.Join(dir, "sluice")
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stderr, "building sluice")
+	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/node").CombinedOutput(); err != nil {
+		return fmt.Errorf("go build ./cmd/node (run the report from the repository root): %v\n%s", err, out)
+	}
+	rulesPath := filepath.Join(dir, "rules.yaml")
+	if err := os.WriteFile(rulesPath, []byte(reportRules), 0o644); err != nil {
+		return err
+	}
+
+	inline := func(limit, burst int64) bucket.Limit {
+		return bucket.Limit{Rate: limit, Period: time.Second, Burst: burst}
+	}
+	closed := func(targets []string, conc int) Config {
+		return Config{Targets: targets, Concurrency: conc, Duration: *duration, Keys: 10_000, Dist: "uniform",
+			Limit: inline(1_000_000, 1_000_000), Op: "check", Seed: 1}
+	}
+	var scenarios []scenario
+	scenarios = append(scenarios,
+		scenario{name: "trivial net/http JSON handler", nodes: 0, cfg: func(t []string, _ map[string]Result) Config { return closed(t, 32) },
+			note: "the ceiling: decode a small JSON body, write a small JSON answer"},
+		scenario{name: "1 node: /v1/check", nodes: 1, cfg: func(t []string, _ map[string]Result) Config { return closed(t, 32) },
+			note: "10,000 keys, uniform, limits never reached"},
+		scenario{name: "1 node: /v1/check/batch of 100", nodes: 1, cfg: func(t []string, _ map[string]Result) Config {
+			c := closed(t, 8)
+			c.Op, c.Batch = "batch", 100
+			return c
+		}, note: "decisions per second"},
+		scenario{name: "trivial handler, open loop at half of /v1/check's maximum", nodes: 0, cfg: func(t []string, base map[string]Result) Config {
+			c := closed(t, 32)
+			c.Open, c.Rate = true, base["1 node: /v1/check"].RequestsPS/2
+			return c
+		}, note: "the same arrival rate as the next line, against the ceiling: the latency this machine gives any server"},
+		scenario{name: "1 node: /v1/check, open loop at half the maximum", nodes: 1, cfg: func(t []string, base map[string]Result) Config {
+			c := closed(t, 32)
+			c.Open, c.Rate = true, base["1 node: /v1/check"].RequestsPS/2
+			return c
+		}, note: "fixed arrival rate, 32 senders; latency counted from when each request was due"},
+	)
+	for _, n := range []int{3, 5} {
+		for _, mode := range []string{"local", "gossip", "owner"} {
+			scenarios = append(scenarios, scenario{
+				name: fmt.Sprintf("%d nodes: %s", n, mode), nodes: n,
+				cfg: func(t []string, _ map[string]Result) Config {
+					c := closed(t, 32)
+					c.Rule, c.Sync, c.Dist = "limited", mode, "zipf"
+					return c
+				},
+				note: "rule of 100/s, burst 100; 10,000 keys, Zipf 1.1; round-robin over the nodes",
+			})
+		}
+	}
+	for _, leases := range []bool{true, false} {
+		var flags []string
+		name := "5 nodes: one hot key, owner, leases on"
+		if !leases {
+			flags = []string{"--lease-threshold", "0"}
+			name = "5 nodes: one hot key, owner, leases off"
+		}
+		scenarios = append(scenarios, scenario{name: name, nodes: 5, flags: flags,
+			cfg: func(t []string, _ map[string]Result) Config {
+				c := closed(t, 32)
+				c.Rule, c.Sync, c.Dist = "limited", "owner", "hot"
+				return c
+			},
+			note: "one key, 100/s, asked far more often, through all 5 nodes",
+		})
+	}
+
+	results := map[string][]Result{}
+	medians := map[string]Result{}
+	for _, sc := range scenarios {
+		// The trivial handler and the single-node check always run: the
+		// other lines are read against them (and the open loops take their
+		// rate from the latter).
+		baseline := sc.nodes == 0 || sc.name == "1 node: /v1/check"
+		if *only != "" && !baseline && !strings.Contains(sc.name, *only) {
+			continue
+		}
+		for r := range *runs {
+			fmt.Fprintf(stderr, "%s, run %d of %d\n", sc.name, r+1, *runs)
+			targets, stop, err := startTargets(ctx, bin, self, dir, rulesPath, sc.nodes, sc.flags)
+			if err != nil {
+				return fmt.Errorf("%s: %w", sc.name, err)
+			}
+			res, err := run(ctx, sc.cfg(targets, medians))
+			stop()
+			if err != nil {
+				return fmt.Errorf("%s: %w", sc.name, err)
+			}
+			results[sc.name] = append(results[sc.name], res)
+		}
+		medians[sc.name] = median(results[sc.name])
+	}
+	page := render(scenarios, medians, *runs, *duration)
+	if err := os.WriteFile(*out, []byte(page), 0o644); err != nil {
+		return err
+	}
+	raw, _ := json.MarshalIndent(results, "", "  ")
+	if err := os.WriteFile(strings.TrimSuffix(*out, ".md")+".json", raw, 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "wrote %s\n", *out)
+	return nil
+}
+
+// startTargets starts n sluice nodes on 127.0.0.100+i (or, for n = 0, the
+// trivial handler) and waits until they serve and, in a cluster, see each
+// other.
+func startTargets(ctx context.Context, bin, self, dir, rulesPath string, n int, flags []string) ([]string, func(), error) {
+	var cmds []*exec.Cmd
+	stop := func() {
+		for _, c := range cmds {
+			c.Process.Signal(os.Interrupt)
+		}
+		for _, c := range cmds {
+			c.Wait()
+		}
+	}
+	if n == 0 {
+		c := exec.CommandContext(ctx, self, "trivial", "--addr", "127.0.0.99:18080")
+		if err := c.Start(); err != nil {
+			return nil, nil, err
+		}
+		cmds = append(cmds, c)
+		if err := await(ctx, "http://127.0.0.99:18080/", func(code int) bool { return code == 400 }); err != nil {
+			stop()
+			return nil, nil, err
+		}
+		return []string{"http://127.0.0.99:18080"}, stop, nil
+	}
+	var targets, admins []string
+	key := "c2x1aWNlLWxvYWRnZW4tcmVwb3J0LWtleS0zMmJ5dGU="
+	for i := range n {
+		ip := "127.0.0." + strconv.Itoa(100+i)
+		args := []string{
+			"--node-name", "load-" + strconv.Itoa(i), "--log-level", "warn",
+			"--http-addr", ip + ":18080", "--admin-addr", ip + ":18081",
+			"--gossip-addr", ip + ":17946", "--peer-addr", ip + ":17947",
+			"--rules", rulesPath, "--data-dir", filepath.Join(dir, "data-"+strconv.Itoa(i)),
+			"--gossip-key", key, "--gossip-profile", "local",
+		}
+		if n > 1 {
+			args = append(args, "--seed", "127.0.0.100:17946")
+		}
+		c := exec.CommandContext(ctx, bin, append(args, flags...)...)
+		c.Stderr = os.Stderr
+		if err := c.Start(); err != nil {
+			stop()
+			return nil, nil, err
+		}
+		cmds = append(cmds, c)
+		targets = append(targets, "http://"+ip+":18080")
+		admins = append(admins, "http://"+ip+":18081")
+	}
+	for i := range n {
+		if err := await(ctx, admins[i]+"/readyz", func(code int) bool { return code == 200 }); err != nil {
+			stop()
+			return nil, nil, err
+		}
+		if err := awaitMembers(ctx, targets[i], n); err != nil {
+			stop()
+			return nil, nil, err
+		}
+	}
+	return targets, stop, nil
+}
+
+func await(ctx context.Context, url string, ok func(int) bool) error {
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if ok(resp.StatusCode) {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("%s not up: %v", url, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func awaitMembers(ctx context.Context, target string, n int) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(target + "/v1/cluster")
+		if err == nil {
+			var v struct{ Counts map[string]int }
+			json.NewDecoder(resp.Body).Decode(&v)
+			resp.Body.Close()
+			if v.Counts["alive"] == n {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return errors.New(target + " does not see every node")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// median returns the run with the median throughput, with the medians of
+// the latencies and the worst exactness of all runs.
+func median(rs []Result) Result {
+	byRate := slices.Clone(rs)
+	slices.SortFunc(byRate, func(a, b Result) int {
+		return int(a.DecisionsPS - b.DecisionsPS)
+	})
+	m := byRate[len(byRate)/2]
+	pick := func(f func(Result) float64) float64 {
+		v := make([]float64, len(rs))
+		for i, r := range rs {
+			v[i] = f(r)
+		}
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	m.Latency = Latency{
+		P50: pick(func(r Result) float64 { return r.Latency.P50 }), P90: pick(func(r Result) float64 { return r.Latency.P90 }),
+		P99: pick(func(r Result) float64 { return r.Latency.P99 }), P999: pick(func(r Result) float64 { return r.Latency.P999 }),
+		Max: pick(func(r Result) float64 { return r.Latency.Max }),
+	}
+	for _, r := range rs {
+		if r.Exactness.WorstRatio > m.Exactness.WorstRatio {
+			m.Exactness = r.Exactness
+		}
+		m.Errors = max(m.Errors, r.Errors)
+		m.Fallbacks = max(m.Fallbacks, r.Fallbacks)
+	}
+	return m
+}
+
+func render(scenarios []scenario, med map[string]Result, runs int, d time.Duration) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Benchmark report\n\nGenerated by `go run ./cmd/loadgen report` on %s: %s, %d CPUs, %s.\n",
+		time.Now().UTC().Format("2006-01-02"), cpuModel(), runtime.NumCPU(), runtime.Version())
+	fmt.Fprintf(&b, "Each line is the median of %d runs of %v (the run with the median throughput; latency\n"+
+		"percentiles are medians over the runs; exactness is the worst run). The load generator and\n"+
+		"every node share the same cores, so the absolute figures are low; compare ratios.\n\n", runs, d)
+	fmt.Fprintf(&b, "| Scenario | Requests/s | Decisions/s | p50 ms | p90 ms | p99 ms | p99.9 ms | Errors | Fallbacks | Worst key: admitted / bound | Keys over |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, sc := range scenarios {
+		r, ok := med[sc.name]
+		if !ok {
+			continue
+		}
+		fmt.Fprintf(&b, "| %s | %.0f | %.0f | %.3f | %.3f | %.3f | %.3f | %d | %d | %.3f | %d |\n", sc.name, r.RequestsPS, r.DecisionsPS,
+			r.Latency.P50, r.Latency.P90, r.Latency.P99, r.Latency.P999, r.Errors, r.Fallbacks, r.Exactness.WorstRatio, r.Exactness.Over)
+	}
+	b.WriteString("\nScenarios:\n\n")
+	for _, sc := range scenarios {
+		if _, ok := med[sc.name]; ok {
+			fmt.Fprintf(&b, "- **%s**: %s.\n", sc.name, sc.note)
+		}
+	}
+	triv, one := med["trivial net/http JSON handler"], med["1 node: /v1/check"]
+	batch, half := med["1 node: /v1/check/batch of 100"], med["1 node: /v1/check, open loop at half the maximum"]
+	if triv.RequestsPS > 0 && one.RequestsPS > 0 {
+		fmt.Fprintf(&b, "\nTargets:\n\n- `/v1/check` at **%.0f%%** of the trivial handler's throughput (target ≥ 70%%).\n", 100*one.RequestsPS/triv.RequestsPS)
+	}
+	if batch.DecisionsPS > 0 {
+		fmt.Fprintf(&b, "- Batches of 100: **%.0f decisions/s** on one node (target ≥ 500,000).\n", batch.DecisionsPS)
+	}
+	if half.Requests > 0 {
+		fmt.Fprintf(&b, "- At half the maximum (%.0f requests/s, open loop): **p99 %.3f ms** (target < 2 ms); the trivial handler at the same rate: p99 %.3f ms.\n",
+			half.Config.Rate, half.Latency.P99, med["trivial handler, open loop at half of /v1/check's maximum"].Latency.P99)
+	}
+	return b.String()
+}
+
+func cpuModel() string {
+	data, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return runtime.GOARCH
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "model name"); ok {
+			return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+		}
+	}
+	return runtime.GOARCH
+}

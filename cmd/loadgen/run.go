@@ -1,0 +1,440 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sluicerl/sluice/bucket"
+	"github.com/sluicerl/sluice/rules"
+)
+
+// Config is one load run.
+type Config struct {
+	Targets     []string      // API base URLs; requests go round-robin
+	Open        bool          // open loop: fixed arrival rate
+	Rate        float64       // open loop: requests per second
+	Concurrency int           // closed loop: workers; open loop: most requests in flight
+	Duration    time.Duration // how long to send
+	Keys        int           // distinct keys
+	Dist        string        // uniform, zipf or hot
+	ZipfS       float64       // the Zipf exponent, > 1
+	Rule        string        // a named rule, or
+	Limit       bucket.Limit  // an inline limit
+	Sync        string        // the sync mode, "" for the rule's
+	Op          string        // check, batch or wait
+	Batch       int           // checks per batch
+	Seed        uint64        // of the key draws
+	Progress    io.Writer     // a line a second; nil for none
+}
+
+// Result is what a run measured. Latencies are of requests (a batch is one
+// request); in an open loop they count from the time the request was due,
+// so a stall is not hidden (no coordinated omission).
+type Result struct {
+	Config      ConfigView `json:"config"`
+	Elapsed     float64    `json:"elapsed_s"`
+	Requests    int64      `json:"requests"`
+	Decisions   int64      `json:"decisions"`
+	Allowed     int64      `json:"allowed"`
+	Denied      int64      `json:"denied"`
+	Errors      int64      `json:"errors"`
+	Fallbacks   int64      `json:"fallbacks"` // owner mode: decided from a fair share, the owner unreachable or too slow
+	Late        int64      `json:"late"`      // open loop: sent later than due, its sender still busy
+	RequestsPS  float64    `json:"requests_per_s"`
+	DecisionsPS float64    `json:"decisions_per_s"`
+	Latency     Latency    `json:"latency_ms"`
+	Exactness   Exactness  `json:"exactness"`
+	FirstError  string     `json:"first_error,omitempty"`
+}
+
+// ConfigView is Config as the JSON result shows it.
+type ConfigView struct {
+	Targets     []string `json:"targets"`
+	Loop        string   `json:"loop"`
+	Rate        float64  `json:"rate,omitempty"`
+	Concurrency int      `json:"concurrency"`
+	Duration    float64  `json:"duration_s"`
+	Keys        int      `json:"keys"`
+	Dist        string   `json:"dist"`
+	Rule        string   `json:"rule,omitempty"`
+	Limit       string   `json:"limit"`
+	Sync        string   `json:"sync,omitempty"`
+	Op          string   `json:"op"`
+	Batch       int      `json:"batch,omitempty"`
+}
+
+// Latency is a latency distribution in milliseconds.
+type Latency struct {
+	P50  float64 `json:"p50"`
+	P90  float64 `json:"p90"`
+	P99  float64 `json:"p99"`
+	P999 float64 `json:"p99_9"`
+	Max  float64 `json:"max"`
+}
+
+// Exactness compares, per key, what was admitted with the limit's bound
+// over the run: burst + rate × elapsed / period.
+type Exactness struct {
+	Bound      int64   `json:"bound_per_key"`
+	WorstKey   string  `json:"worst_key,omitempty"`
+	WorstRatio float64 `json:"worst_ratio"` // admitted / bound of the worst key
+	Over       int     `json:"keys_over_bound"`
+	KeysSeen   int     `json:"keys_admitted"`
+}
+
+// appendCheck appends one check as JSON, by hand: the load generator
+// shares the machine with the nodes, and every cycle it spends encoding is
+// one the nodes do not get.
+func appendCheck(b []byte, key string, cfg Config, l bucket.Limit) []byte {
+	b = append(b, `{"key":`...)
+	b = strconv.AppendQuote(b, key)
+	if cfg.Rule != "" {
+		b = append(b, `,"rule":`...)
+		b = strconv.AppendQuote(b, cfg.Rule)
+	} else {
+		b = append(b, `,"limit":`...)
+		b = strconv.AppendInt(b, l.Rate, 10)
+		b = append(b, `,"period":`...)
+		b = strconv.AppendQuote(b, l.Period.String())
+		b = append(b, `,"burst":`...)
+		b = strconv.AppendInt(b, l.Burst, 10)
+	}
+	if cfg.Sync != "" {
+		b = append(b, `,"sync":`...)
+		b = strconv.AppendQuote(b, cfg.Sync)
+	}
+	if cfg.Op == "wait" {
+		b = append(b, `,"max_wait":"1s"`...)
+	}
+	return append(b, '}')
+}
+
+// allowedFlags returns the "allowed" fields of an answer (one check, or
+// the results of a batch), in order.
+func allowedFlags(raw []byte) []bool {
+	var out []bool
+	const field = `"allowed":`
+	for {
+		i := bytes.Index(raw, []byte(field))
+		if i < 0 {
+			return out
+		}
+		raw = raw[i+len(field):]
+		out = append(out, bytes.HasPrefix(raw, []byte("true")))
+	}
+}
+
+// run drives the load and measures it.
+func run(ctx context.Context, cfg Config) (Result, error) {
+	if len(cfg.Targets) == 0 || cfg.Duration <= 0 || cfg.Keys <= 0 || cfg.Concurrency <= 0 {
+		return Result{}, errors.New("need targets, a duration, keys and a concurrency")
+	}
+	if cfg.Open && cfg.Rate <= 0 {
+		return Result{}, errors.New("an open loop needs a rate")
+	}
+	limit := cfg.Limit
+	if cfg.Rule != "" {
+		l, err := ruleLimit(ctx, cfg.Targets[0], cfg.Rule)
+		if err != nil {
+			return Result{}, err
+		}
+		limit = l
+	}
+	path, per := "/v1/check", 1
+	switch cfg.Op {
+	case "check":
+	case "batch":
+		path, per = "/v1/check/batch", max(cfg.Batch, 1)
+	case "wait":
+		path = "/v1/wait"
+	default:
+		return Result{}, fmt.Errorf("unknown op %q", cfg.Op)
+	}
+	client := &http.Client{Transport: &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: time.Second}).DialContext,
+		MaxIdleConnsPerHost: cfg.Concurrency + 16,
+		MaxConnsPerHost:     cfg.Concurrency + 16,
+	}, Timeout: 30 * time.Second}
+	keys := newKeys(cfg)
+
+	var (
+		requests, decisions, allowed, denied, errs, late, fallbacks atomic.Int64
+		firstErr                                                    atomic.Value
+		mu                                                          sync.Mutex
+		lat                                                         []time.Duration
+		admitted                                                    = map[string]int64{}
+		next                                                        atomic.Uint64
+	)
+	one := func(due time.Time, key func() string, local *[]time.Duration, adm map[string]int64) {
+		target := cfg.Targets[next.Add(1)%uint64(len(cfg.Targets))]
+		keysOf := make([]string, per)
+		body := make([]byte, 0, 128*per)
+		if cfg.Op == "batch" {
+			body = append(body, `{"checks":[`...)
+		}
+		for i := range keysOf {
+			keysOf[i] = key()
+			if i > 0 {
+				body = append(body, ',')
+			}
+			body = appendCheck(body, keysOf[i], cfg, limit)
+		}
+		if cfg.Op == "batch" {
+			body = append(body, "]}"...)
+		}
+		resp, err := client.Post(target+path, "application/json", bytes.NewReader(body))
+		var verdicts []bool
+		if err == nil {
+			var raw []byte
+			raw, err = io.ReadAll(resp.Body)
+			resp.Body.Close()
+			switch {
+			case err != nil:
+			case resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusTooManyRequests:
+				err = fmt.Errorf("%d: %s", resp.StatusCode, bytes.TrimSpace(raw))
+			default:
+				verdicts = allowedFlags(raw)
+				fallbacks.Add(int64(bytes.Count(raw, []byte(`"fallback":true`))))
+				if len(verdicts) != per {
+					err = fmt.Errorf("%d answers to %d checks: %s", len(verdicts), per, raw)
+				}
+			}
+		}
+		*local = append(*local, time.Since(due))
+		requests.Add(1)
+		if err != nil {
+			errs.Add(1)
+			firstErr.CompareAndSwap(nil, err.Error())
+			return
+		}
+		for i, ok := range verdicts {
+			decisions.Add(1)
+			if ok {
+				allowed.Add(1)
+				adm[keysOf[i]]++
+			} else {
+				denied.Add(1)
+			}
+		}
+	}
+	merge := func(local []time.Duration, adm map[string]int64) {
+		mu.Lock()
+		lat = append(lat, local...)
+		for k, n := range adm {
+			admitted[k] += n
+		}
+		mu.Unlock()
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, cfg.Duration)
+	defer cancel()
+	start := time.Now()
+	stopProgress := progress(cfg.Progress, start, &requests, &decisions, &errs)
+	var wg sync.WaitGroup
+	if cfg.Open {
+		// Arrivals at fixed intervals, dealt round-robin to Concurrency
+		// senders: sender w sends arrivals w, w+W, w+2W, ... each when it
+		// is due, or at once if it is already late (a slow answer delays
+		// its sender's next request: counted as late, and its latency
+		// counts from when it was due, so the stall is not hidden).
+		interval := time.Duration(float64(time.Second) / cfg.Rate)
+		for w := range cfg.Concurrency {
+			wg.Go(func() {
+				key := keys(rand.New(rand.NewPCG(cfg.Seed, uint64(w))))
+				var local []time.Duration
+				adm := map[string]int64{}
+				for k := int64(w); ; k += int64(cfg.Concurrency) {
+					due := start.Add(time.Duration(k) * interval)
+					if d := time.Until(due); d > 0 {
+						select {
+						case <-time.After(d):
+						case <-ctx.Done():
+						}
+					} else if d < -interval {
+						late.Add(1)
+					}
+					if ctx.Err() != nil {
+						break
+					}
+					one(due, key, &local, adm)
+				}
+				merge(local, adm)
+			})
+		}
+	} else {
+		for w := range cfg.Concurrency {
+			wg.Go(func() {
+				key := keys(rand.New(rand.NewPCG(cfg.Seed, uint64(w))))
+				var local []time.Duration
+				adm := map[string]int64{}
+				for ctx.Err() == nil {
+					one(time.Now(), key, &local, adm)
+				}
+				merge(local, adm)
+			})
+		}
+	}
+	wg.Wait()
+	stopProgress()
+	elapsed := time.Since(start)
+
+	res := Result{
+		Config:    view(cfg, limit),
+		Elapsed:   elapsed.Seconds(),
+		Requests:  requests.Load(),
+		Decisions: decisions.Load(),
+		Allowed:   allowed.Load(),
+		Denied:    denied.Load(),
+		Errors:    errs.Load(),
+		Late:      late.Load(),
+		Fallbacks: fallbacks.Load(),
+	}
+	res.RequestsPS = float64(res.Requests) / elapsed.Seconds()
+	res.DecisionsPS = float64(res.Decisions) / elapsed.Seconds()
+	res.Latency = percentiles(lat)
+	res.Exactness = exactness(admitted, limit, elapsed)
+	if e, ok := firstErr.Load().(string); ok {
+		res.FirstError = e
+	}
+	return res, nil
+}
+
+// newKeys returns the key distribution: given a random source, a function
+// drawing keys from it.
+func newKeys(cfg Config) func(*rand.Rand) func() string {
+	names := make([]string, cfg.Keys)
+	for i := range names {
+		names[i] = "load-" + strconv.Itoa(i)
+	}
+	switch cfg.Dist {
+	case "hot":
+		return func(*rand.Rand) func() string { return func() string { return names[0] } }
+	case "zipf":
+		s := cfg.ZipfS
+		if s <= 1 {
+			s = 1.1
+		}
+		return func(rng *rand.Rand) func() string {
+			z := rand.NewZipf(rng, s, 1, uint64(max(cfg.Keys-1, 1)))
+			return func() string { return names[min(z.Uint64(), uint64(cfg.Keys-1))] }
+		}
+	}
+	return func(rng *rand.Rand) func() string { return func() string { return names[rng.IntN(cfg.Keys)] } }
+}
+
+// ruleLimit asks a node for a named rule's limit.
+func ruleLimit(ctx context.Context, target, name string) (bucket.Limit, error) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, target+"/v1/rules", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return bucket.Limit{}, err
+	}
+	defer resp.Body.Close()
+	var list struct{ Rules []rules.Spec }
+	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
+		return bucket.Limit{}, fmt.Errorf("GET /v1/rules: %w", err)
+	}
+	for _, s := range list.Rules {
+		if s.Name == name {
+			r, err := s.Rule()
+			return r.Limit, err
+		}
+	}
+	return bucket.Limit{}, fmt.Errorf("no rule %q on %s", name, target)
+}
+
+func percentiles(lat []time.Duration) Latency {
+	if len(lat) == 0 {
+		return Latency{}
+	}
+	slices.Sort(lat)
+	at := func(q float64) float64 {
+		i := min(int(math.Ceil(q*float64(len(lat))))-1, len(lat)-1)
+		return float64(lat[max(i, 0)]) / float64(time.Millisecond)
+	}
+	return Latency{P50: at(0.5), P90: at(0.9), P99: at(0.99), P999: at(0.999), Max: at(1)}
+}
+
+func exactness(admitted map[string]int64, l bucket.Limit, elapsed time.Duration) Exactness {
+	bound := l.Burst + int64(float64(l.Rate)*float64(elapsed)/float64(l.Period))
+	e := Exactness{Bound: bound, KeysSeen: len(admitted)}
+	for k, n := range admitted {
+		r := float64(n) / float64(bound)
+		if r > e.WorstRatio {
+			e.WorstRatio, e.WorstKey = r, k
+		}
+		if n > bound {
+			e.Over++
+		}
+	}
+	return e
+}
+
+func view(cfg Config, l bucket.Limit) ConfigView {
+	loop := "closed"
+	if cfg.Open {
+		loop = "open"
+	}
+	return ConfigView{
+		Targets: cfg.Targets, Loop: loop, Rate: cfg.Rate, Concurrency: cfg.Concurrency,
+		Duration: cfg.Duration.Seconds(), Keys: cfg.Keys, Dist: cfg.Dist, Rule: cfg.Rule,
+		Limit: fmt.Sprintf("%d per %v, burst %d", l.Rate, l.Period, l.Burst), Sync: cfg.Sync,
+		Op: cfg.Op, Batch: cfg.Batch,
+	}
+}
+
+// progress prints a line a second until the returned func is called.
+func progress(w io.Writer, start time.Time, requests, decisions, errs *atomic.Int64) func() {
+	if w == nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		var last int64
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				n := requests.Load()
+				fmt.Fprintf(w, "%5.1fs  %8d requests  %7d/s  %9d decisions  %d errors\n",
+					time.Since(start).Seconds(), n, n-last, decisions.Load(), errs.Load())
+				last = n
+			}
+		}
+	})
+	return func() { close(done); wg.Wait() }
+}
+
+// summary is the human-readable result.
+func summary(r Result) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s loop, %s, %d keys (%s), %s, %.1fs\n", r.Config.Loop, r.Config.Op, r.Config.Keys, r.Config.Dist, r.Config.Limit, r.Elapsed)
+	fmt.Fprintf(&b, "requests   %d (%.0f/s), decisions %d (%.0f/s): %d allowed, %d denied; %d errors, %d late, %d fallbacks\n",
+		r.Requests, r.RequestsPS, r.Decisions, r.DecisionsPS, r.Allowed, r.Denied, r.Errors, r.Late, r.Fallbacks)
+	fmt.Fprintf(&b, "latency    p50 %.3fms  p90 %.3fms  p99 %.3fms  p99.9 %.3fms  max %.3fms\n",
+		r.Latency.P50, r.Latency.P90, r.Latency.P99, r.Latency.P999, r.Latency.Max)
+	fmt.Fprintf(&b, "exactness  bound %d per key; worst %.4f of it (%s); %d of %d keys over\n",
+		r.Exactness.Bound, r.Exactness.WorstRatio, r.Exactness.WorstKey, r.Exactness.Over, r.Exactness.KeysSeen)
+	if r.FirstError != "" {
+		fmt.Fprintf(&b, "first error: %s\n", r.FirstError)
+	}
+	return b.String()
+}

@@ -1,0 +1,105 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"image/png"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestStatusPage loads the admin status page of a real node in a real
+// headless browser (Debian's Chromium), lets its script run, and checks the
+// page it renders: the node among the members, alive, its rule, and checks
+// counted; and a screenshot that is not blank.
+func TestStatusPage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a browser")
+	}
+	browser := ""
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			browser = p
+			break
+		}
+	}
+	if browser == "" {
+		t.Skip("no Chromium (apt-get install chromium)")
+	}
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	rulesPath := filepath.Join(dir, "rules.yaml")
+	write(t, rulesPath, "rules:\n  - {name: api, limit: 2, period: 1h}\n")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	p := startProcess(t, ctx, bin, "--node-name", "status-e2e", "--rules", rulesPath,
+		"--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--gossip-addr", "127.0.0.1:0",
+		"--peer-addr", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "data"))
+	started, _ := p.logs.await(t, "sluice started", 0)
+	admin := "http://" + started["admin_addr"].(string)
+	admin = strings.Replace(admin, "[::]", "127.0.0.1", 1)
+	for range 48 { // 3 of them sampled for the hottest keys
+		post(t, p.api+"/v1/check", `{"rule": "api", "key": "alice"}`)
+	}
+
+	run := func(args ...string) []byte {
+		t.Helper()
+		cmd := exec.CommandContext(ctx, browser, append([]string{"--headless", "--no-sandbox", "--disable-gpu",
+			"--disable-dev-shm-usage", "--user-data-dir=" + filepath.Join(dir, "chrome"), "--virtual-time-budget=5000"}, args...)...)
+		var out, errOut bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errOut
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("%s: %v\n%s", browser, err, errOut.String())
+		}
+		return out.Bytes()
+	}
+	dom := string(run("--dump-dom", admin+"/"))
+	rows := regexp.MustCompile(`(?s)<table id="members">.*?</table>`).FindString(dom)
+	for _, want := range []string{"status-e2e (this node)", `class="alive"`} {
+		if !strings.Contains(rows, want) {
+			t.Fatalf("the members table lacks %q: the page shows no live member\n%s", want, rows)
+		}
+	}
+	hot := regexp.MustCompile(`(?s)<table id="hot">.*?</table>`).FindString(dom)
+	if !strings.Contains(hot, ">alice<") {
+		t.Fatalf("the hottest keys lack alice:\n%s", hot)
+	}
+	for _, want := range []string{"48 checks since start", ">api<", "1 of 1 alive"} {
+		if !strings.Contains(dom, want) {
+			t.Fatalf("the page lacks %q:\n%s", want, dom)
+		}
+	}
+
+	shot := filepath.Join(dir, "status.png")
+	run("--screenshot="+shot, "--window-size=1000,800", admin+"/")
+	f, err := os.Open(shot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	colors := map[string]bool{}
+	b := img.Bounds()
+	for y := b.Min.Y; y < b.Max.Y; y += 7 {
+		for x := b.Min.X; x < b.Max.X; x += 7 {
+			r, g, bl, _ := img.At(x, y).RGBA()
+			colors[fmt.Sprint(r>>12, g>>12, bl>>12)] = true
+		}
+	}
+	if len(colors) < 3 {
+		t.Fatalf("the screenshot is blank (%d colours)", len(colors))
+	}
+	if out := os.Getenv("SLUICE_SCREENSHOT"); out != "" {
+		data, _ := os.ReadFile(shot)
+		os.WriteFile(out, data, 0o644)
+	}
+}

@@ -1,0 +1,72 @@
+package transport
+
+import (
+	_ "embed"
+	"net/http"
+	"time"
+
+	"github.com/sluicerl/sluice/rules"
+)
+
+// Status is what the status page shows: the node's view of its cluster,
+// its rules, its hottest keys and its check counts so far.
+type Status struct {
+	Self    string         `json:"self"`
+	Time    time.Time      `json:"time"`
+	Members []MemberStatus `json:"members"`
+	Rules   []RuleView     `json:"rules"`
+	HotKeys []HotKeyView   `json:"hot_keys"`
+	// Checks and Denied count every check decided here since start.
+	Checks uint64 `json:"checks"`
+	Denied uint64 `json:"denied"`
+}
+
+// MemberStatus is one member on the status page.
+type MemberStatus struct {
+	Name  string `json:"name"`
+	Addr  string `json:"addr"`
+	State string `json:"state"`
+	// Share is the fraction of the hash ring the member owns (0 unless alive).
+	Share float64 `json:"ring_share"`
+	Self  bool    `json:"self,omitempty"`
+}
+
+// HotKeyView is a key the node checks often.
+type HotKeyView struct {
+	Rule string  `json:"rule,omitempty"`
+	Key  string  `json:"key"`
+	Rate float64 `json:"checks_per_s"`
+}
+
+// StatusSource describes a node for its status page. It must not block.
+type StatusSource interface {
+	Status() Status
+}
+
+// RuleViews returns rules as GET /v1/rules and the status page show them.
+func RuleViews(rs []rules.Rule) []RuleView {
+	views := []RuleView{}
+	for _, r := range rs {
+		v := RuleView{Spec: r.Spec, Origin: "file", Version: r.Version}
+		if r.Version != nil {
+			v.Origin = "api"
+		}
+		views = append(views, v)
+	}
+	return views
+}
+
+//go:embed status.html
+var statusPage []byte
+
+func statusHandlers(mux *http.ServeMux, src StatusSource) {
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
+		h := w.Header()
+		h.Set("Content-Type", "text/html; charset=utf-8")
+		h.Set("Content-Security-Policy", "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'")
+		w.Write(statusPage)
+	})
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, _ *http.Request) {
+		writeValue(w, http.StatusOK, src.Status())
+	})
+}
