@@ -32,13 +32,16 @@ const minTokens = -(1 << 62)
 // maxDuration is returned for waits too long to represent.
 const maxDuration = time.Duration(math.MaxInt64)
 
-// Limit is a token-bucket rule: Rate tokens are added every Period, up to
-// Burst tokens. A valid Limit has 0 < Rate ≤ MaxTokens, 0 < Burst ≤
-// MaxTokens and Period > 0; callers validate user input before building one.
+// Limit is a rule's numbers and how they are counted: Rate per Period,
+// and for the bucket algorithms up to Burst tokens (the depth of a leaky
+// bucket). A valid Limit has 0 < Rate ≤ MaxTokens, 0 < Burst ≤ MaxTokens,
+// Period > 0 and a valid Algo; a windowed algorithm has Burst = Rate;
+// callers validate user input before building one.
 type Limit struct {
 	Rate   int64
 	Period time.Duration
 	Burst  int64
+	Algo   Algorithm
 }
 
 // Decision is the answer to a check. A denial is a Decision, not an error.
@@ -194,6 +197,38 @@ func (s *State) ReserveN(now time.Time, l Limit, cost int64, maxWait time.Durati
 	}
 	wait := s.until(cost, l)
 	if wait > maxWait || s.Tokens-cost < minTokens {
+		d := s.decision(false, l)
+		d.RetryAfter = wait
+		return d
+	}
+	s.Tokens -= cost
+	d := s.decision(true, l)
+	d.Wait = wait
+	return d
+}
+
+// QueueN is ReserveN for a leaky bucket of depth l.Burst: cost joins the
+// queue if it fits in the bucket (the water queued plus cost stays within
+// the depth) and what is queued before it drains within maxWait. Wait is
+// when everything queued before it has drained, so callers that queue one
+// after another are released evenly spaced, cost·Period/Rate apart. If
+// cost does not fit, or would wait longer than maxWait, nothing is queued
+// and RetryAfter tells when it would fit, or the wait there would have
+// been.
+func (s *State) QueueN(now time.Time, l Limit, cost int64, maxWait time.Duration) Decision {
+	s.advance(now.UnixNano(), l)
+	if cost > l.Burst {
+		d := s.decision(false, l)
+		d.TooLarge = true
+		return d
+	}
+	if s.Tokens < cost {
+		d := s.decision(false, l)
+		d.RetryAfter = s.until(cost, l)
+		return d
+	}
+	wait := s.until(l.Burst, l)
+	if wait > maxWait {
 		d := s.decision(false, l)
 		d.RetryAfter = wait
 		return d

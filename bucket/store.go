@@ -59,8 +59,64 @@ type shard struct {
 type entry struct {
 	id         ID
 	limit      Limit
-	state      State
+	state      State  // for the bucket algorithms
+	win        window // for the windowed ones, else nil
 	prev, next *entry
+}
+
+// reset makes e a new bucket for l at now: full, or an empty window.
+func (e *entry) reset(now time.Time, l Limit) {
+	e.limit = l
+	if l.Algo.Windowed() {
+		e.win, e.state = newWindow(l.Algo), State{}
+	} else {
+		e.win, e.state = nil, Full(now, l)
+	}
+}
+
+// use sets the limit e is used with. A change of algorithm, other than
+// between the token and leaky buckets (which share their state), starts
+// e afresh.
+func (e *entry) use(now time.Time, l Limit) {
+	if l.Algo != e.limit.Algo && (l.Algo.Windowed() || e.limit.Algo.Windowed()) {
+		e.reset(now, l)
+	}
+	e.limit = l
+}
+
+// idle reports whether e at now is the same as a new bucket: full, or a
+// window with nothing counted.
+func (e *entry) idle(now time.Time) bool {
+	if e.win != nil {
+		return e.win.Used(now, e.limit) == 0
+	}
+	return e.state.FullAt(now, e.limit)
+}
+
+// level returns the tokens e holds at now, or for a window the count left
+// before the rate, and the fractional token.
+func (e *entry) level(now time.Time) (tokens, frac int64) {
+	if e.win != nil {
+		return e.limit.Rate - e.win.Used(now, e.limit), 0
+	}
+	st := e.state
+	st.advance(now.UnixNano(), e.limit)
+	return st.Tokens, st.Frac
+}
+
+func (e *entry) allowN(now time.Time, l Limit, cost int64) Decision {
+	if e.win != nil {
+		return e.win.AllowN(now, l, cost)
+	}
+	return e.state.AllowN(now, l, cost)
+}
+
+func (e *entry) debitN(now time.Time, l Limit, cost int64) {
+	if e.win != nil {
+		e.win.DebitN(now, l, cost)
+		return
+	}
+	e.state.DebitN(now, l, cost)
 }
 
 // NewStore returns an empty Store.
@@ -93,35 +149,49 @@ func (s *Store) shard(id ID) *shard {
 	return &s.shards[maphash.String(s.seed, id.Key)&s.mask]
 }
 
-// AllowN spends cost tokens from the bucket id if it holds them at now; see
-// State.AllowN.
+// AllowN spends cost from the bucket id if it fits at now; see
+// State.AllowN and the window algorithms' AllowN.
 func (s *Store) AllowN(now time.Time, id ID, l Limit, cost int64) Decision {
-	return s.update(now, id, l, func(st *State) Decision { return st.AllowN(now, l, cost) })
+	return s.update(now, id, l, func(e *entry) Decision { return e.allowN(now, l, cost) })
 }
 
 // ReserveN reserves cost tokens from the bucket id if they are available
-// within maxWait; see State.ReserveN.
+// within maxWait: State.ReserveN for a token bucket, State.QueueN for a
+// leaky bucket. A window algorithm reserves nothing: it admits cost only if
+// it fits now (see Algorithm.Windowed; callers reject waits on windows).
 func (s *Store) ReserveN(now time.Time, id ID, l Limit, cost int64, maxWait time.Duration) Decision {
-	return s.update(now, id, l, func(st *State) Decision { return st.ReserveN(now, l, cost, maxWait) })
+	return s.update(now, id, l, func(e *entry) Decision {
+		switch {
+		case e.win != nil:
+			return e.win.AllowN(now, l, cost)
+		case l.Algo == LeakyBucket:
+			return e.state.QueueN(now, l, cost, maxWait)
+		}
+		return e.state.ReserveN(now, l, cost, maxWait)
+	})
 }
 
 // RefundN gives back cost reserved tokens to the bucket id. If the bucket is
-// gone (evicted, or full and dropped) there is nothing to give back to.
+// gone (evicted, or full and dropped) there is nothing to give back to; a
+// window takes nothing back.
 func (s *Store) RefundN(now time.Time, id ID, l Limit, cost int64) {
 	sh := s.shard(id)
 	sh.mu.Lock()
 	if e, ok := sh.entries[id]; ok {
-		e.limit = l
-		e.state.RefundN(now, l, cost)
+		e.use(now, l)
+		if e.win == nil {
+			e.state.RefundN(now, l, cost)
+		}
 	}
 	sh.mu.Unlock()
 }
 
-// DebitN takes cost tokens out of the bucket id, into debt if need be; see
-// State.DebitN. A bucket that does not exist is created full first.
+// DebitN takes cost tokens out of the bucket id, into debt if need be (see
+// State.DebitN), or counts cost in a window. A bucket that does not exist
+// is created new first.
 func (s *Store) DebitN(now time.Time, id ID, l Limit, cost int64) {
-	s.update(now, id, l, func(st *State) Decision {
-		st.DebitN(now, l, cost)
+	s.update(now, id, l, func(e *entry) Decision {
+		e.debitN(now, l, cost)
 		return Decision{}
 	})
 }
@@ -130,28 +200,35 @@ func (s *Store) DebitN(now time.Time, id ID, l Limit, cost int64) {
 func (s *Store) Peek(now time.Time, id ID, l Limit, cost int64) Decision {
 	sh := s.shard(id)
 	sh.mu.Lock()
-	st := Full(now, l)
-	if e, ok := sh.entries[id]; ok {
-		st = e.state
+	var e entry
+	if found, ok := sh.entries[id]; ok {
+		e.state, e.limit = found.state, found.limit
+		if found.win != nil {
+			e.win = found.win.clone()
+		}
+		e.use(now, l)
+	} else {
+		e.reset(now, l)
 	}
 	sh.mu.Unlock()
-	return st.AllowN(now, l, cost) // on a copy
+	return e.allowN(now, l, cost) // on a copy
 }
 
-// update runs op on the bucket id, creating it full if absent. A new bucket
-// that op leaves full (a peek, a denial) is not stored.
-func (s *Store) update(now time.Time, id ID, l Limit, op func(*State) Decision) Decision {
+// update runs op on the bucket id, creating it new if absent. A new bucket
+// that op leaves as it was (a peek, a denial) is not stored.
+func (s *Store) update(now time.Time, id ID, l Limit, op func(*entry) Decision) Decision {
 	sh := s.shard(id)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if e, ok := sh.entries[id]; ok {
-		e.limit = l
+		e.use(now, l)
 		sh.touch(e)
-		return op(&e.state)
+		return op(e)
 	}
-	st := Full(now, l)
-	d := op(&st)
-	if st.Tokens >= l.Burst {
+	e := &entry{id: id}
+	e.reset(now, l)
+	d := op(e)
+	if e.idle(now) {
 		return d
 	}
 	if len(sh.entries) >= sh.max {
@@ -160,7 +237,6 @@ func (s *Store) update(now time.Time, id ID, l Limit, op func(*State) Decision) 
 			s.evictions.Add(1)
 		}
 	}
-	e := &entry{id: id, limit: l, state: st}
 	sh.entries[id] = e
 	sh.pushFront(e)
 	return d
@@ -171,7 +247,7 @@ func (s *Store) update(now time.Time, id ID, l Limit, op func(*State) Decision) 
 func (sh *shard) dropFull(now time.Time) bool {
 	e := sh.lru.prev
 	for i := 0; i < evictScan && e != &sh.lru; i++ {
-		if e.state.FullAt(now, e.limit) {
+		if e.idle(now) {
 			sh.remove(e)
 			return true
 		}
@@ -210,7 +286,7 @@ func (s *Store) Sweep(now time.Time) int {
 		sh.mu.Lock()
 		for e := sh.lru.prev; e != &sh.lru; {
 			prev := e.prev
-			if e.state.FullAt(now, e.limit) {
+			if e.idle(now) {
 				sh.remove(e)
 				dropped++
 			}
@@ -242,7 +318,8 @@ type Entry struct {
 	ID    ID
 	Limit Limit
 	// Tokens and Frac are the bucket's level at the time it was taken
-	// out; see State. No time travels with them: the receiver's clock is
+	// out; see State. For a window, Tokens is the count left before the
+	// rate (Rate minus what weighed at that time) and Frac is 0. No time travels with them: the receiver's clock is
 	// the only one trusted for refill.
 	Tokens int64
 	Frac   int64
@@ -259,10 +336,9 @@ func (s *Store) Take(now time.Time, move func(ID) bool) []Entry {
 		for e := sh.lru.prev; e != &sh.lru; {
 			prev := e.prev
 			if move(e.id) {
-				st := e.state
-				st.advance(now.UnixNano(), e.limit)
-				if st.Tokens < e.limit.Burst {
-					out = append(out, Entry{ID: e.id, Limit: e.limit, Tokens: st.Tokens, Frac: st.Frac})
+				if !e.idle(now) {
+					tokens, frac := e.level(now)
+					out = append(out, Entry{ID: e.id, Limit: e.limit, Tokens: tokens, Frac: frac})
 				}
 				sh.remove(e)
 			}
@@ -282,10 +358,9 @@ func (s *Store) Levels(now time.Time, max int) []Entry {
 		sh := &s.shards[i]
 		sh.mu.Lock()
 		for e := sh.lru.next; e != &sh.lru && len(out) < max; e = e.next {
-			st := e.state
-			st.advance(now.UnixNano(), e.limit)
-			if st.Tokens < e.limit.Burst {
-				out = append(out, Entry{ID: e.id, Limit: e.limit, Tokens: st.Tokens, Frac: st.Frac})
+			if !e.idle(now) {
+				tokens, frac := e.level(now)
+				out = append(out, Entry{ID: e.id, Limit: e.limit, Tokens: tokens, Frac: frac})
 			}
 		}
 		sh.mu.Unlock()
@@ -303,7 +378,17 @@ func (s *Store) Merge(now time.Time, in Entry) bool {
 		in.Frac = 0
 	}
 	taken := false
-	s.update(now, in.ID, in.Limit, func(st *State) Decision {
+	s.update(now, in.ID, in.Limit, func(e *entry) Decision {
+		if e.win != nil {
+			// A window's count arrives as admitted now: it can only hold
+			// back more than the sender would have, never mint.
+			if left := in.Limit.Rate - e.win.Used(now, in.Limit); in.Tokens < left {
+				e.win.DebitN(now, in.Limit, left-in.Tokens)
+				taken = true
+			}
+			return Decision{}
+		}
+		st := &e.state
 		st.advance(now.UnixNano(), in.Limit)
 		if in.Tokens < st.Tokens || (in.Tokens == st.Tokens && in.Frac < st.Frac) {
 			st.Tokens, st.Frac = in.Tokens, in.Frac

@@ -72,7 +72,7 @@ func TestFixedWindowMatchesModel(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		l := windowLimit(t)
 		p := int64(l.Period)
-		var w FixedWindow
+		var w FixedWindowState
 		checkDefinition(t, l, func(now time.Time, cost int64) Decision { return w.AllowN(now, l, cost) },
 			func(done []admission, now, cost int64) bool {
 				return sumWhere(done, func(a admission) bool { return windowStart(a.t, p) == windowStart(now, p) })+cost <= l.Rate
@@ -87,7 +87,7 @@ func TestSlidingLogIsExact(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		l := windowLimit(t)
 		p := int64(l.Period)
-		var g SlidingLog
+		var g SlidingLogState
 		inWindow := func(done []admission, at int64) int64 {
 			return sumWhere(done, func(a admission) bool { return a.t > at-p })
 		}
@@ -107,7 +107,7 @@ func TestSlidingWindowMatchesModel(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		l := windowLimit(t)
 		p := int64(l.Period)
-		var w SlidingWindow
+		var w SlidingWindowState
 		checkDefinition(t, l, func(now time.Time, cost int64) Decision { return w.AllowN(now, l, cost) },
 			func(done []admission, now, cost int64) bool {
 				start := windowStart(now, p)
@@ -145,9 +145,9 @@ func TestWindowErrors(t *testing.T) {
 		}
 		return float64(most) / float64(l.Rate)
 	}
-	var fw FixedWindow
-	var sl SlidingLog
-	var sw SlidingWindow
+	var fw FixedWindowState
+	var sl SlidingLogState
+	var sw SlidingWindowState
 	fixed := worst(func(n time.Time) bool { return fw.AllowN(n, l, 1).Allowed })
 	log := worst(func(n time.Time) bool { return sl.AllowN(n, l, 1).Allowed })
 	slide := worst(func(n time.Time) bool { return sw.AllowN(n, l, 1).Allowed })
@@ -160,7 +160,7 @@ func TestWindowErrors(t *testing.T) {
 func BenchmarkWindows(b *testing.B) {
 	l := Limit{Rate: 1000, Period: time.Second, Burst: 1}
 	b.Run("fixed", func(b *testing.B) {
-		var w FixedWindow
+		var w FixedWindowState
 		now := t0
 		for b.Loop() {
 			now = now.Add(time.Millisecond)
@@ -168,7 +168,7 @@ func BenchmarkWindows(b *testing.B) {
 		}
 	})
 	b.Run("sliding-counter", func(b *testing.B) {
-		var w SlidingWindow
+		var w SlidingWindowState
 		now := t0
 		for b.Loop() {
 			now = now.Add(time.Millisecond)
@@ -176,7 +176,7 @@ func BenchmarkWindows(b *testing.B) {
 		}
 	})
 	b.Run("sliding-log", func(b *testing.B) {
-		var g SlidingLog
+		var g SlidingLogState
 		now := t0
 		b.ReportAllocs()
 		for b.Loop() {
