@@ -2,7 +2,10 @@ package bucket
 
 import (
 	"fmt"
+	"math"
+	"math/bits"
 	"strings"
+	"time"
 )
 
 // Algorithm is how a limit counts. The zero value is TokenBucket.
@@ -72,4 +75,46 @@ func ParseAlgorithm(name string) (Algorithm, error) {
 		}
 	}
 	return 0, fmt.Errorf("unknown algorithm %q (want one of %s)", name, strings.Join(algorithmNames, ", "))
+}
+
+// Bound returns the most that one key can be admitted over any interval
+// of length d, by what each algorithm promises on a single decider:
+//   - the token and leaky buckets: Burst + ⌊Rate·d/Period⌋;
+//   - the sliding log: Rate per window of one Period, and ⌊d/Period⌋+1
+//     such windows cover the interval;
+//   - fixed windows and the sliding counter: Rate per aligned window, and
+//     the interval meets at most ⌊d/Period⌋+2 of them.
+func Bound(l Limit, d time.Duration) int64 {
+	d = max(d, 0)
+	windows := uint64(d / l.Period)
+	switch {
+	case !l.Algo.Windowed():
+		hi, lo := bits.Mul64(uint64(d), uint64(l.Rate))
+		if hi >= uint64(l.Period) {
+			return math.MaxInt64
+		}
+		q, _ := bits.Div64(hi, lo, uint64(l.Period))
+		return addSat(l.Burst, q)
+	case l.Algo == SlidingWindowLog:
+		return mulSat(l.Rate, windows+1)
+	default:
+		return mulSat(l.Rate, windows+2)
+	}
+}
+
+// addSat returns a+b, or MaxInt64 if that does not fit; a ≥ 0.
+func addSat(a int64, b uint64) int64 {
+	if b > uint64(math.MaxInt64-a) {
+		return math.MaxInt64
+	}
+	return a + int64(b)
+}
+
+// mulSat returns a·b, or MaxInt64 if that does not fit; a ≥ 0.
+func mulSat(a int64, b uint64) int64 {
+	hi, lo := bits.Mul64(uint64(a), b)
+	if hi != 0 || lo > math.MaxInt64 {
+		return math.MaxInt64
+	}
+	return int64(lo)
 }

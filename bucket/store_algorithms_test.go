@@ -2,6 +2,7 @@ package bucket
 
 import (
 	"fmt"
+	"math"
 	"testing"
 	"time"
 
@@ -183,5 +184,29 @@ func BenchmarkStoreAlgorithms(b *testing.B) {
 				i++
 			}
 		})
+	}
+}
+
+func TestBound(t *testing.T) {
+	l := func(a Algorithm, burst int64) Limit {
+		return Limit{Rate: 10, Period: time.Second, Burst: burst, Algo: a}
+	}
+	for _, c := range []struct {
+		l    Limit
+		d    time.Duration
+		want int64
+	}{
+		{l(TokenBucket, 5), 2500 * time.Millisecond, 30},
+		{l(LeakyBucket, 1), 2500 * time.Millisecond, 26},
+		{l(SlidingWindowLog, 10), 2500 * time.Millisecond, 30},
+		{l(SlidingWindowLog, 10), 999 * time.Millisecond, 10},
+		{l(FixedWindow, 10), 999 * time.Millisecond, 20},
+		{l(SlidingWindow, 10), 2 * time.Second, 40},
+		{Limit{Rate: MaxTokens, Period: time.Nanosecond, Burst: MaxTokens}, time.Hour, math.MaxInt64},
+		{Limit{Rate: MaxTokens, Period: time.Nanosecond, Burst: MaxTokens, Algo: FixedWindow}, time.Hour, math.MaxInt64},
+	} {
+		if got := Bound(c.l, c.d); got != c.want {
+			t.Errorf("Bound(%v %+v, %v) = %d, want %d", c.l.Algo, c.l, c.d, got, c.want)
+		}
 	}
 }

@@ -113,10 +113,13 @@ func New(cfg Config) *Client {
 // Result is the sidecar's answer to a check.
 type Result struct {
 	Allowed bool
-	// Limit tokens per Period, in a bucket of Burst, is the limit applied.
+	// Limit tokens per Period, in a bucket of Burst, is the limit applied,
+	// counted by Algorithm ("" for the token bucket; the window
+	// algorithms have no Burst).
 	Limit      int64
 	Period     time.Duration
 	Burst      int64
+	Algorithm  string
 	Remaining  int64
 	ResetAfter time.Duration
 	RetryAfter time.Duration
@@ -148,6 +151,12 @@ func Inline(limit int64, period time.Duration, burst int64) Option {
 	}
 }
 
+// Algorithm sets how an Inline limit counts: "token_bucket" (the
+// default), "leaky_bucket" (burst is then the bucket's depth),
+// "fixed_window", "sliding_window_log" or "sliding_window" (these take no
+// burst).
+func Algorithm(name string) Option { return func(r *request) { r.Algorithm = name } }
+
 // Descriptors selects the rule the descriptors match; the key comes from
 // them (pass "" as the key).
 func Descriptors(d map[string]string) Option { return func(r *request) { r.Descriptors = d } }
@@ -162,6 +171,7 @@ type request struct {
 	Limit       *int64            `json:"limit,omitempty"`
 	Period      string            `json:"period,omitempty"`
 	Burst       *int64            `json:"burst,omitempty"`
+	Algorithm   string            `json:"algorithm,omitempty"`
 	Cost        *int64            `json:"cost,omitempty"`
 	Sync        string            `json:"sync,omitempty"`
 	MaxWait     string            `json:"max_wait,omitempty"`
@@ -172,6 +182,7 @@ type answer struct {
 	Limit        int64  `json:"limit"`
 	PeriodMs     int64  `json:"period_ms"`
 	Burst        int64  `json:"burst"`
+	Algorithm    string `json:"algorithm"`
 	Remaining    int64  `json:"remaining"`
 	ResetAfterMs int64  `json:"reset_after_ms"`
 	RetryAfterMs int64  `json:"retry_after_ms"`
@@ -183,7 +194,7 @@ type answer struct {
 
 func (a *answer) result() Result {
 	return Result{
-		Allowed: a.Allowed, Limit: a.Limit, Remaining: a.Remaining, Burst: a.Burst,
+		Allowed: a.Allowed, Limit: a.Limit, Remaining: a.Remaining, Burst: a.Burst, Algorithm: a.Algorithm,
 		Period:     time.Duration(a.PeriodMs) * time.Millisecond,
 		ResetAfter: time.Duration(a.ResetAfterMs) * time.Millisecond,
 		RetryAfter: time.Duration(a.RetryAfterMs) * time.Millisecond,

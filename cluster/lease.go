@@ -220,14 +220,20 @@ func (n *Node) askLease(r resolved, owner, addr string, want int64) {
 
 // returnLease gives unspent tokens back to the owner they came from.
 func (n *Node) returnLease(owner, addr string, r resolved, tokens int64) {
-	ctx, cancel := context.WithTimeout(context.Background(), n.forwardTimeout)
-	_, err := n.peers.Check(ctx, addr, []transport.PeerCheck{{ID: r.id, Limit: r.limit, Cost: tokens, Sync: r.sync, Op: transport.OpReturn}})
-	cancel()
-	if err != nil {
+	if err := n.giveBack(addr, r, tokens); err != nil {
 		n.leases.metrics.WithLabelValues("lost").Add(float64(tokens))
 		return
 	}
 	n.leases.returned.Add(float64(tokens))
+}
+
+// giveBack returns tokens of r's bucket that were leased or reserved on
+// the owner at addr but not spent.
+func (n *Node) giveBack(addr string, r resolved, tokens int64) error {
+	ctx, cancel := context.WithTimeout(context.Background(), n.forwardTimeout)
+	defer cancel()
+	_, err := n.peers.Check(ctx, addr, []transport.PeerCheck{{ID: r.id, Limit: r.limit, Cost: tokens, Sync: r.sync, Op: transport.OpReturn}})
+	return err
 }
 
 // leaseLoop ends leases whose term is over, giving their unspent tokens

@@ -30,7 +30,7 @@ type metrics struct {
 	counterUpdates prometheus.Counter
 	shadowAllowed  *prometheus.CounterVec
 	leaseEvents    *prometheus.CounterVec
-	ownerOps       [3]prometheus.Counter // by transport.PeerOp
+	ownerOps       [4]prometheus.Counter // by transport.PeerOp
 	routes         *prometheus.CounterVec
 	forwardSeconds prometheus.Histogram
 	ringMembers    prometheus.Gauge
@@ -105,9 +105,9 @@ func newMetrics(reg Registerer, stores *[4]*bucket.Store) *metrics {
 	}, []string{"event"})
 	ops := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "sluice_owner_requests_total",
-		Help: "Requests this node answered as a key's owner, by op: check (a forwarded check), lease, return (unspent leased tokens).",
+		Help: "Requests this node answered as a key's owner, by op: check (a forwarded check), lease, return (unspent leased or reserved tokens), reserve (a forwarded wait).",
 	}, []string{"op"})
-	for i, op := range []string{"check", "lease", "return"} {
+	for i, op := range []string{"check", "lease", "return", "reserve"} {
 		m.ownerOps[i] = ops.WithLabelValues(op)
 	}
 	if reg != nil {

@@ -293,6 +293,10 @@ type resolved struct {
 	shadow bool       // allowed whatever the decision
 	tell   bool       // gossip with peers: count what is admitted for them
 	counts *ruleCounters
+	// op and maxWait make a wait's reservation of a check (OpReserve);
+	// op is OpCheck otherwise.
+	op      transport.PeerOp
+	maxWait time.Duration
 }
 
 // resolve finds the rule and bucket for req. Its errors are
@@ -321,6 +325,14 @@ func (n *Node) resolve(req *transport.CheckRequest) (resolved, error) {
 	}
 	if req.SyncSet {
 		r.sync = req.Sync
+	}
+	if err := rules.CheckSync(r.limit.Algo, r.sync); err != nil {
+		return r, err
+	}
+	if r.limit.Algo == bucket.SlidingWindowLog && r.sync == rules.SyncAuto {
+		// Gossip cannot keep the log exact: auto keeps it on its owner
+		// at every size (and in the owner store, so handoffs move it).
+		r.sync = rules.SyncOwner
 	}
 	r.cost = req.Cost
 	r.shadow = r.shadow || n.shadow
@@ -406,42 +418,72 @@ func (n *Node) CheckBatch(ctx context.Context, reqs []transport.CheckRequest) ([
 
 // Wait reserves the check's tokens and holds the call until they are due.
 // Reservations on one bucket are granted in arrival order: each waits
-// behind the tokens reserved before it. If the tokens cannot be granted
-// within maxWait it answers at once with a denial and spends nothing. If
-// ctx ends first the reserved tokens are given back and ctx's error
-// returned.
+// behind the tokens reserved before it (for a leaky bucket, behind
+// everything queued before it, so callers are released evenly spaced). In
+// owner mode the owner reserves and this node holds the call. If the
+// tokens cannot be granted within maxWait it answers at once with a
+// denial and spends nothing. If ctx ends first the reserved tokens are
+// given back and ctx's error returned. Windowed algorithms cannot reserve
+// ahead: a wait on one is bad input.
 func (n *Node) Wait(ctx context.Context, req *transport.CheckRequest, maxWait time.Duration) (transport.CheckResult, error) {
 	r, err := n.resolve(req)
 	if err != nil {
 		return transport.CheckResult{}, err
 	}
-	if r.ownerMode() && n.topo.Load().ring.Len() > 1 {
-		return transport.CheckResult{}, &rules.FieldError{Field: "sync", Msg: "owner mode does not support /v1/wait yet in a cluster; use sync local or gossip"}
+	if r.limit.Algo.Windowed() {
+		return transport.CheckResult{}, transport.ErrWindowWait(r.limit.Algo)
 	}
-	now := n.now()
-	store := n.buckets[r.sync]
-	d := store.ReserveN(now, r.id, r.limit, r.cost, maxWait)
-	if r.tell && d.Allowed && r.cost > 0 {
-		// Peers count the reservation as spent even if the caller leaves:
-		// totals only grow. That errs on the side of the limit.
-		n.counters.add(r.sync, r.id, r.limit, r.cost, now.UnixNano())
+	r.op, r.maxWait = transport.OpReserve, maxWait
+	res, giveBack, err := n.reserve(ctx, &r)
+	if err != nil {
+		return transport.CheckResult{}, err
 	}
-	r.counts.observe(&d, r.limit)
-	res := r.result(d)
-	if !d.Allowed || d.Wait == 0 {
+	if !res.Allowed || res.Wait == 0 {
 		return res, nil
 	}
-	timer := time.NewTimer(d.Wait)
+	timer := time.NewTimer(res.Wait)
 	defer timer.Stop()
 	select {
 	case <-timer.C:
-		res.Waited = d.Wait
+		res.Waited = res.Wait
 		return res, nil
 	case <-ctx.Done():
-		store.RefundN(n.now(), r.id, r.limit, r.cost)
+		giveBack()
 		n.metrics.waitsAbandoned.Inc()
 		return transport.CheckResult{}, ctx.Err()
 	}
+}
+
+// reserve makes r's reservation where r is decided: on the owner, or on
+// this node's bucket (in gossip mode its replica, counting the
+// reservation for its peers as spent even if the caller leaves: totals
+// only grow, which errs on the side of the limit). It returns the answer
+// and how to give the reservation back.
+func (n *Node) reserve(ctx context.Context, r *resolved) (transport.CheckResult, func(), error) {
+	if r.ownerMode() {
+		topo := n.topo.Load()
+		if owner := topo.ownerOf(r.id); owner != topo.self {
+			out := []transport.CheckResult{{}}
+			if err := n.forward(ctx, topo, owner, []*resolved{r}, out); err != nil {
+				return transport.CheckResult{}, nil, err
+			}
+			if out[0].Fallback {
+				share := fairShare(r.limit, topo.alive())
+				return out[0], func() { n.buckets[rules.SyncLocal].RefundN(n.now(), fallbackID(r.id), share, r.cost) }, nil
+			}
+			addr := topo.addrs[owner]
+			return out[0], func() { go n.giveBack(addr, *r, r.cost) }, nil
+		}
+		n.metrics.routes.WithLabelValues("owned").Inc()
+	}
+	now := n.now()
+	store := n.buckets[r.sync]
+	d := store.ReserveN(now, r.id, r.limit, r.cost, r.maxWait)
+	if r.tell && d.Allowed && r.cost > 0 {
+		n.counters.add(r.sync, r.id, r.limit, r.cost, now.UnixNano())
+	}
+	r.counts.observe(&d, r.limit)
+	return r.result(d), func() { store.RefundN(n.now(), r.id, r.limit, r.cost) }, nil
 }
 
 // Run keeps the node in its cluster and does its periodic work until ctx

@@ -99,12 +99,17 @@ func (t *topology) ownerOf(id bucket.ID) string {
 
 // fairShare is a node's part of limit l when n nodes share it and cannot
 // reach its owner: the same rate spread over n periods (exact, no
-// rounding), and 1/n of the burst, at least 1.
+// rounding), and 1/n of the burst, at least 1, counted the same way (a
+// window n periods long for the windowed algorithms).
 func fairShare(l bucket.Limit, n int64) bucket.Limit {
 	if n <= 1 {
 		return l
 	}
-	return bucket.Limit{Rate: l.Rate, Period: l.Period * time.Duration(n), Burst: max(l.Burst/n, 1)}
+	s := bucket.Limit{Rate: l.Rate, Period: l.Period * time.Duration(n), Burst: max(l.Burst/n, 1), Algo: l.Algo}
+	if l.Algo.Windowed() {
+		s.Burst = s.Rate
+	}
+	return s
 }
 
 // fallbackID is the local bucket holding this node's fair share of id.
@@ -123,7 +128,7 @@ func (n *Node) decideOwner(ctx context.Context, r *resolved) (transport.CheckRes
 	if owner == topo.self {
 		return n.decideHere(r, owner), nil
 	}
-	if addr := topo.addrs[owner]; n.leases.on() && addr != "" {
+	if addr := topo.addrs[owner]; n.leases.on() && addr != "" && r.limit.Algo == bucket.TokenBucket {
 		out, d, want := n.leases.use(r, owner, n.now().UnixNano())
 		if want > 0 {
 			go n.askLease(*r, owner, addr, want)
@@ -169,7 +174,7 @@ func (n *Node) forward(ctx context.Context, topo *topology, owner string, rs []*
 	} else {
 		checks := make([]transport.PeerCheck, len(rs))
 		for i, r := range rs {
-			checks[i] = transport.PeerCheck{ID: r.id, Limit: r.limit, Cost: r.cost, Sync: r.sync}
+			checks[i] = transport.PeerCheck{ID: r.id, Limit: r.limit, Cost: r.cost, Sync: r.sync, Op: r.op, MaxWait: r.maxWait}
 		}
 		fctx, cancel := context.WithTimeout(ctx, n.forwardTimeout)
 		start := time.Now()
@@ -192,7 +197,12 @@ func (n *Node) forward(ctx context.Context, topo *topology, owner string, rs []*
 	n.metrics.routes.WithLabelValues("fallback").Add(float64(len(rs)))
 	now, share := n.now(), topo.alive()
 	for i, r := range rs {
-		d := n.buckets[rules.SyncLocal].AllowN(now, fallbackID(r.id), fairShare(r.limit, share), r.cost)
+		var d bucket.Decision
+		if r.op == transport.OpReserve {
+			d = n.buckets[rules.SyncLocal].ReserveN(now, fallbackID(r.id), fairShare(r.limit, share), r.cost, r.maxWait)
+		} else {
+			d = n.buckets[rules.SyncLocal].AllowN(now, fallbackID(r.id), fairShare(r.limit, share), r.cost)
+		}
 		out[i] = n.finish(r, d, owner, true)
 	}
 	return nil
@@ -225,8 +235,11 @@ func (n *Node) DecideForwarded(checks []transport.PeerCheck) []bucket.Decision {
 		case transport.OpReturn:
 			store.RefundN(now, c.ID, c.Limit, c.Cost)
 			continue
+		case transport.OpReserve:
+			out[i] = store.ReserveN(now, c.ID, c.Limit, c.Cost, c.MaxWait)
+		default:
+			out[i] = store.AllowN(now, c.ID, c.Limit, c.Cost)
 		}
-		out[i] = store.AllowN(now, c.ID, c.Limit, c.Cost)
 		if n.route(sync, topo) == rules.SyncGossip && out[i].Allowed && c.Cost > 0 {
 			n.counters.add(sync, c.ID, c.Limit, c.Cost, now.UnixNano())
 		}

@@ -43,23 +43,23 @@ func (s Sync) String() string { return nameOf(syncNames, s, "Sync") }
 // ParseSync parses a sync mode name. The empty string is SyncAuto.
 func ParseSync(name string) (Sync, error) { return parseName[Sync](syncNames, "sync mode", name) }
 
-// Algorithm is how a rule counts.
-type Algorithm uint8
+// Algorithm is how a rule counts; see bucket.Algorithm.
+type Algorithm = bucket.Algorithm
 
-// The algorithms. The zero value is TokenBucket.
-const (
-	// TokenBucket refills continuously up to a burst.
-	TokenBucket Algorithm = iota
-)
+// ParseAlgorithm parses an algorithm name. The empty string is
+// bucket.TokenBucket.
+func ParseAlgorithm(name string) (Algorithm, error) { return bucket.ParseAlgorithm(name) }
 
-var algorithmNames = []string{TokenBucket: "token_bucket"}
-
-// String returns the algorithm's name as written in rules and requests.
-func (a Algorithm) String() string { return nameOf(algorithmNames, a, "Algorithm") }
-
-// ParseAlgorithm parses an algorithm name. The empty string is TokenBucket.
-func ParseAlgorithm(name string) (Algorithm, error) {
-	return parseName[Algorithm](algorithmNames, "algorithm", name)
+// CheckSync reports whether algorithm a can be kept in sync mode s. Every
+// algorithm works in every mode but one: gossip cannot keep the sliding
+// log exact, since peers' admissions arrive late and would count as
+// admitted on arrival. Auto mode routes such a rule to its owner at every
+// cluster size. The error is a *FieldError naming "sync".
+func CheckSync(a Algorithm, s Sync) error {
+	if a == bucket.SlidingWindowLog && s == SyncGossip {
+		return fieldErr("sync", "gossip cannot keep %v exact (peers' admissions arrive late); use owner, local or auto (which routes it to its owner)", a)
+	}
+	return nil
 }
 
 // nameOf returns the name of enum value v, indexed in names.
@@ -94,10 +94,10 @@ type Descriptor struct {
 
 // Rule is a named limit. Rules are values: a Set hands out copies.
 type Rule struct {
-	Name      string
-	Limit     bucket.Limit
-	Algorithm Algorithm
-	Sync      Sync
+	Name string
+	// Limit holds the numbers and the algorithm.
+	Limit bucket.Limit
+	Sync  Sync
 	// Descriptors is how requests that carry descriptors are matched to the
 	// rule; empty when the rule is only used by name.
 	Descriptors []Descriptor
@@ -125,14 +125,17 @@ func fieldErr(field, format string, args ...any) *FieldError {
 }
 
 // NewLimit validates a limit as a user writes it and returns it as a
-// bucket.Limit. A burst of 0 means "the same as the limit". Errors are
-// *FieldError naming "limit", "period" or "burst".
-func NewLimit(limit int64, period time.Duration, burst int64) (bucket.Limit, error) {
+// bucket.Limit counted by algo. A burst of 0 means "the same as the
+// limit"; the windowed algorithms take no burst. Errors are *FieldError
+// naming "limit", "period" or "burst".
+func NewLimit(limit int64, period time.Duration, burst int64, algo Algorithm) (bucket.Limit, error) {
 	switch {
 	case limit <= 0:
 		return bucket.Limit{}, fieldErr("limit", "must be a positive integer, got %d", limit)
 	case limit > bucket.MaxTokens:
 		return bucket.Limit{}, fieldErr("limit", "must be at most %d, got %d", int64(bucket.MaxTokens), limit)
+	case algo == bucket.SlidingWindowLog && limit > bucket.MaxLogRate:
+		return bucket.Limit{}, fieldErr("limit", "must be at most %d for %v, which keeps every admission of a period, got %d (sliding_window approximates it in two counters)", bucket.MaxLogRate, algo, limit)
 	case period < MinPeriod:
 		return bucket.Limit{}, fieldErr("period", "must be at least %v, got %v", MinPeriod, period)
 	case period > MaxPeriod:
@@ -141,11 +144,13 @@ func NewLimit(limit int64, period time.Duration, burst int64) (bucket.Limit, err
 		return bucket.Limit{}, fieldErr("burst", "must not be negative, got %d", burst)
 	case burst > bucket.MaxTokens:
 		return bucket.Limit{}, fieldErr("burst", "must be at most %d, got %d", int64(bucket.MaxTokens), burst)
+	case burst != 0 && algo.Windowed():
+		return bucket.Limit{}, fieldErr("burst", "is not used by %v, which counts at most limit per period; leave it out", algo)
 	}
 	if burst == 0 {
 		burst = limit
 	}
-	return bucket.Limit{Rate: limit, Period: period, Burst: burst}, nil
+	return bucket.Limit{Rate: limit, Period: period, Burst: burst, Algo: algo}, nil
 }
 
 // ParsePeriod parses a period written as a Go duration ("1s", "1m", "250ms").

@@ -53,7 +53,7 @@ func TestParseExample(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := bucket.Limit{Rate: 100, Period: time.Minute, Burst: 120}
-	if r.Limit != want || r.Sync != SyncOwner || r.Algorithm != TokenBucket || len(r.Descriptors) != 2 {
+	if r.Limit != want || r.Sync != SyncOwner || r.Limit.Algo != bucket.TokenBucket || len(r.Descriptors) != 2 {
 		t.Fatalf("api-per-user = %+v", r)
 	}
 	login, _ := s.Get("login")

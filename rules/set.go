@@ -200,19 +200,22 @@ func (ry Spec) Rule() (Rule, error) {
 	if err != nil {
 		return Rule{}, err
 	}
-	limit, err := NewLimit(ry.Limit, period, ry.Burst)
-	if err != nil {
-		return Rule{}, err
-	}
 	algo, err := ParseAlgorithm(ry.Algorithm)
 	if err != nil {
 		return Rule{}, fieldErr("algorithm", "%v", err)
+	}
+	limit, err := NewLimit(ry.Limit, period, ry.Burst, algo)
+	if err != nil {
+		return Rule{}, err
 	}
 	sync, err := ParseSync(ry.Sync)
 	if err != nil {
 		return Rule{}, fieldErr("sync", "%v", err)
 	}
-	r := Rule{Name: ry.Name, Limit: limit, Algorithm: algo, Sync: sync, Shadow: ry.Shadow, Spec: ry}
+	if err := CheckSync(algo, sync); err != nil {
+		return Rule{}, err
+	}
+	r := Rule{Name: ry.Name, Limit: limit, Sync: sync, Shadow: ry.Shadow, Spec: ry}
 	seen := make(map[string]bool)
 	for i, d := range ry.Descriptors {
 		if d.Key == "" {

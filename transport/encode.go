@@ -18,8 +18,15 @@ func appendResult(b []byte, res *CheckResult, waited bool) []byte {
 	b = strconv.AppendInt(b, res.Policy.Rate, 10)
 	b = append(b, `,"period_ms":`...)
 	b = strconv.AppendInt(b, ceilMillis(res.Policy.Period), 10)
-	b = append(b, `,"burst":`...)
-	b = strconv.AppendInt(b, res.Policy.Burst, 10)
+	if !res.Policy.Algo.Windowed() {
+		b = append(b, `,"burst":`...)
+		b = strconv.AppendInt(b, res.Policy.Burst, 10)
+	}
+	if res.Policy.Algo != bucket.TokenBucket {
+		b = append(b, `,"algorithm":"`...)
+		b = append(b, res.Policy.Algo.String()...)
+		b = append(b, '"')
+	}
 	b = append(b, `,"remaining":`...)
 	b = strconv.AppendInt(b, res.Remaining, 10)
 	b = append(b, `,"reset_after_ms":`...)
@@ -45,7 +52,11 @@ func appendResult(b []byte, res *CheckResult, waited bool) []byte {
 		b = append(b, `,"fallback":true`...)
 	}
 	if res.TooLarge {
-		b = append(b, `,"reason":"cost exceeds burst"`...)
+		if res.Policy.Algo.Windowed() {
+			b = append(b, `,"reason":"cost exceeds limit"`...)
+		} else {
+			b = append(b, `,"reason":"cost exceeds burst"`...)
+		}
 	}
 	if res.Shadow {
 		b = append(b, `,"shadow":true,"shadow_denied":`...)

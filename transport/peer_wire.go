@@ -49,6 +49,8 @@ type PeerCheck struct {
 	Sync rules.Sync
 	// Op is what the owner is asked to do; a check by default.
 	Op PeerOp
+	// MaxWait bounds the wait of an OpReserve.
+	MaxWait time.Duration
 }
 
 // PeerOp is what a forwarded PeerCheck asks of the owner.
@@ -60,9 +62,16 @@ const (
 	// OpLease takes up to Cost tokens for the sender to spend itself (a
 	// lease); the decision's Granted says how many it got.
 	OpLease
-	// OpReturn gives back Cost leased tokens that were not spent.
+	// OpReturn gives back Cost leased or reserved tokens that were not
+	// spent.
 	OpReturn
+	// OpReserve reserves Cost tokens if they are available within MaxWait
+	// (a /v1/wait); the decision's Wait says when.
+	OpReserve
 )
+
+// maxPeerWait bounds MaxWait on the wire.
+const maxPeerWait = time.Hour
 
 // peerBatch is a batch of checks for one owner, under one request id.
 type peerBatch struct {
@@ -184,8 +193,15 @@ func (a *peerHandoffAck) decode(d *msgpack.Decoder) error {
 	return nil
 }
 
+// encodeLimit writes a limit as [rate, period, burst], with the algorithm
+// as a fourth element unless it is the token bucket (so token-bucket
+// limits read the same on nodes that know only that one).
 func encodeLimit(e *msgpack.Encoder, l bucket.Limit) error {
-	if err := e.EncodeArrayLen(3); err != nil {
+	n := 3
+	if l.Algo != bucket.TokenBucket {
+		n = 4
+	}
+	if err := e.EncodeArrayLen(n); err != nil {
 		return err
 	}
 	if err := e.EncodeInt(l.Rate); err != nil {
@@ -194,16 +210,19 @@ func encodeLimit(e *msgpack.Encoder, l bucket.Limit) error {
 	if err := e.EncodeInt(int64(l.Period)); err != nil {
 		return err
 	}
-	return e.EncodeInt(l.Burst)
+	if err := e.EncodeInt(l.Burst); err != nil || n == 3 {
+		return err
+	}
+	return e.EncodeUint(uint64(l.Algo))
 }
 
 func decodeLimit(d *msgpack.Decoder) (bucket.Limit, error) {
 	var l bucket.Limit
-	if n, err := d.DecodeArrayLen(); err != nil || n != 3 {
+	n, err := d.DecodeArrayLen()
+	if err != nil || (n != 3 && n != 4) {
 		return l, errMalformed
 	}
 	var p int64
-	var err error
 	if l.Rate, err = d.DecodeInt64(); err != nil {
 		return l, errMalformed
 	}
@@ -212,6 +231,13 @@ func decodeLimit(d *msgpack.Decoder) (bucket.Limit, error) {
 	}
 	if l.Burst, err = d.DecodeInt64(); err != nil {
 		return l, errMalformed
+	}
+	if n == 4 {
+		a, err := d.DecodeUint8()
+		if err != nil || a == 0 || !bucket.Algorithm(a).Valid() {
+			return l, errMalformed
+		}
+		l.Algo = bucket.Algorithm(a)
 	}
 	l.Period = time.Duration(p)
 	return l, nil
@@ -234,7 +260,11 @@ func (b *peerBatch) encode(e *msgpack.Encoder) error {
 	}
 	for i := range b.checks {
 		c := &b.checks[i]
-		if err := e.EncodeArrayLen(7); err != nil {
+		fields := 7
+		if c.Op == OpReserve {
+			fields = 8
+		}
+		if err := e.EncodeArrayLen(fields); err != nil {
 			return err
 		}
 		if err := e.EncodeString(c.ID.Rule); err != nil {
@@ -257,6 +287,11 @@ func (b *peerBatch) encode(e *msgpack.Encoder) error {
 		}
 		if err := e.EncodeUint(uint64(c.Op)); err != nil {
 			return err
+		}
+		if fields == 8 {
+			if err := e.EncodeInt(int64(c.MaxWait)); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -286,7 +321,8 @@ func (b *peerBatch) decode(d *msgpack.Decoder) error {
 	b.checks = make([]PeerCheck, n)
 	for i := range b.checks {
 		c := &b.checks[i]
-		if m, err := d.DecodeArrayLen(); err != nil || m != 7 {
+		m, err := d.DecodeArrayLen()
+		if err != nil || (m != 7 && m != 8) {
 			return errMalformed
 		}
 		if c.ID.Rule, err = decodeBoundedString(d, maxRuleBytes); err != nil {
@@ -308,10 +344,17 @@ func (b *peerBatch) decode(d *msgpack.Decoder) error {
 			return err
 		}
 		op, err := d.DecodeUint8()
-		if err != nil || PeerOp(op) > OpReturn {
+		if err != nil || PeerOp(op) > OpReserve || (PeerOp(op) == OpReserve) != (m == 8) {
 			return errMalformed
 		}
 		c.Op = PeerOp(op)
+		if m == 8 {
+			w, err := d.DecodeInt64()
+			if err != nil || w < 0 || w > int64(maxPeerWait) {
+				return errMalformed
+			}
+			c.MaxWait = time.Duration(w)
+		}
 		if !validLimit(c.Limit) || c.Cost < 0 || c.Cost > bucket.MaxTokens ||
 			(c.ID.Inline != (bucket.Limit{}) && !validLimit(c.ID.Inline)) {
 			return errMalformed

@@ -69,7 +69,8 @@ func runFlags(args []string, stderr io.Writer) (Config, string, error) {
 	fs.StringVar(&cfg.Rule, "rule", "", "a named rule (its limit is read from the first target); else the inline limit below")
 	limit := fs.Int64("limit", 100, "inline limit: tokens per period")
 	period := fs.Duration("period", time.Second, "inline limit: period")
-	burst := fs.Int64("burst", 0, "inline limit: burst (default: the limit)")
+	burst := fs.Int64("burst", 0, "inline limit: burst, or a leaky bucket's depth (default: the limit; none for the window algorithms)")
+	algorithm := fs.String("algorithm", "", "inline limit: token_bucket (default), leaky_bucket, fixed_window, sliding_window_log or sliding_window")
 	fs.StringVar(&cfg.Sync, "sync", "", "sync mode: local, gossip, owner or auto (default: the rule's)")
 	fs.StringVar(&cfg.Op, "op", "check", "check, batch or wait")
 	fs.IntVar(&cfg.Batch, "batch", 100, "checks per batch (--op batch)")
@@ -82,7 +83,11 @@ func runFlags(args []string, stderr io.Writer) (Config, string, error) {
 	cfg.Targets = strings.Split(*targets, ",")
 	cfg.Open = !*closed
 	if cfg.Rule == "" {
-		l, err := rules.NewLimit(*limit, *period, *burst)
+		algo, err := rules.ParseAlgorithm(*algorithm)
+		if err != nil {
+			return cfg, "", err
+		}
+		l, err := rules.NewLimit(*limit, *period, *burst, algo)
 		if err != nil {
 			return cfg, "", err
 		}

@@ -110,8 +110,14 @@ func appendCheck(b []byte, key string, cfg Config, l bucket.Limit) []byte {
 		b = strconv.AppendInt(b, l.Rate, 10)
 		b = append(b, `,"period":`...)
 		b = strconv.AppendQuote(b, l.Period.String())
-		b = append(b, `,"burst":`...)
-		b = strconv.AppendInt(b, l.Burst, 10)
+		if l.Algo != bucket.TokenBucket {
+			b = append(b, `,"algorithm":`...)
+			b = strconv.AppendQuote(b, l.Algo.String())
+		}
+		if !l.Algo.Windowed() {
+			b = append(b, `,"burst":`...)
+			b = strconv.AppendInt(b, l.Burst, 10)
+		}
 	}
 	if cfg.Sync != "" {
 		b = append(b, `,"sync":`...)
@@ -370,7 +376,7 @@ func percentiles(lat []time.Duration) Latency {
 }
 
 func exactness(admitted map[string]int64, l bucket.Limit, elapsed time.Duration) Exactness {
-	bound := l.Burst + int64(float64(l.Rate)*float64(elapsed)/float64(l.Period))
+	bound := bucket.Bound(l, elapsed)
 	e := Exactness{Bound: bound, KeysSeen: len(admitted)}
 	for k, n := range admitted {
 		r := float64(n) / float64(bound)
@@ -392,9 +398,20 @@ func view(cfg Config, l bucket.Limit) ConfigView {
 	return ConfigView{
 		Targets: cfg.Targets, Loop: loop, Rate: cfg.Rate, Concurrency: cfg.Concurrency,
 		Duration: cfg.Duration.Seconds(), Keys: cfg.Keys, Dist: cfg.Dist, Rule: cfg.Rule,
-		Limit: fmt.Sprintf("%d per %v, burst %d", l.Rate, l.Period, l.Burst), Sync: cfg.Sync,
+		Limit: limitView(l), Sync: cfg.Sync,
 		Op: cfg.Op, Batch: cfg.Batch,
 	}
+}
+
+// limitView describes a limit for the report.
+func limitView(l bucket.Limit) string {
+	switch {
+	case l.Algo.Windowed():
+		return fmt.Sprintf("%d per %v, %v", l.Rate, l.Period, l.Algo)
+	case l.Algo == bucket.LeakyBucket:
+		return fmt.Sprintf("%d per %v, leaky_bucket of depth %d", l.Rate, l.Period, l.Burst)
+	}
+	return fmt.Sprintf("%d per %v, burst %d", l.Rate, l.Period, l.Burst)
 }
 
 // progress prints a line a second until the returned func is called.
