@@ -74,6 +74,9 @@ func TestParseErrorsNameTheField(t *testing.T) {
 		{"rules:\n  - {name: a, limit: 1, period: 1s, burst: -1}", "rules[0](a).burst: must not be negative"},
 		{"rules:\n  - {name: a, limit: 1, period: 1s, sync: eventual}", `rules[0](a).sync: unknown sync mode "eventual"`},
 		{"rules:\n  - {name: a, limit: 1, period: 1s, algorithm: gcra}", `rules[0](a).algorithm: unknown algorithm "gcra"`},
+		{"rules:\n  - {name: a, limit: 1, period: 1s, algorithm: fixed_window, burst: 5}", "rules[0](a).burst: is not used by fixed_window"},
+		{"rules:\n  - {name: a, limit: 200000, period: 1s, algorithm: sliding_window_log}", "rules[0](a).limit: must be at most 100000 for sliding_window_log"},
+		{"rules:\n  - {name: a, limit: 1, period: 1s, algorithm: sliding_window_log, sync: gossip}", "rules[0](a).sync: gossip cannot keep sliding_window_log exact"},
 		{"rules:\n  - {name: 'a b', limit: 1, period: 1s}", `rules[0](a b).name: "a b" is not a valid name`},
 		{"rules:\n  - {name: a, limit: 1, period: 1s}\n  - {name: a, limit: 2, period: 1s}", `rules[1].name: duplicate rule name "a"`},
 		{"rules:\n  - {name: a, limit: 1, period: 1s, descriptors: [{key: x}, {key: x}]}", `rules[0](a).descriptors[1].key: duplicate key "x"`},
@@ -295,6 +298,35 @@ func mustGet(t *testing.T, s *Set, name string) Rule {
 		t.Fatal(err)
 	}
 	return r
+}
+
+// TestEveryAlgorithmParses: each algorithm is accepted by name, with a
+// burst (the depth of a leaky bucket) only for the buckets.
+func TestEveryAlgorithmParses(t *testing.T) {
+	set, err := Parse([]byte(`
+rules:
+  - {name: tb, limit: 10, period: 1s, burst: 20}
+  - {name: lb, limit: 10, period: 1s, burst: 5, algorithm: leaky_bucket}
+  - {name: fw, limit: 10, period: 1m, algorithm: fixed_window, sync: gossip}
+  - {name: sl, limit: 10, period: 1m, algorithm: sliding_window_log, sync: owner}
+  - {name: sw, limit: 10, period: 1m, algorithm: sliding_window}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bucket.Limit{
+		"tb": {Rate: 10, Period: time.Second, Burst: 20},
+		"lb": {Rate: 10, Period: time.Second, Burst: 5, Algo: bucket.LeakyBucket},
+		"fw": {Rate: 10, Period: time.Minute, Burst: 10, Algo: bucket.FixedWindow},
+		"sl": {Rate: 10, Period: time.Minute, Burst: 10, Algo: bucket.SlidingWindowLog},
+		"sw": {Rate: 10, Period: time.Minute, Burst: 10, Algo: bucket.SlidingWindow},
+	}
+	for name, l := range want {
+		r, err := set.Get(name)
+		if err != nil || r.Limit != l {
+			t.Errorf("%s: %+v, %v; want %+v", name, r.Limit, err, l)
+		}
+	}
 }
 
 func TestShadowParses(t *testing.T) {

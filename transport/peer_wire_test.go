@@ -12,13 +12,19 @@ import (
 	"github.com/sluicerl/sluice/rules"
 )
 
-var wireLimit = bucket.Limit{Rate: 10, Period: time.Second, Burst: 20}
+var (
+	wireLimit   = bucket.Limit{Rate: 10, Period: time.Second, Burst: 20}
+	windowLimit = bucket.Limit{Rate: 10, Period: time.Minute, Burst: 10, Algo: bucket.SlidingWindow}
+	leakyLimit  = bucket.Limit{Rate: 10, Period: time.Second, Burst: 5, Algo: bucket.LeakyBucket}
+)
 
 func TestPeerFramesRoundTrip(t *testing.T) {
 	batch := &peerBatch{id: 7, checks: []PeerCheck{
 		{ID: bucket.ID{Rule: "api", Key: "user:1"}, Limit: wireLimit, Cost: 1},
 		{ID: bucket.ID{Inline: wireLimit, Key: "ip:10.0.0.1"}, Limit: wireLimit, Cost: 0, Sync: rules.SyncAuto},
 		{ID: bucket.ID{Rule: "api", Key: "user:2"}, Limit: wireLimit, Cost: 2, Sync: rules.SyncOwner},
+		{ID: bucket.ID{Inline: windowLimit, Key: "w"}, Limit: windowLimit, Cost: 1, Sync: rules.SyncOwner},
+		{ID: bucket.ID{Rule: "shape", Key: "s"}, Limit: leakyLimit, Cost: 1, Sync: rules.SyncOwner, Op: OpReserve, MaxWait: 2 * time.Second},
 	}}
 	result := &peerBatchResult{id: 7, decisions: []bucket.Decision{
 		{Allowed: true, Limit: 10, Remaining: 19, ResetAfter: 100 * time.Millisecond},
@@ -64,6 +70,8 @@ func TestPeerBatchRejectsBadValues(t *testing.T) {
 		{ID: bucket.ID{Key: "k"}, Limit: bucket.Limit{}, Cost: 1},
 		{ID: bucket.ID{Key: "k"}, Limit: wireLimit, Cost: -1},
 		{ID: bucket.ID{Key: string(make([]byte, MaxKeyBytes+1))}, Limit: wireLimit, Cost: 1},
+		{ID: bucket.ID{Key: "k"}, Limit: bucket.Limit{Rate: 1, Period: 1, Burst: 1, Algo: 99}, Cost: 1},
+		{ID: bucket.ID{Key: "k"}, Limit: leakyLimit, Cost: 1, Op: OpReserve, MaxWait: -1},
 	} {
 		var wire bytes.Buffer
 		newFrameWriter().write(&wire, frameCheckBatch, &peerBatch{id: 1, checks: []PeerCheck{c}})

@@ -22,6 +22,8 @@ const testRules = `
 rules:
   - {name: api, limit: 3, period: 1m}
   - {name: per-user, limit: 2, period: 1s, sync: owner, descriptors: [{key: route, value: /api}, {key: user}]}
+  - {name: windowed, limit: 3, period: 1m, algorithm: fixed_window}
+  - {name: exact, limit: 3, period: 1m, algorithm: sliding_window_log}
 `
 
 func newAPI(t *testing.T, cfg transport.ServerConfig) http.Handler {
@@ -171,6 +173,13 @@ func TestBadInput(t *testing.T) {
 		{"negative cost", "POST", "/v1/check", `{"key": "victim", "limit": 1, "period": "1s", "cost": -1}`, "cost"},
 		{"unknown sync", "POST", "/v1/check", `{"key": "victim", "limit": 1, "period": "1s", "sync": "strong"}`, "sync"},
 		{"unknown algorithm", "POST", "/v1/check", `{"key": "victim", "limit": 1, "period": "1s", "algorithm": "gcra"}`, "algorithm"},
+		{"burst on a window", "POST", "/v1/check", `{"key": "victim", "limit": 1, "period": "1s", "burst": 2, "algorithm": "fixed_window"}`, "burst"},
+		{"log too long", "POST", "/v1/check", `{"key": "victim", "limit": 100001, "period": "1s", "algorithm": "sliding_window_log"}`, "limit"},
+		{"log by gossip", "POST", "/v1/check", `{"key": "victim", "limit": 1, "period": "1s", "algorithm": "sliding_window_log", "sync": "gossip"}`, "sync"},
+		{"log rule by gossip", "POST", "/v1/check", `{"rule": "exact", "key": "victim", "sync": "gossip"}`, "sync"},
+		{"wait on a window", "POST", "/v1/wait", `{"key": "victim", "limit": 1, "period": "1s", "algorithm": "sliding_window", "max_wait": "1s"}`, "algorithm"},
+		{"wait on a window rule", "POST", "/v1/wait", `{"rule": "windowed", "key": "victim", "max_wait": "1s"}`, "algorithm"},
+		{"algorithm with rule", "POST", "/v1/check", `{"rule": "api", "key": "victim", "algorithm": "fixed_window"}`, "algorithm"},
 		{"unknown field", "POST", "/v1/check", `{"key": "victim", "limit": 1, "period": "1s", "limt": 2}`, "limt"},
 		{"unknown rule", "POST", "/v1/check", `{"rule": "nope", "key": "victim"}`, "rule"},
 		{"rule and limit", "POST", "/v1/check", `{"rule": "api", "key": "victim", "limit": 1}`, "limit"},
@@ -273,6 +282,75 @@ func TestWaitInArrivalOrder(t *testing.T) {
 		wg.Wait()
 		if len(order) != 4 || order[0] != 0 || order[1] != 1 || order[2] != 2 || order[3] != 3 {
 			t.Fatalf("release order %v", order)
+		}
+	})
+}
+
+// TestCheckEveryAlgorithm drives one key past a limit of 3 per minute
+// with each algorithm through the API: 3 admitted, then 429s, with the
+// algorithm in the answer (and no burst for the windows).
+func TestCheckEveryAlgorithm(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newAPI(t, transport.ServerConfig{})
+		for _, algo := range []string{"token_bucket", "leaky_bucket", "fixed_window", "sliding_window_log", "sliding_window"} {
+			body := `{"key": "k", "limit": 3, "period": "1m", "algorithm": "` + algo + `"}`
+			admitted := 0
+			var last response
+			for range 10 {
+				last = do(t, h, "POST", "/v1/check", body)
+				if last.code == 200 {
+					admitted++
+				} else if last.code != 429 || last.header.Get("Retry-After") == "" {
+					t.Fatalf("%s: %d %s", algo, last.code, last.raw)
+				}
+			}
+			_, hasBurst := last.body["burst"]
+			windowed := strings.Contains(algo, "window")
+			wantAlgo := any(algo)
+			if algo == "token_bucket" {
+				wantAlgo = nil
+			}
+			if admitted != 3 || last.body["algorithm"] != wantAlgo || hasBurst == windowed {
+				t.Fatalf("%s: %d admitted (want 3), last answer %s", algo, admitted, last.raw)
+			}
+		}
+		r := do(t, h, "POST", "/v1/check", `{"rule": "windowed", "key": "k", "cost": 4}`)
+		if r.code != 429 || r.body["reason"] != "cost exceeds limit" || r.body["algorithm"] != "fixed_window" {
+			t.Fatalf("named window rule, cost above the limit: %d %s", r.code, r.raw)
+		}
+	})
+}
+
+// TestLeakyWaitsAreEvenlySpaced: callers that wait on a leaky bucket all
+// at once are released one drain interval apart; those the depth cannot
+// hold are refused at once.
+func TestLeakyWaitsAreEvenlySpaced(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newAPI(t, transport.ServerConfig{})
+		body := `{"key": "k", "limit": 10, "period": "1s", "burst": 4, "algorithm": "leaky_bucket", "max_wait": "1s"}`
+		start := time.Now()
+		var mu sync.Mutex
+		var released []time.Duration
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Go(func() {
+				if r := do(t, h, "POST", "/v1/wait", body); r.code != 200 {
+					t.Errorf("waiter: %d %s", r.code, r.raw)
+				}
+				mu.Lock()
+				released = append(released, time.Since(start))
+				mu.Unlock()
+			})
+			synctest.Wait()
+		}
+		if r := do(t, h, "POST", "/v1/wait", body); r.code != 429 || num(r, "retry_after_ms") != 100 {
+			t.Fatalf("a fifth waiter, the bucket full: %d %s", r.code, r.raw)
+		}
+		wg.Wait()
+		for i, at := range released {
+			if at != time.Duration(i)*100*time.Millisecond {
+				t.Fatalf("releases at %v, want 100ms apart from 0", released)
+			}
 		}
 	})
 }
