@@ -122,6 +122,26 @@ func TestWindowsThroughTheStore(t *testing.T) {
 	}
 }
 
+// TestFixedWindowCarriesPeersOvershoot: what peers' admissions put past
+// the rate in one window is taken from the next ones.
+func TestFixedWindowCarriesPeersOvershoot(t *testing.T) {
+	l := windowed[0]
+	var w FixedWindowState
+	start := time.Unix(0, 0).Add(time.Hour)
+	w.AllowN(start, l, 8)
+	w.DebitN(start, l, 25) // 33 in a window of 10: 23 over
+	for i, want := range []int64{33, 23, 13, 3, 0} {
+		at := start.Add(time.Duration(i) * time.Second)
+		if got := w.Used(at, l); got != want {
+			t.Fatalf("window %d: %d counted, want %d", i, got, want)
+		}
+	}
+	// Each window holds back only what is still owed.
+	if d := w.AllowN(start.Add(3*time.Second), l, 7); !d.Allowed || d.Remaining != 0 {
+		t.Fatalf("third window after: %+v, want 7 admitted of the 10 less 3 carried", d)
+	}
+}
+
 // TestAlgorithmChangeStartsAfresh: a rule edited to another kind of
 // algorithm gets a new bucket; token and leaky buckets share their state.
 func TestAlgorithmChangeStartsAfresh(t *testing.T) {

@@ -63,11 +63,22 @@ func windowStart(t, p int64) int64 {
 }
 
 // roll moves the window to the one holding now (or the latest time seen)
-// and returns that time.
-func (w *FixedWindowState) roll(now time.Time, p int64) int64 {
+// and returns that time. What peers' admissions (DebitN) put past the rate
+// is carried into the windows that follow, each absorbing up to the rate:
+// the overshoot of one window is taken back from the next, so over many
+// windows the count stays exact. On a single node the count never passes
+// the rate and nothing is carried.
+func (w *FixedWindowState) roll(now time.Time, l Limit) int64 {
+	p := int64(l.Period)
 	t := max(now.UnixNano(), w.Start)
 	if s := windowStart(t, p); s > w.Start || w.Start == 0 {
-		w.Start, w.Count = s, 0
+		carry := int64(0)
+		if w.Start != 0 && w.Count > l.Rate {
+			if k := (s - w.Start) / p; k <= (w.Count-1)/l.Rate {
+				carry = w.Count - k*l.Rate
+			}
+		}
+		w.Start, w.Count = s, max(carry, 0)
 	}
 	return t
 }
@@ -75,7 +86,7 @@ func (w *FixedWindowState) roll(now time.Time, p int64) int64 {
 // AllowN admits cost if the current window's count stays within l.Rate.
 func (w *FixedWindowState) AllowN(now time.Time, l Limit, cost int64) Decision {
 	p := int64(l.Period)
-	t := w.roll(now, p)
+	t := w.roll(now, l)
 	reset := time.Duration(w.Start + p - t)
 	d := Decision{Limit: l.Rate, ResetAfter: reset}
 	switch {
@@ -93,14 +104,14 @@ func (w *FixedWindowState) AllowN(now time.Time, l Limit, cost int64) Decision {
 
 // DebitN counts cost admitted elsewhere in the current window.
 func (w *FixedWindowState) DebitN(now time.Time, l Limit, cost int64) {
-	w.roll(now, int64(l.Period))
+	w.roll(now, l)
 	w.Count = min(w.Count+cost, MaxTokens)
 }
 
 // Used returns the current window's count.
 func (w *FixedWindowState) Used(now time.Time, l Limit) int64 {
 	c := *w
-	c.roll(now, int64(l.Period))
+	c.roll(now, l)
 	return c.Count
 }
 
