@@ -36,6 +36,9 @@ func serve(t *testing.T) string {
 // its bound and close to it.
 func TestRunCountsAndExactness(t *testing.T) {
 	target := serve(t)
+	window := func(a bucket.Algorithm) bucket.Limit {
+		return bucket.Limit{Rate: 5, Period: 100 * time.Millisecond, Burst: 5, Algo: a}
+	}
 	for _, tc := range []struct {
 		name string
 		cfg  Config
@@ -43,6 +46,10 @@ func TestRunCountsAndExactness(t *testing.T) {
 		{"closed, named rule", Config{Rule: "r", Concurrency: 4, Op: "check"}},
 		{"open, inline", Config{Open: true, Rate: 2000, Concurrency: 8, Limit: bucket.Limit{Rate: 50, Period: time.Second, Burst: 20}, Op: "check"}},
 		{"batches", Config{Rule: "r", Concurrency: 2, Op: "batch", Batch: 10}},
+		{"leaky bucket, waits", Config{Concurrency: 4, Limit: bucket.Limit{Rate: 50, Period: time.Second, Burst: 5, Algo: bucket.LeakyBucket}, Op: "wait"}},
+		{"fixed window", Config{Concurrency: 4, Limit: window(bucket.FixedWindow), Op: "check"}},
+		{"sliding window log", Config{Concurrency: 4, Limit: window(bucket.SlidingWindowLog), Op: "check"}},
+		{"sliding window", Config{Concurrency: 4, Limit: window(bucket.SlidingWindow), Op: "check"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := tc.cfg
@@ -66,7 +73,11 @@ func TestRunCountsAndExactness(t *testing.T) {
 				t.Fatalf("%d decisions for %d batches of 10", res.Decisions, res.Requests)
 			}
 			e := res.Exactness
-			if e.Over != 0 || e.WorstRatio > 1 || e.WorstRatio < 0.8 {
+			least := 0.8
+			if cfg.Limit.Algo.Windowed() {
+				least = 0.75 // the bound counts the windows the run touches at either end
+			}
+			if e.Over != 0 || e.WorstRatio > 1 || e.WorstRatio < least {
 				t.Fatalf("exactness %+v: the hot key should be admitted up to, not past, its bound", e)
 			}
 			if res.Latency.P50 <= 0 || res.Latency.P99 < res.Latency.P50 || res.Latency.Max < res.Latency.P99 {
