@@ -2,6 +2,7 @@ package bucket
 
 import (
 	"math/big"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -184,4 +185,51 @@ func BenchmarkWindows(b *testing.B) {
 			g.AllowN(now, l, 1)
 		}
 	})
+}
+
+// TestSlidingCounterAgainstLog runs the same random traffic (exponential
+// gaps, at 1, 2 and 5 times the rate) through the sliding counter and the
+// exact log, and reports how often their decisions differ and the most
+// the counter admits in any window of one period. The counter can admit
+// more than the log in some windows and less in others; it never admits
+// more than the rate in an aligned window, so never more than twice the
+// rate in any window.
+func TestSlidingCounterAgainstLog(t *testing.T) {
+	l := Limit{Rate: 100, Period: time.Second, Burst: 100}
+	for _, load := range []float64{1, 2, 5} {
+		rng := rand.New(rand.NewPCG(1, uint64(load)))
+		var sw SlidingWindowState
+		var sl SlidingLogState
+		now := t0.UnixNano()
+		var differ, admittedSW, admittedSL, checks int
+		var times []int64
+		for range 200_000 {
+			now += int64(rng.ExpFloat64() * float64(l.Period) / (load * float64(l.Rate)))
+			a := sw.AllowN(time.Unix(0, now), l, 1).Allowed
+			b := sl.AllowN(time.Unix(0, now), l, 1).Allowed
+			checks++
+			if a != b {
+				differ++
+			}
+			if a {
+				admittedSW++
+				times = append(times, now)
+			}
+			if b {
+				admittedSL++
+			}
+		}
+		most, j := 0, 0
+		for i := range times {
+			for times[i]-times[j] >= int64(l.Period) {
+				j++
+			}
+			most = max(most, i-j+1)
+		}
+		t.Logf("load %.0f× the rate: decisions differ on %.2f%% of %d checks; admitted counter/log %.4f; most in any window %.2f× the rate",
+			load, 100*float64(differ)/float64(checks), checks, float64(admittedSW)/float64(admittedSL), float64(most)/float64(l.Rate))
+		if most > 2*int(l.Rate) {
+			t.Fatalf("the counter admitted %d in one window, more than twice the rate", most)
+		}
+	}
 }
