@@ -152,6 +152,22 @@ func (s *Store) shard(id ID) *shard {
 // AllowN spends cost from the bucket id if it fits at now; see
 // State.AllowN and the window algorithms' AllowN.
 func (s *Store) AllowN(now time.Time, id ID, l Limit, cost int64) Decision {
+	// The common case, a bucket that exists, without update's closure.
+	sh := s.shard(id)
+	sh.mu.Lock()
+	if e, ok := sh.entries[id]; ok {
+		e.use(now, l)
+		sh.touch(e)
+		var d Decision
+		if e.win != nil {
+			d = e.win.AllowN(now, l, cost)
+		} else {
+			d = e.state.AllowN(now, l, cost)
+		}
+		sh.mu.Unlock()
+		return d
+	}
+	sh.mu.Unlock()
 	return s.update(now, id, l, func(e *entry) Decision { return e.allowN(now, l, cost) })
 }
 

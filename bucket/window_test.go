@@ -233,3 +233,60 @@ func TestSlidingCounterAgainstLog(t *testing.T) {
 		}
 	}
 }
+
+// TestWindowTimelines plays short timelines through each window
+// algorithm, from a time aligned to the period, and checks every answer.
+func TestWindowTimelines(t *testing.T) {
+	ms := time.Millisecond
+	T := time.Unix(0, 0).Add(time.Hour)
+	type step struct {
+		at        time.Duration // after T
+		cost      int64
+		allowed   bool
+		remaining int64
+		retry     time.Duration
+		tooLarge  bool
+	}
+	for _, tc := range []struct {
+		name  string
+		l     Limit
+		allow func(time.Time, Limit, int64) Decision
+		steps []step
+	}{
+		{"fixed", Limit{Rate: 3, Period: time.Second, Burst: 3}, new(FixedWindowState).AllowN, []step{
+			{0, 1, true, 2, 0, false},
+			{0, 2, true, 0, 0, false},
+			{500 * ms, 1, false, 0, 500 * ms, false},
+			{999 * ms, 1, false, 0, 1 * ms, false},
+			{time.Second, 3, true, 0, 0, false}, // a new window: 6 within one second
+			{1200 * ms, 4, false, 0, 0, true},
+		}},
+		{"sliding log", Limit{Rate: 3, Period: time.Second, Burst: 3}, new(SlidingLogState).AllowN, []step{
+			{0, 1, true, 2, 0, false},
+			{100 * ms, 1, true, 1, 0, false},
+			{200 * ms, 1, true, 0, 0, false},
+			{500 * ms, 1, false, 0, 500 * ms, false}, // the first leaves at 1s
+			{time.Second, 1, true, 0, 0, false},
+			{1050 * ms, 2, false, 0, 150 * ms, false}, // the second and third must leave
+			{1200 * ms, 2, true, 0, 0, false},
+		}},
+		{"sliding counter", Limit{Rate: 10, Period: time.Second, Burst: 10}, new(SlidingWindowState).AllowN, []step{
+			{0, 10, true, 0, 0, false},
+			{1500 * ms, 5, true, 0, 0, false},         // 10 × 0.5 weighs: room for 5
+			{1500 * ms, 1, false, 0, 100 * ms, false}, // 10 × 0.4 + 5 + 1 fits at 1.6s
+			{1600 * ms, 1, true, 0, 0, false},
+			{2 * time.Second, 4, true, 0, 0, false},          // prev 6 weighs fully, 4 fits
+			{2 * time.Second, 1, false, 0, 166666667, false}, // 6 × (1 − e) ≤ 5: e ≥ 1/6 s, rounded up
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for i, s := range tc.steps {
+				d := tc.allow(T.Add(s.at), tc.l, s.cost)
+				if d.Allowed != s.allowed || d.Remaining != s.remaining || d.RetryAfter != s.retry || d.TooLarge != s.tooLarge {
+					t.Fatalf("step %d (T+%v cost %d): %+v, want allowed=%v remaining=%d retry=%v tooLarge=%v",
+						i, s.at, s.cost, d, s.allowed, s.remaining, s.retry, s.tooLarge)
+				}
+			}
+		})
+	}
+}

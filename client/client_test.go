@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -78,6 +79,35 @@ func TestAllowExactAndFields(t *testing.T) {
 	res, err = c.Allow(ctx, "", client.Descriptors(map[string]string{"user": "7"}))
 	if err != nil || !res.Allowed || res.Rule != "per-user" {
 		t.Fatalf("descriptors: %+v %v", res, err)
+	}
+}
+
+// TestAlgorithms checks an inline limit of each algorithm through the
+// client: the count it admits, and the algorithm named in the result.
+func TestAlgorithms(t *testing.T) {
+	s := startSidecar(t, nil)
+	c := client.New(client.Config{URL: s.srv.URL})
+	ctx := context.Background()
+	for _, algo := range []string{"leaky_bucket", "fixed_window", "sliding_window_log", "sliding_window"} {
+		allowed := 0
+		var last client.Result
+		for range 6 {
+			res, err := c.Allow(ctx, "k", client.Inline(3, time.Hour, 0), client.Algorithm(algo))
+			if err != nil {
+				t.Fatalf("%s: %v", algo, err)
+			}
+			if res.Allowed {
+				allowed++
+			}
+			last = res
+		}
+		if allowed != 3 || last.Algorithm != algo || last.RetryAfter <= 0 {
+			t.Fatalf("%s: %d allowed (want 3), last %+v", algo, allowed, last)
+		}
+	}
+	_, err := c.Allow(ctx, "k", client.Inline(3, time.Hour, 5), client.Algorithm("fixed_window"))
+	if !errors.Is(err, client.ErrBadRequest) || !strings.Contains(err.Error(), "burst") {
+		t.Fatalf("a burst on a window: %v, want ErrBadRequest naming burst", err)
 	}
 }
 
