@@ -94,6 +94,9 @@ func FuzzPeerFrames(f *testing.F) {
 	w.write(&seed, frameCheckBatch, &peerBatch{id: 1, checks: []PeerCheck{{ID: bucket.ID{Rule: "r", Key: "k"}, Limit: wireLimit, Cost: 1}}})
 	f.Add(seed.Bytes())
 	seed.Reset()
+	w.write(&seed, frameCheckBatch, &peerBatch{id: 2, checks: []PeerCheck{{ID: bucket.ID{Inline: windowLimit, Key: "k"}, Limit: leakyLimit, Cost: 1, Op: OpReserve, MaxWait: time.Second}}})
+	f.Add(seed.Bytes())
+	seed.Reset()
 	w.write(&seed, frameCheckBatchResult, &peerBatchResult{id: 1, decisions: []bucket.Decision{{Allowed: true, Remaining: 3}}})
 	f.Add(seed.Bytes())
 	f.Add([]byte{0, 0, 0, 6, frameCheckBatch, 0x92, 0x01, 0xdd, 0xff, 0xff})                   // an array claiming 4G checks
