@@ -11,6 +11,9 @@ import (
 	"github.com/sluicerl/sluice/transport"
 )
 
+// fileRules is the number of rules in testRules.
+const fileRules = 4
+
 // newRulesAPI serves a standalone node with the test rules file and, if
 // dir is set, a data directory.
 func newRulesAPI(t *testing.T, dir string) (*transport.Server, *cluster.Node) {
@@ -44,7 +47,7 @@ func listed(t *testing.T, h *transport.Server) map[string]map[string]any {
 
 func TestRulesAPI(t *testing.T) {
 	h, _ := newRulesAPI(t, t.TempDir())
-	if got := listed(t, h); len(got) != 2 || got["api"]["origin"] != "file" || got["api"]["version"] != nil {
+	if got := listed(t, h); len(got) != fileRules || got["api"]["origin"] != "file" || got["api"]["version"] != nil {
 		t.Fatalf("file rules: %v", got)
 	}
 	// One rule in the path; a list; an API rule replacing a file rule.
@@ -56,7 +59,7 @@ func TestRulesAPI(t *testing.T) {
 		t.Fatalf("PUT a list: %d %s", r.code, r.raw)
 	}
 	got := listed(t, h)
-	if len(got) != 4 || got["api"]["origin"] != "api" || got["api"]["limit"] != 30.0 || got["new"]["version"] == nil {
+	if len(got) != fileRules+2 || got["api"]["origin"] != "api" || got["api"]["limit"] != 30.0 || got["new"]["version"] == nil {
 		t.Fatalf("after the PUTs: %v", got)
 	}
 	// Checks use the API's version of the rule at once.
@@ -107,7 +110,7 @@ func TestRulesAPIReadOnlyWithoutDataDir(t *testing.T) {
 	if r := do(t, h, "PUT", "/v1/rules/x", `{"limit": 1, "period": "1s"}`); r.code != 403 || !strings.Contains(r.body["error"].(string), "--data-dir") {
 		t.Fatalf("PUT without a data dir: %d %s", r.code, r.raw)
 	}
-	if len(listed(t, h)) != 2 {
+	if len(listed(t, h)) != fileRules {
 		t.Fatal("a refused PUT changed the rules")
 	}
 }

@@ -75,7 +75,10 @@ func TestRunCountsAndExactness(t *testing.T) {
 			e := res.Exactness
 			least := 0.8
 			if cfg.Limit.Algo.Windowed() {
-				least = 0.75 // the bound counts the windows the run touches at either end
+				// The bound counts a window at either end of the run that
+				// the run may barely touch, and the sliding counter
+				// admits less than a full window after a full one.
+				least = 0.6
 			}
 			if e.Over != 0 || e.WorstRatio > 1 || e.WorstRatio < least {
 				t.Fatalf("exactness %+v: the hot key should be admitted up to, not past, its bound", e)
