@@ -101,21 +101,56 @@ func TestEndToEndCluster(t *testing.T) {
 	if code, body := request(t, http.MethodPut, procs[0].api+"/v1/rules/e2e-api", `{"limit": 5, "period": "1h"}`); code != 200 {
 		t.Fatalf("PUT /v1/rules/e2e-api: %d %v", code, body)
 	}
-	hasAPIRule := func(p *process) func() bool {
+	hasRule := func(p *process, name string) func() bool {
 		return func() bool {
 			code, body := request(t, http.MethodGet, p.api+"/v1/rules", "")
 			if code != 200 {
 				return false
 			}
 			for _, r := range body["rules"].([]any) {
-				if r := r.(map[string]any); r["name"] == "e2e-api" && r["origin"] == "api" {
+				if r := r.(map[string]any); r["name"] == name && r["origin"] == "api" {
 					return true
 				}
 			}
 			return false
 		}
 	}
+	hasAPIRule := func(p *process) func() bool { return hasRule(p, "e2e-api") }
 	awaitAPI(t, procs[4], 5*time.Second, "the rule set on node 0", hasAPIRule(procs[4]))
+
+	// An exact sliding-log rule set through the API, checked through every
+	// node: auto mode keeps it on its owner, so exactly its limit passes.
+	if code, body := request(t, http.MethodPut, procs[0].api+"/v1/rules/e2e-log", `{"limit": 10, "period": "1h", "algorithm": "sliding_window_log"}`); code != 200 {
+		t.Fatalf("PUT /v1/rules/e2e-log: %d %v", code, body)
+	}
+	for _, p := range procs {
+		awaitAPI(t, p, 5*time.Second, "the sliding-log rule", hasRule(p, "e2e-log"))
+	}
+	allowed = 0
+	for i := range 30 {
+		code, body := post(t, procs[i%5].api+"/v1/check", `{"rule": "e2e-log", "key": "k"}`)
+		if code == 200 {
+			allowed++
+		}
+		if body["sync"] != "owner" || body["algorithm"] != "sliding_window_log" {
+			t.Fatalf("sliding-log check %d: %v", i, body)
+		}
+	}
+	if allowed != 10 {
+		t.Fatalf("sliding log over 5 processes: %d allowed, want exactly 10", allowed)
+	}
+
+	// A fixed window in gossip mode: what node 0 counts, node 4 learns. (A
+	// year-long window, so no boundary falls inside the test.)
+	for i := range 10 {
+		if code, body := post(t, procs[0].api+"/v1/check", `{"key": "fw", "limit": 10, "period": "8760h", "algorithm": "fixed_window", "sync": "gossip"}`); code != 200 {
+			t.Fatalf("fixed-window check %d on node 0: %d %v", i, code, body)
+		}
+	}
+	awaitAPI(t, procs[4], 5*time.Second, "its fixed window counted node 0's admissions", func() bool {
+		_, body := post(t, procs[4].api+"/v1/check", `{"key": "fw", "limit": 10, "period": "8760h", "algorithm": "fixed_window", "sync": "gossip", "cost": 0}`)
+		return body["remaining"] == 0.0
+	})
 
 	procs[4].kill(t)
 	for _, p := range procs[:4] {
