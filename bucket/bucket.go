@@ -189,22 +189,7 @@ func (s *State) AllowN(now time.Time, l Limit, cost int64) Decision {
 // exceed maxWait nothing is spent and RetryAfter tells the wait there would
 // have been.
 func (s *State) ReserveN(now time.Time, l Limit, cost int64, maxWait time.Duration) Decision {
-	s.advance(now.UnixNano(), l)
-	if cost > l.Burst {
-		d := s.decision(false, l)
-		d.TooLarge = true
-		return d
-	}
-	wait := s.until(cost, l)
-	if wait > maxWait || s.Tokens-cost < minTokens {
-		d := s.decision(false, l)
-		d.RetryAfter = wait
-		return d
-	}
-	s.Tokens -= cost
-	d := s.decision(true, l)
-	d.Wait = wait
-	return d
+	return s.reserve(now, l, cost, maxWait, false)
 }
 
 // QueueN is ReserveN for a leaky bucket of depth l.Burst: cost joins the
@@ -216,19 +201,27 @@ func (s *State) ReserveN(now time.Time, l Limit, cost int64, maxWait time.Durati
 // and RetryAfter tells when it would fit, or the wait there would have
 // been.
 func (s *State) QueueN(now time.Time, l Limit, cost int64, maxWait time.Duration) Decision {
+	return s.reserve(now, l, cost, maxWait, true)
+}
+
+// reserve is ReserveN, or QueueN if queue is set.
+func (s *State) reserve(now time.Time, l Limit, cost int64, maxWait time.Duration, queue bool) Decision {
 	s.advance(now.UnixNano(), l)
 	if cost > l.Burst {
 		d := s.decision(false, l)
 		d.TooLarge = true
 		return d
 	}
-	if s.Tokens < cost {
-		d := s.decision(false, l)
-		d.RetryAfter = s.until(cost, l)
-		return d
+	wait := s.until(cost, l)
+	if queue {
+		if wait > 0 { // no room in the bucket for cost yet
+			d := s.decision(false, l)
+			d.RetryAfter = wait
+			return d
+		}
+		wait = s.until(l.Burst, l) // everything queued before has drained
 	}
-	wait := s.until(l.Burst, l)
-	if wait > maxWait {
+	if wait > maxWait || s.Tokens-cost < minTokens {
 		d := s.decision(false, l)
 		d.RetryAfter = wait
 		return d
