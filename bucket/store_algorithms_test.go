@@ -164,6 +164,34 @@ func TestAlgorithmChangeStartsAfresh(t *testing.T) {
 	}
 }
 
+// TestWindowsSurvivePeriodEdits: a window rule whose period is edited
+// keeps counting sensibly: never more than the new limit in a window,
+// and never stuck denying.
+func TestWindowsSurvivePeriodEdits(t *testing.T) {
+	for _, l := range windowed {
+		t.Run(l.Algo.String(), func(t *testing.T) {
+			rapid.Check(t, func(t *rapid.T) {
+				s := NewStore(StoreConfig{})
+				id := ID{Rule: "r", Key: "k"}
+				now := time.Unix(0, 0).Add(time.Hour)
+				for range 50 {
+					l.Period = time.Duration(rapid.Int64Range(1, 20).Draw(t, "periodS")) * time.Second
+					now = now.Add(time.Duration(rapid.Int64Range(0, int64(3*l.Period)).Draw(t, "dt")))
+					d := s.AllowN(now, id, l, 1)
+					if d.Remaining < 0 || d.Remaining > l.Rate || d.RetryAfter < 0 || d.RetryAfter > 2*l.Period {
+						t.Fatalf("after a period edit to %v: %+v", l.Period, d)
+					}
+				}
+				// Left alone for two periods, the key admits again.
+				now = now.Add(2*l.Period + time.Nanosecond)
+				if d := s.AllowN(now, id, l, 1); !d.Allowed {
+					t.Fatalf("two periods later: %+v", d)
+				}
+			})
+		})
+	}
+}
+
 // TestSlidingLogMemoryIsBounded: the ring holds at most the admissions of
 // one period and gives memory back when they leave.
 func TestSlidingLogMemoryIsBounded(t *testing.T) {

@@ -244,11 +244,15 @@ func (w *SlidingWindowState) roll(now time.Time, p int64) int64 {
 	t := max(now.UnixNano(), w.Last)
 	w.Last = t
 	switch s := windowStart(t, p); {
-	case w.Start == 0 || s > w.Start+p:
-		w.Start, w.Cur, w.Prev = s, 0, 0
-	case s == w.Start+p:
+	case s == w.Start+p && w.Start != 0:
 		w.Start, w.Cur, w.Prev = s, 0, w.Cur
+	case s > w.Start || w.Start == 0:
+		// Two windows on, or a window that does not follow on from the
+		// last (the rule's period was edited): nothing carries over.
+		w.Start, w.Cur, w.Prev = s, 0, 0
 	}
+	// A period edited longer leaves Start after the aligned start, and
+	// t − Start < Period still holds.
 	return t - w.Start
 }
 
