@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
-	"strings"
 	"time"
 )
 
@@ -63,19 +62,6 @@ func (a Algorithm) Valid() bool { return int(a) < len(algorithmNames) }
 // Windowed reports whether the algorithm counts in windows (it has no
 // burst and no reservations) rather than holding tokens.
 func (a Algorithm) Windowed() bool { return a >= FixedWindow && a.Valid() }
-
-// ParseAlgorithm parses an algorithm name. The empty string is TokenBucket.
-func ParseAlgorithm(name string) (Algorithm, error) {
-	if name == "" {
-		return TokenBucket, nil
-	}
-	for i, n := range algorithmNames {
-		if n == name {
-			return Algorithm(i), nil
-		}
-	}
-	return 0, fmt.Errorf("unknown algorithm %q (want one of %s)", name, strings.Join(algorithmNames, ", "))
-}
 
 // Bound returns the most that one key can be admitted over any interval
 // of length d, by what each algorithm promises on a single decider:

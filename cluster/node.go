@@ -431,7 +431,9 @@ func (n *Node) Wait(ctx context.Context, req *transport.CheckRequest, maxWait ti
 		return transport.CheckResult{}, err
 	}
 	if r.limit.Algo.Windowed() {
-		return transport.CheckResult{}, transport.ErrWindowWait(r.limit.Algo)
+		// A window cannot reserve ahead: there is nothing to queue for.
+		return transport.CheckResult{}, &rules.FieldError{Field: "algorithm",
+			Msg: r.limit.Algo.String() + " does not queue: /v1/wait takes token_bucket or leaky_bucket; use /v1/check and retry after Retry-After"}
 	}
 	r.op, r.maxWait = transport.OpReserve, maxWait
 	res, giveBack, err := n.reserve(ctx, &r)

@@ -46,9 +46,19 @@ func ParseSync(name string) (Sync, error) { return parseName[Sync](syncNames, "s
 // Algorithm is how a rule counts; see bucket.Algorithm.
 type Algorithm = bucket.Algorithm
 
+// algorithmNames are the algorithms' names, indexed by Algorithm.
+var algorithmNames = func() (names []string) {
+	for a := Algorithm(0); a.Valid(); a++ {
+		names = append(names, a.String())
+	}
+	return names
+}()
+
 // ParseAlgorithm parses an algorithm name. The empty string is
 // bucket.TokenBucket.
-func ParseAlgorithm(name string) (Algorithm, error) { return bucket.ParseAlgorithm(name) }
+func ParseAlgorithm(name string) (Algorithm, error) {
+	return parseName[Algorithm](algorithmNames, "algorithm", name)
+}
 
 // CheckSync reports whether algorithm a can be kept in sync mode s. Every
 // algorithm works in every mode but one: gossip cannot keep the sliding

@@ -97,12 +97,6 @@ func jsonKind(kind string) string {
 	return kind
 }
 
-// ErrWindowWait is the error for a /v1/wait on a windowed algorithm: a
-// window cannot reserve ahead, so there is nothing to queue for.
-func ErrWindowWait(a bucket.Algorithm) error {
-	return badField("algorithm", "%v does not queue: /v1/wait takes token_bucket or leaky_bucket; use /v1/check and retry after Retry-After", a)
-}
-
 // request validates a decoded check. allowWait says whether max_wait may be
 // given; the parsed value is returned.
 func (c *checkJSON) request(allowWait bool, maxWaitCap time.Duration) (CheckRequest, time.Duration, error) {
@@ -145,12 +139,6 @@ func (c *checkJSON) request(allowWait bool, maxWaitCap time.Duration) (CheckRequ
 			return req, 0, badField("sync", "%v", err)
 		}
 		req.Sync, req.SyncSet = s, true
-		if err := rules.CheckSync(req.Inline.Algo, s); err != nil {
-			return req, 0, err
-		}
-	}
-	if allowWait && req.Inline.Algo.Windowed() {
-		return req, 0, ErrWindowWait(req.Inline.Algo)
 	}
 	var maxWait time.Duration
 	switch {

@@ -243,9 +243,11 @@ func decodeLimit(d *msgpack.Decoder) (bucket.Limit, error) {
 	return l, nil
 }
 
-// validLimit is what a peer may send: the bounds the API enforces.
+// validLimit is what a peer may send: the bounds the API enforces, and
+// a window's burst equal to its rate (bucket.Limit).
 func validLimit(l bucket.Limit) bool {
-	return l.Rate > 0 && l.Rate <= bucket.MaxTokens && l.Burst > 0 && l.Burst <= bucket.MaxTokens && l.Period > 0
+	return l.Rate > 0 && l.Rate <= bucket.MaxTokens && l.Burst > 0 && l.Burst <= bucket.MaxTokens && l.Period > 0 &&
+		(!l.Algo.Windowed() || l.Burst == l.Rate)
 }
 
 func (b *peerBatch) encode(e *msgpack.Encoder) error {

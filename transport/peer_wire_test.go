@@ -71,6 +71,7 @@ func TestPeerBatchRejectsBadValues(t *testing.T) {
 		{ID: bucket.ID{Key: "k"}, Limit: wireLimit, Cost: -1},
 		{ID: bucket.ID{Key: string(make([]byte, MaxKeyBytes+1))}, Limit: wireLimit, Cost: 1},
 		{ID: bucket.ID{Key: "k"}, Limit: bucket.Limit{Rate: 1, Period: 1, Burst: 1, Algo: 99}, Cost: 1},
+		{ID: bucket.ID{Key: "k"}, Limit: bucket.Limit{Rate: 10, Period: 1, Burst: 3, Algo: bucket.FixedWindow}, Cost: 1},
 		{ID: bucket.ID{Key: "k"}, Limit: leakyLimit, Cost: 1, Op: OpReserve, MaxWait: -1},
 	} {
 		var wire bytes.Buffer
