@@ -49,23 +49,23 @@ type state struct {
 // replica is one gossip-mode bucket as this node holds it, with the totals
 // of each origin that its level accounts for.
 type replica struct {
-	Sync   rules.Sync    `msgpack:"s"`
-	Rule   string        `msgpack:"r"`
-	Inline [3]int64      `msgpack:"i"`
-	Key    string        `msgpack:"k"`
-	Limit  [3]int64      `msgpack:"l"`
-	Tokens int64         `msgpack:"t"`
-	Frac   int64         `msgpack:"f"`
-	Seen   []originTotal `msgpack:"o,omitempty"`
+	Sync   rules.Sync `msgpack:"s"`
+	Rule   string     `msgpack:"r"`
+	Inline [3]int64   `msgpack:"i"`
+	Key    string     `msgpack:"k"`
+	Limit  [3]int64   `msgpack:"l"`
+	// Algo is the algorithm of Limit, and of Inline if set (an inline
+	// bucket's limit is its ID's); absent for the token bucket, so older
+	// nodes read token buckets as before.
+	Algo   bucket.Algorithm `msgpack:"a,omitempty"`
+	Tokens int64            `msgpack:"t"`
+	Frac   int64            `msgpack:"f"`
+	Seen   []originTotal    `msgpack:"o,omitempty"`
 }
 
 func limitArray(l bucket.Limit) [3]int64 { return [3]int64{l.Rate, int64(l.Period), l.Burst} }
-func arrayLimit(a [3]int64) bucket.Limit {
-	return bucket.Limit{Rate: a[0], Period: time.Duration(a[1]), Burst: a[2]}
-}
-
-func validLimit(l bucket.Limit) bool {
-	return l.Rate > 0 && l.Rate <= bucket.MaxTokens && l.Burst > 0 && l.Burst <= bucket.MaxTokens && l.Period > 0
+func arrayLimit(a [3]int64, algo bucket.Algorithm) bucket.Limit {
+	return bucket.Limit{Rate: a[0], Period: time.Duration(a[1]), Burst: a[2], Algo: algo}
 }
 
 // Message takes in a peer's rule change or counter packet.
@@ -111,7 +111,7 @@ func (s *sharedState) LocalState(join bool) []byte {
 			for _, e := range n.buckets[sync].Levels(now, maxReplicasShared) {
 				st.Replicas = append(st.Replicas, replica{
 					Sync: sync, Rule: e.ID.Rule, Inline: limitArray(e.ID.Inline), Key: e.ID.Key,
-					Limit: limitArray(e.Limit), Tokens: e.Tokens, Frac: e.Frac,
+					Limit: limitArray(e.Limit), Algo: e.Limit.Algo, Tokens: e.Tokens, Frac: e.Frac,
 					Seen: n.counters.seen(self, sync, e.ID),
 				})
 			}
@@ -145,14 +145,14 @@ func (s *sharedState) MergeState(b []byte, join bool) bool {
 	now := n.now()
 	self := n.self
 	for _, r := range st.Replicas {
-		e := bucket.Entry{ID: bucket.ID{Rule: r.Rule, Key: r.Key}, Limit: arrayLimit(r.Limit), Tokens: r.Tokens, Frac: r.Frac}
+		e := bucket.Entry{ID: bucket.ID{Rule: r.Rule, Key: r.Key}, Limit: arrayLimit(r.Limit, r.Algo), Tokens: r.Tokens, Frac: r.Frac}
 		if r.Inline != [3]int64{} {
-			e.ID.Inline = arrayLimit(r.Inline)
-			if !validLimit(e.ID.Inline) {
+			e.ID.Inline = arrayLimit(r.Inline, r.Algo)
+			if !transport.ValidLimit(e.ID.Inline) {
 				continue
 			}
 		}
-		if (r.Sync != rules.SyncGossip && r.Sync != rules.SyncAuto) || !validLimit(e.Limit) ||
+		if (r.Sync != rules.SyncGossip && r.Sync != rules.SyncAuto) || !transport.ValidLimit(e.Limit) ||
 			len(r.Key) > transport.MaxKeyBytes || e.Tokens < -bucket.MaxTokens {
 			continue
 		}

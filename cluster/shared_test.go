@@ -54,6 +54,30 @@ func TestStateCarriesReplicas(t *testing.T) {
 	}
 }
 
+// TestStateCarriesWindows: a joining node gets a peer's window replicas
+// as windows, named and inline, with what they counted.
+func TestStateCarriesWindows(t *testing.T) {
+	now := time.Unix(3600, 0)
+	clock := func() time.Time { return now }
+	l := bucket.Limit{Rate: 10, Period: time.Minute, Burst: 10, Algo: bucket.FixedWindow}
+	named, inline := bucket.ID{Rule: "r", Key: "k"}, bucket.ID{Inline: l, Key: "k"}
+	a, _ := New(Config{Now: clock})
+	a.buckets[rules.SyncGossip].AllowN(now, named, l, 7)
+	a.buckets[rules.SyncGossip].AllowN(now, inline, l, 6)
+	b, _ := New(Config{Now: clock})
+	if !(*sharedState)(b).MergeState((*sharedState)(a).LocalState(true), true) {
+		t.Fatal("state did not decode")
+	}
+	for id, want := range map[bucket.ID]int64{named: 3, inline: 4} {
+		if d := b.buckets[rules.SyncGossip].Peek(now, id, l, 0); d.Remaining != want {
+			t.Fatalf("%+v: the joiner's window has %d left, want %d", id, d.Remaining, want)
+		}
+	}
+	if n := b.buckets[rules.SyncGossip].Len(); n != 2 {
+		t.Fatalf("%d replicas, want 2", n)
+	}
+}
+
 // FuzzSharedState feeds arbitrary bytes to a node as gossip messages and
 // state: they are taken or rejected, never a panic.
 func FuzzSharedState(f *testing.F) {

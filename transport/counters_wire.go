@@ -139,13 +139,13 @@ func decodeUpdate(d *msgpack.Decoder, u *CounterUpdate) error {
 		return errMalformed
 	} else if c == 0xc0 { // nil: a named rule's bucket
 		_ = d.DecodeNil()
-	} else if u.ID.Inline, err = decodeLimit(d); err != nil || !validLimit(u.ID.Inline) {
+	} else if u.ID.Inline, err = decodeLimit(d); err != nil || !ValidLimit(u.ID.Inline) {
 		return errMalformed
 	}
 	if u.ID.Key, err = decodeBoundedString(d, MaxKeyBytes); err != nil {
 		return err
 	}
-	if u.Limit, err = decodeLimit(d); err != nil || !validLimit(u.Limit) {
+	if u.Limit, err = decodeLimit(d); err != nil || !ValidLimit(u.Limit) {
 		return errMalformed
 	}
 	if m, err := d.DecodeArrayLen(); err != nil || m != 2 {

@@ -174,9 +174,9 @@ func (h *peerHandoff) decode(d *msgpack.Decoder) error {
 		if en.Frac, err = d.DecodeInt64(); err != nil {
 			return errMalformed
 		}
-		if !validLimit(en.Limit) || en.Tokens > en.Limit.Burst || en.Tokens < -bucket.MaxTokens ||
+		if !ValidLimit(en.Limit) || en.Tokens > en.Limit.Burst || en.Tokens < -bucket.MaxTokens ||
 			en.Frac < 0 || en.Frac >= int64(en.Limit.Period) ||
-			(en.ID.Inline != (bucket.Limit{}) && !validLimit(en.ID.Inline)) {
+			(en.ID.Inline != (bucket.Limit{}) && !ValidLimit(en.ID.Inline)) {
 			return errMalformed
 		}
 	}
@@ -243,11 +243,12 @@ func decodeLimit(d *msgpack.Decoder) (bucket.Limit, error) {
 	return l, nil
 }
 
-// validLimit is what a peer may send: the bounds the API enforces, and
-// a window's burst equal to its rate (bucket.Limit).
-func validLimit(l bucket.Limit) bool {
+// ValidLimit reports whether l is a limit a peer may send: within the
+// bounds the API enforces, of a known algorithm, and a window's burst
+// equal to its rate (see bucket.Limit).
+func ValidLimit(l bucket.Limit) bool {
 	return l.Rate > 0 && l.Rate <= bucket.MaxTokens && l.Burst > 0 && l.Burst <= bucket.MaxTokens && l.Period > 0 &&
-		(!l.Algo.Windowed() || l.Burst == l.Rate)
+		l.Algo.Valid() && (!l.Algo.Windowed() || l.Burst == l.Rate)
 }
 
 func (b *peerBatch) encode(e *msgpack.Encoder) error {
@@ -357,8 +358,8 @@ func (b *peerBatch) decode(d *msgpack.Decoder) error {
 			}
 			c.MaxWait = time.Duration(w)
 		}
-		if !validLimit(c.Limit) || c.Cost < 0 || c.Cost > bucket.MaxTokens ||
-			(c.ID.Inline != (bucket.Limit{}) && !validLimit(c.ID.Inline)) {
+		if !ValidLimit(c.Limit) || c.Cost < 0 || c.Cost > bucket.MaxTokens ||
+			(c.ID.Inline != (bucket.Limit{}) && !ValidLimit(c.ID.Inline)) {
 			return errMalformed
 		}
 	}

@@ -115,7 +115,7 @@ func FuzzPeerFrames(f *testing.F) {
 					t.Fatalf("accepted %d checks", len(pb.checks))
 				}
 				for _, c := range pb.checks {
-					if len(c.ID.Key) > MaxKeyBytes || !validLimit(c.Limit) || c.Cost < 0 {
+					if len(c.ID.Key) > MaxKeyBytes || !ValidLimit(c.Limit) || c.Cost < 0 {
 						t.Fatalf("accepted %+v", c)
 					}
 				}
@@ -124,7 +124,7 @@ func FuzzPeerFrames(f *testing.F) {
 			var h peerHandoff
 			if h.decode(dec) == nil {
 				for _, e := range h.entries {
-					if !validLimit(e.Limit) || e.Tokens > e.Limit.Burst || e.Frac < 0 || e.Frac >= int64(e.Limit.Period) {
+					if !ValidLimit(e.Limit) || e.Tokens > e.Limit.Burst || e.Frac < 0 || e.Frac >= int64(e.Limit.Period) {
 						t.Fatalf("accepted %+v", e)
 					}
 				}
