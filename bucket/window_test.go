@@ -23,11 +23,9 @@ func windowTimeline(t *rapid.T, l Limit) (steps []admission) {
 }
 
 func windowLimit(t *rapid.T) Limit {
-	return Limit{
-		Rate:   rapid.Int64Range(1, 50).Draw(t, "rate"),
-		Period: time.Duration(rapid.Int64Range(int64(time.Millisecond), int64(time.Hour)).Draw(t, "period")),
-		Burst:  1,
-	}
+	rate := rapid.Int64Range(1, 50).Draw(t, "rate")
+	period := time.Duration(rapid.Int64Range(int64(time.Millisecond), int64(time.Hour)).Draw(t, "period"))
+	return Limit{Rate: rate, Period: period, Burst: rate} // a window's burst is its rate
 }
 
 // checkDefinition runs a random timeline through allow and compares every
@@ -125,7 +123,7 @@ func TestSlidingWindowMatchesModel(t *testing.T) {
 // one Period admitted, as a multiple of the rate: 1 for the log (exact),
 // up to 2 for fixed windows, in between for the sliding counter.
 func TestWindowErrors(t *testing.T) {
-	l := Limit{Rate: 10, Period: time.Second, Burst: 1}
+	l := Limit{Rate: 10, Period: time.Second, Burst: 10}
 	worst := func(allow func(now time.Time) bool) float64 {
 		var times []int64
 		now := t0.UnixNano()
@@ -159,32 +157,24 @@ func TestWindowErrors(t *testing.T) {
 }
 
 func BenchmarkWindows(b *testing.B) {
-	l := Limit{Rate: 1000, Period: time.Second, Burst: 1}
-	b.Run("fixed", func(b *testing.B) {
-		var w FixedWindowState
-		now := t0
-		for b.Loop() {
-			now = now.Add(time.Millisecond)
-			w.AllowN(now, l, 1)
-		}
-	})
-	b.Run("sliding-counter", func(b *testing.B) {
-		var w SlidingWindowState
-		now := t0
-		for b.Loop() {
-			now = now.Add(time.Millisecond)
-			w.AllowN(now, l, 1)
-		}
-	})
-	b.Run("sliding-log", func(b *testing.B) {
-		var g SlidingLogState
-		now := t0
-		b.ReportAllocs()
-		for b.Loop() {
-			now = now.Add(time.Millisecond)
-			g.AllowN(now, l, 1)
-		}
-	})
+	l := Limit{Rate: 1000, Period: time.Second, Burst: 1000}
+	for _, c := range []struct {
+		name string
+		w    window
+	}{
+		{"fixed", &FixedWindowState{}},
+		{"sliding-counter", &SlidingWindowState{}},
+		{"sliding-log", &SlidingLogState{}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			now := t0
+			b.ReportAllocs()
+			for b.Loop() {
+				now = now.Add(time.Millisecond)
+				c.w.AllowN(now, l, 1)
+			}
+		})
+	}
 }
 
 // TestSlidingCounterAgainstLog runs the same random traffic (exponential
