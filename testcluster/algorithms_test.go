@@ -49,10 +49,8 @@ func TestAlgorithmsAcrossTheCluster(t *testing.T) {
 					elapsed := time.Since(start)
 					bound := bucket.Bound(l, elapsed)
 					if sync == rules.SyncGossip {
-						// The other nodes' admissions within one lag,
-						// at most a burst (a window's rate) each.
 						perNode := float64(ld.total.Load()) / 5 / elapsed.Seconds()
-						bound += 4 * min(int64(perNode*(2*syncInterval).Seconds())+1, l.Burst)
+						bound += gossipSlack(5, perNode, 2*syncInterval, l.Burst)
 					}
 					rate := int64(float64(l.Rate) * elapsed.Seconds())
 					got := ld.admitted.Load()

@@ -30,10 +30,10 @@ func exact(elapsed time.Duration) int64 {
 // gossipSlack is the documented bound on what gossip mode admits beyond
 // exact (docs/design/gossip.md): the other nodes' admissions within one
 // lag L (a sync interval plus delivery), at most their arrivals in that
-// time and at most a burst each. perNodeRate is the arrival rate at each
-// node, checks per second.
-func gossipSlack(nodes int, perNodeRate float64, lag time.Duration) int64 {
-	a := min(int64(perNodeRate*lag.Seconds())+1, hotLimit.Burst)
+// time and at most a burst each (a window's limit for the windows).
+// perNodeRate is the arrival rate at each node, checks per second.
+func gossipSlack(nodes int, perNodeRate float64, lag time.Duration, burst int64) int64 {
+	a := min(int64(perNodeRate*lag.Seconds())+1, burst)
 	return int64(nodes-1) * a
 }
 
@@ -62,7 +62,7 @@ func TestGossipModeAccuracy(t *testing.T) {
 		elapsed := time.Since(start)
 		want := exact(elapsed)
 		perNode := float64(l.total.Load()) / 5 / elapsed.Seconds()
-		bound := want + gossipSlack(5, perNode, 2*syncInterval)
+		bound := want + gossipSlack(5, perNode, 2*syncInterval, hotLimit.Burst)
 		got := l.admitted.Load()
 		t.Logf("%d checks (%.0f/s per node), %d admitted; exact %d, bound %d (%+.2f%% of exact)",
 			l.total.Load(), perNode, got, want, bound, 100*float64(got-want)/float64(want))
@@ -103,7 +103,7 @@ func TestGossipModeUnderLoss(t *testing.T) {
 		// With 20% loss, an update and its two resends are all lost with
 		// probability 0.8%; the lag that covers all but that is three
 		// intervals, plus one for the flush.
-		lossyBound := exact(lossyElapsed) + gossipSlack(5, perNode, 4*syncInterval)
+		lossyBound := exact(lossyElapsed) + gossipSlack(5, perNode, 4*syncInterval, hotLimit.Burst)
 		after := l.admitted.Load() - lossy
 		afterWant := int64(float64(hotLimit.Rate) * (elapsed - lossyElapsed).Seconds())
 		t.Logf("20%% loss for %v: %d admitted, exact %d, bound %d; then no loss for %v: %d admitted, rate × time %d",
@@ -243,7 +243,7 @@ func TestAutoModeSwitches(t *testing.T) {
 		elapsed := time.Since(start)
 		want := exact(elapsed)
 		perNode := float64(total) / 3 / elapsed.Seconds()
-		bound := want + 3*gossipSlack(3, perNode, 2*syncInterval)
+		bound := want + 3*gossipSlack(3, perNode, 2*syncInterval, hotLimit.Burst)
 		t.Logf("auto mode over %v, switching at 3 members: %d checks, %d admitted, exact %d, bound %d (%+.2f%%); %v checks routed to owners",
 			elapsed.Round(time.Second), total, admitted, want, bound, 100*float64(admitted-want)/float64(want), owned)
 		if failed != 0 {
