@@ -32,18 +32,6 @@ const minTokens = -(1 << 62)
 // maxDuration is returned for waits too long to represent.
 const maxDuration = time.Duration(math.MaxInt64)
 
-// Limit is a rule's numbers and how they are counted: Rate per Period,
-// and for the bucket algorithms up to Burst tokens (the depth of a leaky
-// bucket). A valid Limit has 0 < Rate ≤ MaxTokens, 0 < Burst ≤ MaxTokens,
-// Period > 0 and a valid Algo; a windowed algorithm has Burst = Rate;
-// callers validate user input before building one.
-type Limit struct {
-	Rate   int64
-	Period time.Duration
-	Burst  int64
-	Algo   Algorithm
-}
-
 // Decision is the answer to a check. A denial is a Decision, not an error.
 type Decision struct {
 	// Allowed reports whether the cost was spent.

@@ -12,12 +12,11 @@ import (
 	"github.com/sluicerl/sluice/bucket"
 )
 
-// MaxPeriod bounds a rule's period. A longer period is almost certainly a
-// mistake in the rule (and keeps every duration the API reports finite).
-const MaxPeriod = 366 * 24 * time.Hour
+// MaxPeriod bounds a rule's period (bucket.MaxPeriod).
+const MaxPeriod = bucket.MaxPeriod
 
-// MinPeriod is the shortest period a rule may have.
-const MinPeriod = time.Millisecond
+// MinPeriod is the shortest period a rule may have (bucket.MinPeriod).
+const MinPeriod = bucket.MinPeriod
 
 // Sync is how a rule's buckets are kept across the cluster. On a single node
 // every mode decides locally.
@@ -136,31 +135,28 @@ func fieldErr(field, format string, args ...any) *FieldError {
 
 // NewLimit validates a limit as a user writes it and returns it as a
 // bucket.Limit counted by algo. A burst of 0 means "the same as the
-// limit"; the windowed algorithms take no burst. Errors are *FieldError
-// naming "limit", "period" or "burst".
+// limit"; the windowed algorithms take no burst. The bounds are
+// bucket.Limit.Validate's; this adds only what a user writes. Errors are
+// *FieldError naming "limit", "period" or "burst".
 func NewLimit(limit int64, period time.Duration, burst int64, algo Algorithm) (bucket.Limit, error) {
 	switch {
-	case limit <= 0:
-		return bucket.Limit{}, fieldErr("limit", "must be a positive integer, got %d", limit)
-	case limit > bucket.MaxTokens:
-		return bucket.Limit{}, fieldErr("limit", "must be at most %d, got %d", int64(bucket.MaxTokens), limit)
-	case algo == bucket.SlidingWindowLog && limit > bucket.MaxLogRate:
-		return bucket.Limit{}, fieldErr("limit", "must be at most %d for %v, which keeps every admission of a period, got %d (sliding_window approximates it in two counters)", bucket.MaxLogRate, algo, limit)
-	case period < MinPeriod:
-		return bucket.Limit{}, fieldErr("period", "must be at least %v, got %v", MinPeriod, period)
-	case period > MaxPeriod:
-		return bucket.Limit{}, fieldErr("period", "must be at most %v, got %v", MaxPeriod, period)
 	case burst < 0:
 		return bucket.Limit{}, fieldErr("burst", "must not be negative, got %d", burst)
-	case burst > bucket.MaxTokens:
-		return bucket.Limit{}, fieldErr("burst", "must be at most %d, got %d", int64(bucket.MaxTokens), burst)
 	case burst != 0 && algo.Windowed():
 		return bucket.Limit{}, fieldErr("burst", "is not used by %v, which counts at most limit per period; leave it out", algo)
-	}
-	if burst == 0 {
+	case burst == 0:
 		burst = limit
 	}
-	return bucket.Limit{Rate: limit, Period: period, Burst: burst, Algo: algo}, nil
+	l := bucket.Limit{Rate: limit, Period: period, Burst: burst, Algo: algo}
+	if err := l.Validate(); err != nil {
+		le := err.(*bucket.LimitError)
+		field := le.Field
+		if field == "rate" {
+			field = "limit" // what rules and requests call it
+		}
+		return bucket.Limit{}, &FieldError{Field: field, Msg: le.Msg}
+	}
+	return l, nil
 }
 
 // ParsePeriod parses a period written as a Go duration ("1s", "1m", "250ms").
