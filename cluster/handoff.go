@@ -3,99 +3,113 @@ package cluster
 import (
 	"context"
 	"math"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicerl/sluice/bucket"
-	"github.com/sluicerl/sluice/ring"
 	"github.com/sluicerl/sluice/rules"
 )
 
-// handoffTimeout bounds handing buckets to one new owner.
+// handoffTimeout bounds handing buckets to one member.
 const handoffTimeout = 5 * time.Second
 
-// AcceptHandoff implements transport.PeerHandler: it merges buckets of mode
-// sync whose owner this node has become, or, for a cluster that shrank into
-// gossip mode, that it now keeps a replica of. A bucket it already holds
-// keeps the lower level, so a handoff never gives a key a fresh burst.
-func (n *Node) AcceptHandoff(sync rules.Sync, entries []bucket.Entry) {
-	if sync != rules.SyncAuto && sync != rules.SyncOwner {
-		return
+// topologyChanged follows a change of membership from old to topo: it
+// forgets peers that left or moved, hands buckets to members that now own
+// them, and moves auto mode's buckets when it switches between gossip and
+// owner. Sends to different members go out at once, bounded by ctx.
+func (o *owners) topologyChanged(ctx context.Context, old, topo *topology) {
+	o.m.ringMembers.Set(float64(topo.ring.Len()))
+	o.m.ringShare.Set(topo.ring.Share(topo.self))
+	for name, addr := range old.addrs {
+		if topo.addrs[name] != addr {
+			o.peers.Forget(addr) // gone, or moved to another address
+		}
 	}
-	now := n.now()
-	for _, e := range entries {
-		n.buckets[sync].Merge(now, e)
+	// A joiner may own some of our keys now.
+	o.handOff(ctx, topo, rules.SyncOwner)
+	switch {
+	case !topo.autoGossips():
+		// In owner mode (or grown into it): each owner starts from its
+		// replica, and the others' replicas are merged into it (the
+		// lower level stays), so the switch gives no key a fresh burst.
+		o.handOff(ctx, topo, rules.SyncAuto)
+	case !old.autoGossips():
+		// Shrunk into gossip: every member starts its replicas from the
+		// owners' buckets.
+		o.spread(ctx, topo, rules.SyncAuto)
 	}
-	n.metrics.handoff.WithLabelValues("received").Add(float64(len(entries)))
 }
 
-// handOff sends the buckets of mode sync that topo assigns to another
-// member to that member, and drops them here. A bucket whose new owner
-// cannot be reached is lost; that owner starts it full (bounded: one burst).
-func (n *Node) handOff(ctx context.Context, topo *topology, sync rules.Sync) {
-	moved := n.buckets[sync].Take(n.now(), func(id bucket.ID) bool { return topo.ownerOf(id) != topo.self })
+// leave hands every owned bucket to its owner on the ring without this
+// node, to all of them at once within ctx: what a graceful leave does
+// before telling the cluster. From its start this node answers no peer,
+// so no check is decided here on a bucket already handed on. Replicas of
+// gossip mode stay: every other member has its own.
+func (o *owners) leave(ctx context.Context) {
+	o.left.Store(true)
+	topo := o.topo()
+	if topo.ring.Len() <= 1 {
+		return
+	}
+	next, err := topo.without(o.ringCfg)
+	if err != nil {
+		o.log.Error("no ring to hand buckets off to", "err", err)
+		return
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { o.handOff(ctx, next, rules.SyncOwner) })
+	if !topo.autoGossips() {
+		wg.Go(func() { o.handOff(ctx, next, rules.SyncAuto) })
+	}
+	wg.Wait()
+}
+
+// handOff sends the buckets of mode that topo assigns to another member to
+// that member, and drops them here. A bucket whose new owner cannot be
+// reached is lost; that owner starts it full (bounded: one burst).
+func (o *owners) handOff(ctx context.Context, topo *topology, mode rules.Sync) {
+	moved := o.store(mode).Take(o.now(), func(id bucket.ID) bool { return topo.ownerOf(id) != topo.self })
 	byOwner := map[string][]bucket.Entry{}
 	for _, e := range moved {
 		owner := topo.ownerOf(e.ID)
 		byOwner[owner] = append(byOwner[owner], e)
 	}
+	var wg sync.WaitGroup
 	for owner, entries := range byOwner {
-		n.send(ctx, topo, owner, sync, entries)
+		wg.Go(func() { o.send(ctx, topo, owner, mode, entries) })
 	}
+	wg.Wait()
 }
 
-// spread sends a copy of every bucket of mode sync that is not full to
-// every other member, which merge them into their replicas: how a cluster
-// that shrank into gossip mode starts its replicas from the owners'
-// buckets.
-func (n *Node) spread(ctx context.Context, topo *topology, sync rules.Sync) {
-	levels := n.buckets[sync].Levels(n.now(), math.MaxInt)
+// spread sends a copy of every bucket of mode that is not full to every
+// other member, which merge them into their replicas: how a cluster that
+// shrank into gossip mode starts its replicas from the owners' buckets.
+func (o *owners) spread(ctx context.Context, topo *topology, mode rules.Sync) {
+	levels := o.store(mode).Levels(o.now(), math.MaxInt)
 	if len(levels) == 0 {
 		return
 	}
+	var wg sync.WaitGroup
 	for name := range topo.addrs {
-		n.send(ctx, topo, name, sync, levels)
+		wg.Go(func() { o.send(ctx, topo, name, mode, levels) })
 	}
+	wg.Wait()
 }
 
-// send hands entries of mode sync to member to.
-func (n *Node) send(ctx context.Context, topo *topology, to string, sync rules.Sync, entries []bucket.Entry) {
+// send hands entries of mode to member to, within ctx and the handoff
+// timeout.
+func (o *owners) send(ctx context.Context, topo *topology, to string, mode rules.Sync, entries []bucket.Entry) {
 	hctx, cancel := context.WithTimeout(ctx, handoffTimeout)
-	err := n.peers.Handoff(hctx, topo.addrs[to], sync, entries)
+	err := o.peers.Handoff(hctx, topo.addrs[to], mode, entries)
 	cancel()
 	if err != nil {
-		n.metrics.handoff.WithLabelValues("lost").Add(float64(len(entries)))
-		n.log.Warn("handoff failed; the new owner starts these buckets full", "owner", to, "buckets", len(entries), "err", err)
+		o.m.handoff.WithLabelValues("lost").Add(float64(len(entries)))
+		o.log.Warn("handoff failed; the new owner starts these buckets full", "owner", to, "buckets", len(entries), "err", err)
 		return
 	}
-	n.metrics.handoff.WithLabelValues("sent").Add(float64(len(entries)))
-}
-
-// handOffAll hands every owned bucket to its owner on the ring without this
-// node: what a graceful leave does before telling the cluster. Replicas of
-// gossip mode stay: every other member has its own.
-func (n *Node) handOffAll(ctx context.Context) {
-	topo := n.topo.Load()
-	var others []string
-	for _, m := range topo.ring.Members() {
-		if m != topo.self {
-			others = append(others, m)
-		}
-	}
-	if len(others) == 0 {
-		return
-	}
-	r, err := ring.New(others, n.ringCfg)
-	if err != nil {
-		n.log.Error("no ring to hand buckets off to", "err", err)
-		return
-	}
-	next := &topology{ring: r, addrs: topo.addrs, self: topo.self}
-	n.handOff(ctx, next, rules.SyncOwner)
-	if n.route(rules.SyncAuto, topo) == rules.SyncOwner {
-		n.handOff(ctx, next, rules.SyncAuto)
-	}
+	o.m.handoff.WithLabelValues("sent").Add(float64(len(entries)))
 }
 
 func newHandoffMetrics(reg Registerer) *prometheus.CounterVec {
@@ -103,6 +117,9 @@ func newHandoffMetrics(reg Registerer) *prometheus.CounterVec {
 		Name: "sluice_handoff_buckets_total",
 		Help: "Buckets handed over when ownership moved or auto mode switched between gossip and owner: sent, received, lost (peer unreachable; it starts them full).",
 	}, []string{"result"})
+	for _, r := range []string{"sent", "received", "lost"} {
+		c.WithLabelValues(r)
+	}
 	if reg != nil {
 		reg.MustRegister(c)
 	}

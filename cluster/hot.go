@@ -31,9 +31,9 @@ const (
 
 // HotKey is a key this node checks often, with its estimated rate here.
 type HotKey struct {
-	Rule string  `json:"rule,omitempty"`
-	Key  string  `json:"key"`
-	Rate float64 `json:"checks_per_s"`
+	Rule string
+	Key  string
+	Rate float64 // checks per second
 }
 
 func newHotKeys(now time.Time) *hotKeys {

@@ -10,7 +10,6 @@ import (
 
 	"github.com/sluicerl/sluice/bucket"
 	"github.com/sluicerl/sluice/rules"
-	"github.com/sluicerl/sluice/transport"
 )
 
 // LeaseConfig configures token leases: how a node that checks a key often
@@ -66,19 +65,21 @@ const leaseWindow = int64(100 * time.Millisecond)
 const maxLeaseKeys = 100_000
 
 type leaseKey struct {
-	sync rules.Sync
+	mode rules.Sync
 	id   bucket.ID
 }
 
 // leases is a node's table of leases and demand, by key.
 type leases struct {
-	threshold float64
-	term      int64
-	seed      maphash.Seed
-	shards    [32]leaseShard
-	metrics   *prometheus.CounterVec
-	granted   prometheus.Counter // tokens
-	returned  prometheus.Counter // tokens
+	threshold     float64
+	term          int64
+	seed          maphash.Seed
+	shards        [32]leaseShard
+	metrics       *prometheus.CounterVec
+	grantedTokens prometheus.Counter // the counters of metrics, by event
+	spent         prometheus.Counter
+	returned      prometheus.Counter
+	lost          prometheus.Counter
 }
 
 type leaseShard struct {
@@ -101,7 +102,8 @@ func newLeases(cfg LeaseConfig, reg Registerer) *leases {
 		Name: "sluice_lease_tokens_total",
 		Help: "Tokens of leases held by this node, by event: granted (by owners), spent (checks decided here from a lease), returned (unspent at the end of a term), lost (the owner could not be told).",
 	}, []string{"event"})
-	l.granted, l.returned = l.metrics.WithLabelValues("granted"), l.metrics.WithLabelValues("returned")
+	l.grantedTokens, l.spent = l.metrics.WithLabelValues("granted"), l.metrics.WithLabelValues("spent")
+	l.returned, l.lost = l.metrics.WithLabelValues("returned"), l.metrics.WithLabelValues("lost")
 	if reg != nil {
 		reg.MustRegister(l.metrics)
 	}
@@ -125,8 +127,8 @@ const (
 
 // use decides r from its lease if it can, counts the demand, and reports
 // whether a lease should be asked for now (and how many tokens).
-func (l *leases) use(r *resolved, owner string, now int64) (leaseOutcome, bucket.Decision, int64) {
-	k := leaseKey{r.sync, r.id}
+func (l *leases) use(r *check, owner string, now int64) (leaseOutcome, bucket.Decision, int64) {
+	k := leaseKey{r.mode, r.id}
 	sh := l.shard(&k)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -176,17 +178,90 @@ func (l *leases) use(r *resolved, owner string, now int64) (leaseOutcome, bucket
 	return out, d, want
 }
 
-// ask requests a lease of want tokens of r's bucket from owner, and records
-// what it got. It runs on its own goroutine.
-func (n *Node) askLease(r resolved, owner, addr string, want int64) {
-	k := leaseKey{r.sync, r.id}
-	ctx, cancel := context.WithTimeout(context.Background(), n.forwardTimeout)
-	ds, err := n.peers.Check(ctx, addr, []transport.PeerCheck{{ID: r.id, Limit: r.limit, Cost: want, Sync: r.sync, Op: transport.OpLease}})
+// peerJob is a call to a key's owner made off the check path: a lease
+// request (OpLease) or tokens given back (OpReturn).
+type peerJob struct {
+	owner, addr string
+	check       PeerCheck
+	lease       bool // a return of leased tokens, counted as such
+}
+
+// maxQueuedJobs bounds the peer jobs waiting for jobLoop.
+const maxQueuedJobs = 1024
+
+// enqueue hands j to jobLoop without blocking. A job that finds the queue
+// full is dropped: a lease request is asked again by the next check; the
+// tokens of a return are lost to the owner (counted), which errs on the
+// side of the limit.
+func (o *owners) enqueue(j peerJob) {
+	select {
+	case o.jobs <- j:
+		return
+	default:
+	}
+	switch {
+	case j.check.Op == OpLease:
+		o.leases.asked(leaseKey{j.check.Sync, j.check.ID})
+	case j.lease:
+		o.leases.lost.Add(float64(j.check.Cost))
+	}
+}
+
+// jobLoop runs queued peer jobs, each on a goroutine of its own, and ends
+// leases whose term is over, giving their unspent tokens back, until ctx
+// ends; then it waits for the jobs in flight.
+func (o *owners) jobLoop(ctx context.Context) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	t := time.NewTicker(time.Duration(o.leases.term) / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case j := <-o.jobs:
+			wg.Go(func() { o.run(ctx, j) })
+		case <-t.C:
+			if o.leases.on() {
+				o.expireLeases()
+			}
+		}
+	}
+}
+
+// run makes one peer job's call, within the forward timeout.
+func (o *owners) run(ctx context.Context, j peerJob) {
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	ds, err := o.peers.Check(ctx, j.addr, []PeerCheck{j.check})
+	cancel()
+	switch {
+	case j.check.Op != OpReturn:
+	case !j.lease:
+		return
+	case err != nil:
+		o.leases.lost.Add(float64(j.check.Cost))
+		return
+	default:
+		o.leases.returned.Add(float64(j.check.Cost))
+		return
+	}
 	// The reserved tokens are earned Wait after the owner granted them;
 	// counting from now, after the answer came back, errs late: safe.
-	cancel()
-	now := n.now().UnixNano()
-	l := n.leases
+	o.leases.granted(leaseKey{j.check.Sync, j.check.ID}, j.owner, ds, err, o.now().UnixNano(), o.m)
+}
+
+// asked records that a lease request for k will not be answered.
+func (l *leases) asked(k leaseKey) {
+	sh := l.shard(&k)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if ls := sh.m[k]; ls != nil {
+		ls.asking = false
+	}
+}
+
+// granted records the answer to a lease request for k from owner.
+func (l *leases) granted(k leaseKey, owner string, ds []bucket.Decision, err error, now int64, m *ownerMetrics) {
 	sh := l.shard(&k)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -198,10 +273,10 @@ func (n *Node) askLease(r resolved, owner, addr string, want int64) {
 	d := ds[0]
 	if d.Granted == 0 {
 		ls.denyUntil = now + min(int64(d.RetryAfter), l.term)
-		n.metrics.leaseEvents.WithLabelValues("empty").Inc()
+		m.leaseEvents.WithLabelValues("empty").Inc()
 		return
 	}
-	l.granted.Add(float64(d.Granted))
+	l.grantedTokens.Add(float64(d.Granted))
 	if ls.owner != owner {
 		// Ownership moved: what is left of the old lease is no longer
 		// the new owner's to take back; it lapses (never spent: safe).
@@ -218,87 +293,30 @@ func (n *Node) askLease(r resolved, owner, addr string, want int64) {
 	ls.denyUntil = 0
 }
 
-// returnLease gives unspent tokens back to the owner they came from.
-func (n *Node) returnLease(owner, addr string, r resolved, tokens int64) {
-	if err := n.giveBack(addr, r, tokens); err != nil {
-		n.leases.metrics.WithLabelValues("lost").Add(float64(tokens))
-		return
-	}
-	n.leases.returned.Add(float64(tokens))
-}
-
-// giveBack returns tokens of r's bucket that were leased or reserved on
-// the owner at addr but not spent.
-func (n *Node) giveBack(addr string, r resolved, tokens int64) error {
-	ctx, cancel := context.WithTimeout(context.Background(), n.forwardTimeout)
-	defer cancel()
-	_, err := n.peers.Check(ctx, addr, []transport.PeerCheck{{ID: r.id, Limit: r.limit, Cost: tokens, Sync: r.sync, Op: transport.OpReturn}})
-	return err
-}
-
-// leaseLoop ends leases whose term is over, giving their unspent tokens
-// back, and forgets keys that went quiet.
-func (n *Node) leaseLoop(ctx context.Context) error {
-	l := n.leases
-	t := time.NewTicker(time.Duration(l.term) / 2)
-	defer t.Stop()
-	type ret struct {
-		owner  string
-		r      resolved
-		tokens int64
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-		now := n.now().UnixNano()
-		var rets []ret
-		for i := range l.shards {
-			sh := &l.shards[i]
-			sh.mu.Lock()
-			for k, ls := range sh.m {
-				if now >= ls.expires && ls.ready+ls.pending > 0 && !ls.asking {
-					rets = append(rets, ret{ls.owner, resolved{id: k.id, sync: k.sync, limit: ls.limit}, ls.ready + ls.pending})
-					ls.ready, ls.pending = 0, 0
-				}
-				if now-ls.lastCheck > int64(2*time.Second) && ls.ready+ls.pending == 0 && !ls.asking {
-					delete(sh.m, k)
+// expireLeases gives back the unspent tokens of leases whose term is over,
+// and forgets keys that went quiet.
+func (o *owners) expireLeases() {
+	l := o.leases
+	now := o.now().UnixNano()
+	topo := o.topo()
+	for i := range l.shards {
+		sh := &l.shards[i]
+		sh.mu.Lock()
+		for k, ls := range sh.m {
+			if now >= ls.expires && ls.ready+ls.pending > 0 && !ls.asking {
+				tokens := ls.ready + ls.pending
+				ls.ready, ls.pending = 0, 0
+				// Enqueued under the shard's lock: enqueue never blocks.
+				if addr := topo.addrs[ls.owner]; addr != "" {
+					o.enqueue(peerJob{owner: ls.owner, addr: addr, check: PeerCheck{ID: k.id, Limit: ls.limit, Cost: tokens, Sync: k.mode, Op: OpReturn}, lease: true})
+				} else {
+					l.lost.Add(float64(tokens))
 				}
 			}
-			sh.mu.Unlock()
-		}
-		topo := n.topo.Load()
-		for _, rt := range rets {
-			addr := topo.addrs[rt.owner]
-			if addr == "" {
-				l.metrics.WithLabelValues("lost").Add(float64(rt.tokens))
-				continue
+			if now-ls.lastCheck > int64(2*time.Second) && ls.ready+ls.pending == 0 && !ls.asking {
+				delete(sh.m, k)
 			}
-			n.returnLease(rt.owner, addr, rt.r, rt.tokens)
 		}
+		sh.mu.Unlock()
 	}
-}
-
-// grantLease is the owner's side of a lease request: it reserves up to the
-// tokens asked for on its bucket, at most a fair share for any one member
-// (what the bucket holds, or earns in a term, divided by the live members;
-// at least 1), if they are earned within a term. Granted says how many,
-// Wait when they are earned; if none can be, RetryAfter says when to ask
-// again.
-func (n *Node) grantLease(now time.Time, store *bucket.Store, c *transport.PeerCheck) bucket.Decision {
-	alive := n.topo.Load().alive()
-	held := store.Peek(now, c.ID, c.Limit, 0).Remaining
-	perTerm := int64(float64(c.Limit.Rate) * float64(n.leases.term) / float64(c.Limit.Period))
-	share := max(held/alive, perTerm/alive, 1)
-	want := min(c.Cost, share)
-	d := store.ReserveN(now, c.ID, c.Limit, want, time.Duration(n.leases.term))
-	if !d.Allowed {
-		n.metrics.leaseEvents.WithLabelValues("refused").Inc()
-		return d
-	}
-	d.Granted = want
-	n.metrics.leaseEvents.WithLabelValues("granted").Inc()
-	return d
 }

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"errors"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -16,11 +17,10 @@ import (
 	"github.com/sluicerl/sluice/bucket"
 	"github.com/sluicerl/sluice/ring"
 	"github.com/sluicerl/sluice/rules"
-	"github.com/sluicerl/sluice/transport"
 )
 
-func inline(key string, rate int64, period time.Duration, burst int64) *transport.CheckRequest {
-	return &transport.CheckRequest{Key: key, Inline: bucket.Limit{Rate: rate, Period: period, Burst: burst}, Cost: 1}
+func inline(key string, rate int64, period time.Duration, burst int64) *Request {
+	return &Request{Key: key, Inline: bucket.Limit{Rate: rate, Period: period, Burst: burst}, Cost: 1}
 }
 
 func newNode(t testing.TB, cfg Config) *Node {
@@ -135,7 +135,7 @@ func TestRuleEditKeepsBucketState(t *testing.T) {
 		n.SetRules(s)
 	}
 	set("rules: [{name: r, limit: 5, period: 1h}]")
-	req := &transport.CheckRequest{Rule: "r", Key: "k", Cost: 5}
+	req := &Request{Rule: "r", Key: "k", Cost: 5}
 	if res, _ := n.Check(context.Background(), req); !res.Allowed {
 		t.Fatalf("spend the burst: %+v", res)
 	}
@@ -159,7 +159,7 @@ func TestRunSweepsFullBuckets(t *testing.T) {
 		go func() { done <- n.Run(ctx) }()
 		time.Sleep(time.Second)
 		synctest.Wait() // the sweep at 1s has run
-		if got := n.buckets[rules.SyncAuto].Len(); got != 1 {
+		if got := n.replicas.store(rules.SyncAuto).Len(); got != 1 {
 			t.Fatalf("%d buckets after the sweep, want 1 (the slow one)", got)
 		}
 		if got := testutil.ToFloat64(n.metrics.swept); got != 3 {
@@ -178,13 +178,13 @@ func TestMetricsCountDecisions(t *testing.T) {
 	for range 3 {
 		n.Check(context.Background(), inline("k", 2, time.Hour, 2))
 	}
-	within := testutil.ToFloat64(n.metrics.checks.WithLabelValues("inline", "auto", "within_limit"))
-	over := testutil.ToFloat64(n.metrics.checks.WithLabelValues("inline", "auto", "over_limit"))
-	near := testutil.ToFloat64(n.metrics.nearLimit.WithLabelValues("inline", "auto"))
+	within := counterValue(t, reg, "sluice_checks_total", "inline", "auto", "within_limit")
+	over := counterValue(t, reg, "sluice_checks_total", "inline", "auto", "over_limit")
+	near := counterValue(t, reg, "sluice_near_limit_total", "inline", "auto")
 	if within != 2 || over != 1 || near != 1 {
 		t.Fatalf("within %v over %v near %v; want 2 1 1", within, over, near)
 	}
-	if c, err := testutil.GatherAndCount(reg, "sluice_store_keys"); err != nil || c != 4 { // one per sync mode
+	if c, err := testutil.GatherAndCount(reg, "sluice_store_keys"); err != nil || c != 5 { // one per store
 		t.Fatalf("sluice_store_keys: %d series, %v", c, err)
 	}
 }
@@ -236,10 +236,38 @@ func TestShadowNode(t *testing.T) {
 	if denied != 3 {
 		t.Fatalf("%d shadow denials, want 3", denied)
 	}
-	if got := testutil.ToFloat64(n.metrics.shadowAllowed.WithLabelValues("inline")); got != 3 {
+	if got := counterValue(t, reg, "sluice_shadow_allowed_total", "inline"); got != 3 {
 		t.Fatalf("sluice_shadow_allowed_total %v, want 3", got)
 	}
-	if got := testutil.ToFloat64(n.metrics.checks.WithLabelValues("inline", "auto", "over_limit")); got != 3 {
+	if got := counterValue(t, reg, "sluice_checks_total", "inline", "auto", "over_limit"); got != 3 {
 		t.Fatalf("over_limit %v, want 3: shadow checks are counted as decided", got)
 	}
+}
+
+// counterValue returns the counter name whose label values are exactly
+// the ones given (in any order) from reg; 0 if there is none.
+func counterValue(t *testing.T, reg *prometheus.Registry, name string, values ...string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range mf.GetMetric() {
+			if len(m.GetLabel()) != len(values) {
+				continue
+			}
+			for _, l := range m.GetLabel() {
+				if !slices.Contains(values, l.GetValue()) {
+					continue series
+				}
+			}
+			return m.GetCounter().GetValue()
+		}
+	}
+	return 0
 }

@@ -7,7 +7,6 @@ import (
 
 	"github.com/sluicerl/sluice/gossip"
 	"github.com/sluicerl/sluice/rules"
-	"github.com/sluicerl/sluice/transport"
 )
 
 // SetRules puts the rules file's rules in force, with the API rules over
@@ -42,7 +41,7 @@ func (n *Node) recombineLocked() {
 // cluster. Errors for bad specs are *rules.FieldError.
 func (n *Node) PutRules(specs []rules.Spec) ([]rules.Entry, error) {
 	if n.persist == nil {
-		return nil, transport.ErrRulesReadOnly
+		return nil, ErrRulesReadOnly
 	}
 	n.rulesMu.Lock()
 	entries, err := n.catalog.Put(specs, n.persist.Save)
@@ -62,7 +61,7 @@ func (n *Node) PutRules(specs []rules.Spec) ([]rules.Entry, error) {
 // if there is no such API rule.
 func (n *Node) DeleteRule(name string) (rules.Entry, error) {
 	if n.persist == nil {
-		return rules.Entry{}, transport.ErrRulesReadOnly
+		return rules.Entry{}, ErrRulesReadOnly
 	}
 	n.rulesMu.Lock()
 	e, err := n.catalog.Delete(name, n.persist.Save)
@@ -152,17 +151,6 @@ func (n *Node) sendRules(msgs [][]byte) {
 			n.log.Debug("rule change not sent", "err", err)
 		}
 	}
-}
-
-// alivePeers returns the members other than this node that are alive.
-func alivePeers(members []gossip.Member) []gossip.Member {
-	var to []gossip.Member
-	for _, m := range members {
-		if m.State == gossip.StateAlive && !m.Self {
-			to = append(to, m)
-		}
-	}
-	return to
 }
 
 // persistLoop stores the catalog when peers change it. A crash before it

@@ -1,48 +1,76 @@
 package cluster
 
 import (
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
+	"time"
 
-	"github.com/sluicerl/sluice/transport"
+	"github.com/sluicerl/sluice/gossip"
+	"github.com/sluicerl/sluice/rules"
 )
 
 // Status describes the node for its status page.
-func (n *Node) Status() transport.Status {
+type Status struct {
+	// Self is this node's name ("" when it stands alone).
+	Self string
+	// Time is the node's clock when the status was taken.
+	Time time.Time
+	// Members are the cluster's members as this node sees them, itself
+	// included; a standalone node is its only member.
+	Members []MemberStatus
+	// Rules are the rules in force.
+	Rules []rules.Rule
+	// HotKeys are the keys this node checks most, hottest first.
+	HotKeys []HotKey
+	// Checks and Denied count every check decided here since start.
+	Checks, Denied uint64
+}
+
+// MemberStatus is one member as the status page shows it.
+type MemberStatus struct {
+	gossip.Member
+	// Share is the fraction of the hash ring the member owns (0 unless
+	// it is alive).
+	Share float64
+}
+
+// Status returns the node's status. It does not block.
+func (n *Node) Status() Status {
 	now := n.now()
 	topo := n.topo.Load()
-	st := transport.Status{Self: n.Name(), Time: now, Rules: transport.RuleViews(n.RulesInForce())}
-	for _, m := range n.Cluster().Members {
-		ms := transport.MemberStatus{Name: m.Name, Addr: m.Addr, State: m.State, Self: m.Self}
-		if m.State == "alive" {
+	st := Status{Self: n.self, Time: now, Rules: n.RulesInForce(), HotKeys: n.hot.top(10, now)}
+	for _, m := range n.Members() {
+		ms := MemberStatus{Member: m}
+		if m.State == gossip.StateAlive {
 			ms.Share = topo.ring.Share(m.Name)
 		}
 		st.Members = append(st.Members, ms)
 	}
 	if len(st.Members) == 0 { // standalone
-		st.Members = []transport.MemberStatus{{Name: n.Name(), State: "alive", Share: 1, Self: true}}
-	}
-	st.HotKeys = []transport.HotKeyView{}
-	for _, k := range n.hot.top(10, now) {
-		st.HotKeys = append(st.HotKeys, transport.HotKeyView{Rule: k.Rule, Key: k.Key, Rate: k.Rate})
+		st.Members = []MemberStatus{{Member: gossip.Member{Name: n.self, State: gossip.StateAlive, Self: true}, Share: 1}}
 	}
 	st.Checks, st.Denied = n.metrics.totals()
 	return st
 }
 
-// totals returns the checks decided and denied so far, over every rule.
-func (m *metrics) totals() (checks, denied uint64) {
-	read := func(c prometheus.Counter) uint64 {
-		var d dto.Metric
-		if c.Write(&d) != nil {
-			return 0
-		}
-		return uint64(d.GetCounter().GetValue())
+// Name returns the node's name in its cluster ("" when standalone).
+func (n *Node) Name() string { return n.self }
+
+// GossipAddr returns the gossip address the node advertises ("" when
+// standalone).
+func (n *Node) GossipAddr() string {
+	if n.gossip == nil {
+		return ""
 	}
-	for _, c := range *m.byRule.Load() {
-		over := read(c.over)
-		checks += read(c.within) + over
-		denied += over
-	}
-	return checks, denied
+	return n.gossip.Addr()
 }
+
+// Members returns the cluster's members as this node sees them, itself
+// included; nil when standalone.
+func (n *Node) Members() []gossip.Member {
+	if n.gossip == nil {
+		return nil
+	}
+	return n.gossip.Members()
+}
+
+// RingMembers returns the members on this node's hash ring, sorted.
+func (n *Node) RingMembers() []string { return n.topo.Load().ring.Members() }

@@ -11,7 +11,6 @@ import (
 	"github.com/sluicerl/sluice/bucket"
 	"github.com/sluicerl/sluice/cluster"
 	"github.com/sluicerl/sluice/rules"
-	"github.com/sluicerl/sluice/transport"
 )
 
 // TestAlgorithmsAcrossTheCluster drives one key of each algorithm through
@@ -40,8 +39,8 @@ func TestAlgorithmsAcrossTheCluster(t *testing.T) {
 					awaitRings(c, 5*time.Second, c.All()...)
 					ctx, stop := context.WithCancel(context.Background())
 					start := time.Now()
-					ld := driveChecks(ctx, c, func() *transport.CheckRequest {
-						return &transport.CheckRequest{Key: "hot", Inline: l, Cost: 1, Sync: sync, SyncSet: true}
+					ld := driveChecks(ctx, c, func() *cluster.Request {
+						return &cluster.Request{Key: "hot", Inline: l, Cost: 1, Sync: sync, SyncSet: true}
 					}, c.All()...)
 					time.Sleep(10 * time.Second)
 					stop()
@@ -89,7 +88,7 @@ func TestLeakyWaitsAcrossTheCluster(t *testing.T) {
 			for range 2 {
 				wg.Go(func() {
 					for ctx.Err() == nil {
-						req := &transport.CheckRequest{Key: "api", Inline: l, Cost: 1, Sync: rules.SyncOwner, SyncSet: true}
+						req := &cluster.Request{Key: "api", Inline: l, Cost: 1, Sync: rules.SyncOwner, SyncSet: true}
 						res, err := node.Wait(ctx, req, 3*time.Second)
 						mu.Lock()
 						switch {
@@ -134,7 +133,7 @@ func TestAutoKeepsTheLogOnItsOwner(t *testing.T) {
 		l := bucket.Limit{Rate: 5, Period: time.Minute, Burst: 5, Algo: bucket.SlidingWindowLog}
 		admitted := 0
 		for i := range 15 {
-			res, err := c.Node(i%3).Check(context.Background(), &transport.CheckRequest{Key: "k", Inline: l, Cost: 1})
+			res, err := c.Node(i%3).Check(context.Background(), &cluster.Request{Key: "k", Inline: l, Cost: 1})
 			if err != nil || res.Sync != rules.SyncOwner || res.Owner == "" {
 				t.Fatalf("check %d: %+v %v; want decided by the owner", i, res, err)
 			}

@@ -10,7 +10,6 @@ import (
 	"github.com/sluicerl/sluice/bucket"
 	"github.com/sluicerl/sluice/cluster"
 	"github.com/sluicerl/sluice/rules"
-	"github.com/sluicerl/sluice/transport"
 )
 
 // BenchmarkCheckRoute measures one check through cluster.Node by route, in
@@ -37,7 +36,7 @@ func BenchmarkCheckRoute(b *testing.B) {
 	keyOwnedBy := func(owner string) string {
 		for i := 0; ; i++ {
 			k := "bench-" + string(rune('a'+i%26)) + string(rune('a'+i/26%26)) + string(rune('a'+i/676%26))
-			res, _ := c.Node(0).Check(context.Background(), &transport.CheckRequest{Key: k, Inline: limit, Sync: rules.SyncOwner, SyncSet: true})
+			res, _ := c.Node(0).Check(context.Background(), &cluster.Request{Key: k, Inline: limit, Sync: rules.SyncOwner, SyncSet: true})
 			if res.Owner == owner {
 				return k
 			}
@@ -50,13 +49,13 @@ func BenchmarkCheckRoute(b *testing.B) {
 	for _, tc := range []struct {
 		name string
 		node int
-		req  *transport.CheckRequest
+		req  *cluster.Request
 	}{
-		{"local", 0, &transport.CheckRequest{Key: key, Inline: limit, Cost: 1, Sync: rules.SyncLocal, SyncSet: true}},
-		{"gossip", 0, &transport.CheckRequest{Key: key, Inline: limit, Cost: 1, Sync: rules.SyncGossip, SyncSet: true}},
-		{"owner-here", 1, &transport.CheckRequest{Key: key, Inline: limit, Cost: 1, Sync: rules.SyncOwner, SyncSet: true}},
-		{"forwarded", 0, &transport.CheckRequest{Key: key, Inline: limit, Cost: 1, Sync: rules.SyncOwner, SyncSet: true}},
-		{"leased", 2, &transport.CheckRequest{Key: key, Inline: limit, Cost: 1, Sync: rules.SyncOwner, SyncSet: true}},
+		{"local", 0, &cluster.Request{Key: key, Inline: limit, Cost: 1, Sync: rules.SyncLocal, SyncSet: true}},
+		{"gossip", 0, &cluster.Request{Key: key, Inline: limit, Cost: 1, Sync: rules.SyncGossip, SyncSet: true}},
+		{"owner-here", 1, &cluster.Request{Key: key, Inline: limit, Cost: 1, Sync: rules.SyncOwner, SyncSet: true}},
+		{"forwarded", 0, &cluster.Request{Key: key, Inline: limit, Cost: 1, Sync: rules.SyncOwner, SyncSet: true}},
+		{"leased", 2, &cluster.Request{Key: key, Inline: limit, Cost: 1, Sync: rules.SyncOwner, SyncSet: true}},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			node := c.Node(tc.node)

@@ -12,15 +12,14 @@
 //		c := testcluster.New(t, 5)
 //		c.AwaitConverged(30*time.Second, c.All()...)
 //		c.Kill(4)
-//		c.AwaitDead(40*time.Second, 4, c.Running()...)
+//		c.AwaitState(40*time.Second, 4, gossip.StateDead, c.Running()...)
 //	})
 package testcluster
 
 import (
 	"context"
-	"fmt"
+	"errors"
 	"net"
-	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -31,6 +30,7 @@ import (
 	"github.com/sluicerl/sluice/cluster"
 	"github.com/sluicerl/sluice/gossip"
 	"github.com/sluicerl/sluice/rules"
+	"github.com/sluicerl/sluice/transport"
 )
 
 // SeedName is the DNS name every node joins through.
@@ -200,12 +200,11 @@ func (c *Cluster) PeerAddrOf(i int) string {
 	return net.JoinHostPort(ipOf(c.nodes[i].Addr), strconv.Itoa(peerPort))
 }
 
-// Config returns the config node i starts with: gossip and peer calls over
-// its hosts on the network, joining SeedName through the fake DNS, with the
-// cluster's keys and label, and a new incarnation.
+// Config returns the config node i starts with: gossip over its host on
+// the network, joining SeedName through the fake DNS, with the cluster's
+// keys and label, and a new incarnation. StartWith adds its peer RPC.
 func (c *Cluster) Config(i int) cluster.Config {
 	m := c.nodes[i]
-	peer := c.Net.Host(c.PeerAddrOf(i))
 	return cluster.Config{
 		Gossip: &gossip.Config{
 			Name:      m.Name,
@@ -215,16 +214,6 @@ func (c *Cluster) Config(i int) cluster.Config {
 			Label:     c.opts.Label,
 			Transport: c.Net.Host(m.Addr),
 			Meta:      gossip.Meta{API: gossip.APIVersion, Incarnation: time.Now().UnixNano(), PeerAddr: c.PeerAddrOf(i)},
-		},
-		Peer: cluster.PeerConfig{
-			Listener: peer.Listener(),
-			Dial: func(ctx context.Context, addr string) (net.Conn, error) {
-				timeout := 5 * time.Second
-				if d, ok := ctx.Deadline(); ok {
-					timeout = time.Until(d)
-				}
-				return peer.DialTimeout(addr, timeout)
-			},
 		},
 	}
 }
@@ -257,17 +246,49 @@ func (c *Cluster) StartWith(i int, cfg cluster.Config) {
 		}
 		cfg.Persist = persist
 	}
+	// Peer RPC over the network, as cmd/node wires it over TCP.
+	host := c.Net.Host(c.PeerAddrOf(i))
+	var node *cluster.Node
+	keys := func() [][]byte { return node.PeerKeys() } // called once node is set
+	client := transport.NewPeerClient(transport.PeerClientConfig{
+		Keys: keys, Registerer: cfg.Metrics,
+		Dial: func(ctx context.Context, addr string) (net.Conn, error) {
+			timeout := 5 * time.Second
+			if d, ok := ctx.Deadline(); ok {
+				timeout = time.Until(d)
+			}
+			return host.DialTimeout(addr, timeout)
+		},
+	})
+	if cfg.Peers == nil {
+		cfg.Peers = client
+	}
 	node, err := cluster.New(cfg)
 	if err != nil {
 		c.t.Fatalf("testcluster: start %s: %v", m.Name, err)
 	}
+	server := transport.NewPeerServer(transport.PeerServerConfig{Handler: node, Keys: keys, Registerer: cfg.Metrics})
 	node.SetRules(&rules.Set{})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- node.Run(ctx) }()
+	go func() { done <- runNode(ctx, node, server, client, host.Listener()) }()
 	c.mu.Lock()
 	m.Node, m.Registry, m.cancel, m.done, m.persist, m.running = node, reg, cancel, done, persist, true
 	c.mu.Unlock()
+}
+
+// runNode runs a node and its peer server until ctx ends, as cmd/node
+// does: the node leaves (handing off what it owns), then the peer server
+// and client stop.
+func runNode(ctx context.Context, node *cluster.Node, server *transport.PeerServer, client *transport.PeerClient, ln net.Listener) error {
+	peerCtx, stopPeers := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- server.Serve(peerCtx, ln) }()
+	err := node.Run(ctx)
+	stopPeers()
+	err = errors.Join(err, <-served)
+	client.Close()
+	return err
 }
 
 // Stop stops node i gracefully: it leaves the cluster.
@@ -328,118 +349,4 @@ func (c *Cluster) stopAll() {
 	for i := range c.nodes {
 		c.Stop(i)
 	}
-}
-
-// pollInterval is how often Await checks its condition, in (virtual) time.
-const pollInterval = 50 * time.Millisecond
-
-// Await waits until cond holds, checking every 50ms, and returns how long
-// that took. If it does not hold within the given time, the test fails
-// with what and the cluster's state.
-func (c *Cluster) Await(within time.Duration, what string, cond func() bool) time.Duration {
-	c.t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > within {
-			c.t.Fatalf("testcluster: %s: not within %v\n%s", what, within, c.Describe())
-		}
-		time.Sleep(pollInterval)
-	}
-	return time.Since(start)
-}
-
-// Alive returns the names of the members node i sees alive.
-func (c *Cluster) Alive(i int) []string {
-	var out []string
-	for _, m := range c.nodes[i].Node.Members() {
-		if m.State == gossip.StateAlive {
-			out = append(out, m.Name)
-		}
-	}
-	return out
-}
-
-// StateOf returns the state node observer sees node target in, and whether
-// it knows target at all.
-func (c *Cluster) StateOf(observer, target int) (gossip.State, bool) {
-	for _, m := range c.nodes[observer].Node.Members() {
-		if m.Name == c.nodes[target].Name {
-			return m.State, true
-		}
-	}
-	return 0, false
-}
-
-// Converged reports whether each of the given nodes sees exactly the given
-// nodes alive.
-func (c *Cluster) Converged(nodes ...int) bool {
-	var want []string
-	for _, i := range nodes {
-		want = append(want, c.nodes[i].Name)
-	}
-	slices.Sort(want)
-	for _, i := range nodes {
-		if !slices.Equal(c.Alive(i), want) {
-			return false
-		}
-	}
-	return true
-}
-
-// AwaitConverged waits until each of the given nodes sees exactly them alive.
-func (c *Cluster) AwaitConverged(within time.Duration, nodes ...int) time.Duration {
-	c.t.Helper()
-	return c.Await(within, fmt.Sprintf("nodes %v converge", nodes), func() bool { return c.Converged(nodes...) })
-}
-
-// AwaitState waits until every observer sees target in state s.
-func (c *Cluster) AwaitState(within time.Duration, target int, s gossip.State, observers ...int) time.Duration {
-	c.t.Helper()
-	return c.Await(within, fmt.Sprintf("nodes %v see %s %s", observers, c.nodes[target].Name, s), func() bool {
-		for _, o := range observers {
-			if got, ok := c.StateOf(o, target); !ok || got != s {
-				return false
-			}
-		}
-		return true
-	})
-}
-
-// Counter returns the value of a counter (summed over its series with the
-// given label value, or all series if value is "") in node i's current life.
-func (c *Cluster) Counter(i int, name, value string) float64 {
-	c.t.Helper()
-	mfs, err := c.nodes[i].Registry.Gather()
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			match := value == ""
-			for _, l := range m.GetLabel() {
-				match = match || l.GetValue() == value
-			}
-			if match {
-				sum += m.GetCounter().GetValue()
-			}
-		}
-	}
-	return sum
-}
-
-// Describe returns every running node's view, for failure messages.
-func (c *Cluster) Describe() string {
-	var b []byte
-	for _, i := range c.Running() {
-		b = fmt.Appendf(b, "  %s sees:", c.nodes[i].Name)
-		for _, m := range c.nodes[i].Node.Members() {
-			b = fmt.Appendf(b, " %s=%s", m.Name, m.State)
-		}
-		b = append(b, '\n')
-	}
-	return string(b)
 }

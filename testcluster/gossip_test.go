@@ -9,7 +9,6 @@ import (
 	"github.com/sluicerl/sluice/bucket"
 	"github.com/sluicerl/sluice/cluster"
 	"github.com/sluicerl/sluice/rules"
-	"github.com/sluicerl/sluice/transport"
 )
 
 // syncInterval is gossip mode's default sync interval.
@@ -17,8 +16,8 @@ const syncInterval = 50 * time.Millisecond
 
 // driveMode drives checks of key in mode sync (see driveChecks).
 func driveMode(ctx context.Context, c *Cluster, sync rules.Sync, key string, nodes ...int) *load {
-	return driveChecks(ctx, c, func() *transport.CheckRequest {
-		return &transport.CheckRequest{Key: key, Inline: hotLimit, Cost: 1, Sync: sync, SyncSet: true}
+	return driveChecks(ctx, c, func() *cluster.Request {
+		return &cluster.Request{Key: key, Inline: hotLimit, Cost: 1, Sync: sync, SyncSet: true}
 	}, nodes...)
 }
 
@@ -126,7 +125,7 @@ func TestGossipJoinStartsFromReplicas(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c := New(t, 3)
 		c.AwaitConverged(joinBound, c.All()...)
-		slow := &transport.CheckRequest{Key: "k", Inline: hotLimitSlow, Cost: 1, Sync: rules.SyncGossip, SyncSet: true}
+		slow := &cluster.Request{Key: "k", Inline: hotLimitSlow, Cost: 1, Sync: rules.SyncGossip, SyncSet: true}
 		spent := 0
 		for range hotLimitSlow.Burst + 10 {
 			if res, _ := c.Node(0).Check(context.Background(), slow); res.Allowed {
@@ -138,7 +137,7 @@ func TestGossipJoinStartsFromReplicas(t *testing.T) {
 		}
 		// Node 1 learns of it within a few intervals.
 		c.Await(time.Second, "node 1's replica is empty", func() bool {
-			res, _ := c.Node(1).Check(context.Background(), &transport.CheckRequest{Key: "k", Inline: hotLimitSlow, Cost: 0, Sync: rules.SyncGossip, SyncSet: true})
+			res, _ := c.Node(1).Check(context.Background(), &cluster.Request{Key: "k", Inline: hotLimitSlow, Cost: 0, Sync: rules.SyncGossip, SyncSet: true})
 			return res.Remaining == 0
 		})
 		n := c.Add()
@@ -195,8 +194,8 @@ func TestAutoModeSwitches(t *testing.T) {
 		}
 		// A second key, spent and refilling one token an hour, shows
 		// whether each switch carried its state over.
-		slow := func(i int, cost int64) transport.CheckResult {
-			res, err := c.Node(i).Check(context.Background(), &transport.CheckRequest{Key: "slow", Inline: hotLimitSlow, Cost: cost, Sync: rules.SyncAuto, SyncSet: true})
+		slow := func(i int, cost int64) cluster.Result {
+			res, err := c.Node(i).Check(context.Background(), &cluster.Request{Key: "slow", Inline: hotLimitSlow, Cost: cost, Sync: rules.SyncAuto, SyncSet: true})
 			if err != nil {
 				t.Fatal(err)
 			}

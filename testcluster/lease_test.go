@@ -11,7 +11,6 @@ import (
 	"github.com/sluicerl/sluice/bucket"
 	"github.com/sluicerl/sluice/cluster"
 	"github.com/sluicerl/sluice/rules"
-	"github.com/sluicerl/sluice/transport"
 )
 
 // routesOf sums sluice_owner_checks_total{route} over the running nodes.
@@ -109,7 +108,7 @@ func TestLeaseHolderKilled(t *testing.T) {
 		c := New(t, 5)
 		c.AwaitConverged(joinBound, c.All()...)
 		awaitRings(c, 5*time.Second, c.All()...)
-		res, _ := c.Node(0).Check(context.Background(), &transport.CheckRequest{Key: "hot", Inline: hotLimit, Sync: rules.SyncOwner, SyncSet: true})
+		res, _ := c.Node(0).Check(context.Background(), &cluster.Request{Key: "hot", Inline: hotLimit, Sync: rules.SyncOwner, SyncSet: true})
 		var holder int
 		var others []int
 		for _, i := range c.All() {

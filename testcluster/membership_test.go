@@ -11,7 +11,6 @@ import (
 	"github.com/sluicerl/sluice/bucket"
 	"github.com/sluicerl/sluice/cluster"
 	"github.com/sluicerl/sluice/gossip"
-	"github.com/sluicerl/sluice/transport"
 )
 
 // Bounds the scenarios are held to, in virtual time, at memberlist's LAN
@@ -289,7 +288,7 @@ func TestLossyNetworkNoFalseDeaths(t *testing.T) {
 
 // checkUntil sends checks to node every 10ms until ctx ends.
 func checkUntil(ctx context.Context, node *cluster.Node) {
-	req := &transport.CheckRequest{Key: "k", Inline: bucket.Limit{Rate: 100, Period: time.Second, Burst: 100}, Cost: 1}
+	req := &cluster.Request{Key: "k", Inline: bucket.Limit{Rate: 100, Period: time.Second, Burst: 100}, Cost: 1}
 	for ctx.Err() == nil {
 		node.Check(ctx, req)
 		time.Sleep(10 * time.Millisecond)

@@ -14,14 +14,13 @@ import (
 	"github.com/sluicerl/sluice/bucket"
 	"github.com/sluicerl/sluice/cluster"
 	"github.com/sluicerl/sluice/rules"
-	"github.com/sluicerl/sluice/transport"
 )
 
 // hotLimit is 100 tokens a second with a burst of 50.
 var hotLimit = bucket.Limit{Rate: 100, Period: time.Second, Burst: 50}
 
-func ownerCheck(key string) *transport.CheckRequest {
-	return &transport.CheckRequest{Key: key, Inline: hotLimit, Cost: 1, Sync: rules.SyncOwner, SyncSet: true}
+func ownerCheck(key string) *cluster.Request {
+	return &cluster.Request{Key: key, Inline: hotLimit, Cost: 1, Sync: rules.SyncOwner, SyncSet: true}
 }
 
 // awaitRings waits until every given node's ring holds exactly them.
@@ -52,11 +51,11 @@ type load struct {
 
 // drive drives owner-mode checks of key.
 func drive(ctx context.Context, c *Cluster, key string, nodes ...int) *load {
-	return driveChecks(ctx, c, func() *transport.CheckRequest { return ownerCheck(key) }, nodes...)
+	return driveChecks(ctx, c, func() *cluster.Request { return ownerCheck(key) }, nodes...)
 }
 
 // driveChecks drives the checks that req makes.
-func driveChecks(ctx context.Context, c *Cluster, req func() *transport.CheckRequest, nodes ...int) *load {
+func driveChecks(ctx context.Context, c *Cluster, req func() *cluster.Request, nodes ...int) *load {
 	l := &load{}
 	for _, i := range nodes {
 		node := c.Node(i)
@@ -122,7 +121,7 @@ func TestOwnerCrashMidRun(t *testing.T) {
 		c := New(t, 5)
 		c.AwaitConverged(joinBound, c.All()...)
 		awaitRings(c, 5*time.Second, c.All()...)
-		res, _ := c.Node(0).Check(context.Background(), &transport.CheckRequest{Key: "hot", Inline: hotLimit, Cost: 0, Sync: rules.SyncOwner, SyncSet: true})
+		res, _ := c.Node(0).Check(context.Background(), &cluster.Request{Key: "hot", Inline: hotLimit, Cost: 0, Sync: rules.SyncOwner, SyncSet: true})
 		owner := slices.IndexFunc(c.All(), func(i int) bool { return c.Member(i).Name == res.Owner })
 		var survivors []int
 		for _, i := range c.All() {
@@ -268,7 +267,7 @@ func driveKeys(t *testing.T, c *Cluster, keys int, limit bucket.Limit, d, pause 
 				next := dist(rand.New(rand.NewPCG(uint64(i), uint64(g))), uint64(keys))
 				for time.Since(start) < d {
 					k := int(next())
-					res, err := node.Check(context.Background(), &transport.CheckRequest{
+					res, err := node.Check(context.Background(), &cluster.Request{
 						Key: "k" + strconv.Itoa(k), Inline: limit, Cost: 1, Sync: rules.SyncOwner, SyncSet: true,
 					})
 					if err != nil || res.Fallback {
@@ -308,9 +307,9 @@ func TestOwnerModeBatch(t *testing.T) {
 			node := c.Node(i)
 			wg.Go(func() {
 				for range 4 { // 4 batches of 100 per node: 2,000 checks, 100 per key
-					var reqs []transport.CheckRequest
+					var reqs []cluster.Request
 					for k := range 100 {
-						reqs = append(reqs, transport.CheckRequest{Key: "k" + strconv.Itoa(k%keys), Inline: limit, Cost: 1, Sync: rules.SyncOwner, SyncSet: true})
+						reqs = append(reqs, cluster.Request{Key: "k" + strconv.Itoa(k%keys), Inline: limit, Cost: 1, Sync: rules.SyncOwner, SyncSet: true})
 					}
 					res, err := node.CheckBatch(context.Background(), reqs)
 					if err != nil {
@@ -339,6 +338,33 @@ func TestOwnerModeBatch(t *testing.T) {
 		}
 		if len(owners) < 2 {
 			t.Fatalf("all %d keys had one owner; the test does not cross nodes", keys)
+		}
+	})
+}
+
+// TestLeavingNodeAnswersNoPeer: once a node starts to leave, it decides no
+// peer's check (a bucket it has handed on must not be decided here too):
+// the senders decide from their fair share instead, and nothing fails.
+func TestLeavingNodeAnswersNoPeer(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := New(t, 3, Options{Configure: func(_ int, cfg *cluster.Config) { cfg.Leases.Threshold = -1 }})
+		c.AwaitConverged(joinBound, c.All()...)
+		awaitRings(c, 5*time.Second, c.All()...)
+		leaver := c.Member(1).Name
+		key := ""
+		for i := 0; key == ""; i++ {
+			k := "k" + strconv.Itoa(i)
+			if res, _ := c.Node(0).Check(context.Background(), ownerCheck(k)); res.Owner == leaver && !res.Fallback {
+				key = k
+			}
+		}
+		c.Node(1).Leave(context.Background())
+		if _, err := c.Node(1).DecideForwarded([]cluster.PeerCheck{{ID: bucket.ID{Key: key}, Limit: hotLimit, Cost: 1, Sync: rules.SyncOwner}}); err != cluster.ErrLeft {
+			t.Fatalf("a leaving node decided a peer's check: %v", err)
+		}
+		res, err := c.Node(0).Check(context.Background(), ownerCheck(key))
+		if err != nil || !res.Fallback || res.Owner != leaver {
+			t.Fatalf("check of the leaver's key: %+v, %v; want a fallback", res, err)
 		}
 	})
 }

@@ -15,7 +15,6 @@ import (
 	"github.com/sluicerl/sluice/bucket"
 	"github.com/sluicerl/sluice/cluster"
 	"github.com/sluicerl/sluice/rules"
-	"github.com/sluicerl/sluice/transport"
 )
 
 // perNode is a cluster's traffic per node per second.
@@ -46,7 +45,7 @@ func measureTraffic(t *testing.T, n int, mode rules.Sync, checksPerSecond int, w
 			wg.Go(func() {
 				every := time.Second / time.Duration(checksPerSecond)
 				for time.Since(start) < window {
-					req := &transport.CheckRequest{Key: "k" + strconv.Itoa(rng.IntN(1000)), Inline: limit, Cost: 1, Sync: mode, SyncSet: true}
+					req := &cluster.Request{Key: "k" + strconv.Itoa(rng.IntN(1000)), Inline: limit, Cost: 1, Sync: mode, SyncSet: true}
 					if _, err := node.Check(context.Background(), req); err != nil {
 						t.Error(err)
 						return

@@ -1,9 +1,10 @@
 package transport
 
 import (
-	"encoding/base64"
 	"net/http"
 	"time"
+
+	"github.com/sluicerl/sluice/gossip"
 )
 
 // ClusterView is a node's view of its cluster, as GET /v1/cluster shows it.
@@ -26,81 +27,33 @@ type MemberView struct {
 	Self        bool      `json:"self,omitempty"`
 }
 
-// Membership describes a node's cluster. It must not block.
+// Membership describes a node's cluster (a *cluster.Node). Its methods
+// do not block.
 type Membership interface {
-	Cluster() ClusterView
+	// Name is the node's name ("" when it stands alone).
+	Name() string
+	// Members are the members it sees, itself included; none when alone.
+	Members() []gossip.Member
+}
+
+// NewClusterView describes the cluster as m sees it.
+func NewClusterView(m Membership) ClusterView {
+	v := ClusterView{Self: m.Name(), Members: []MemberView{}, Counts: map[string]int{}}
+	for _, mb := range m.Members() {
+		v.Members = append(v.Members, MemberView{
+			Name:        mb.Name,
+			Addr:        mb.Addr,
+			PeerAddr:    mb.Meta.PeerAddr,
+			State:       mb.State.String(),
+			Since:       mb.Since,
+			Incarnation: mb.Meta.Incarnation,
+			Self:        mb.Self,
+		})
+		v.Counts[mb.State.String()]++
+	}
+	return v
 }
 
 func (s *Server) cluster(w http.ResponseWriter, _ *http.Request) int {
-	v := s.cfg.Membership.Cluster()
-	if v.Members == nil {
-		v.Members = []MemberView{}
-	}
-	return writeValue(w, http.StatusOK, v)
-}
-
-// Keyring manages the gossip keys of a node. Its methods do not block.
-type Keyring interface {
-	Keys() ([][]byte, error)
-	InstallKey(key []byte) error
-	UseKey(key []byte) error
-	RemoveKey(key []byte) error
-}
-
-// keyringHandler serves GET /v1/keyring and POST /v1/keyring/{op} with
-// {"key": "<base64>"}, op being install, use or remove.
-func keyringHandler(k Keyring) http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/keyring", func(w http.ResponseWriter, _ *http.Request) {
-		keys, err := k.Keys()
-		if err != nil {
-			writeError(w, http.StatusConflict, err.Error())
-			return
-		}
-		out := struct {
-			Primary string   `json:"primary"`
-			Keys    []string `json:"keys"`
-		}{Keys: []string{}}
-		for i, key := range keys {
-			enc := base64.StdEncoding.EncodeToString(key)
-			if i == 0 {
-				out.Primary = enc
-			}
-			out.Keys = append(out.Keys, enc)
-		}
-		writeValue(w, http.StatusOK, out)
-	})
-	ops := map[string]func([]byte) error{"install": k.InstallKey, "use": k.UseKey, "remove": k.RemoveKey}
-	mux.HandleFunc("POST /v1/keyring/{op}", func(w http.ResponseWriter, r *http.Request) {
-		op, ok := ops[r.PathValue("op")]
-		if !ok {
-			writeError(w, http.StatusNotFound, "op: want install, use or remove")
-			return
-		}
-		var req struct {
-			Key string `json:"key"`
-		}
-		if err := decodeJSON(http.MaxBytesReader(w, r.Body, 4096), &req); err != nil {
-			code, msg := status(err)
-			writeError(w, code, msg)
-			return
-		}
-		key, err := base64.StdEncoding.DecodeString(req.Key)
-		if err != nil || req.Key == "" {
-			writeError(w, http.StatusBadRequest, "key: must be a base64 key of 16, 24 or 32 bytes")
-			return
-		}
-		if err := op(key); err != nil {
-			writeError(w, http.StatusBadRequest, "key: "+err.Error())
-			return
-		}
-		writeJSON(w, http.StatusOK, []byte(`{"status":"ok"}`+"\n"))
-	})
-	return mux
-}
-
-func writeError(w http.ResponseWriter, code int, msg string) {
-	writeValue(w, code, struct {
-		Error string `json:"error"`
-	}{msg})
+	return writeValue(w, http.StatusOK, NewClusterView(s.cfg.Membership))
 }

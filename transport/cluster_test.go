@@ -20,6 +20,7 @@ func clusterNode(t *testing.T, key []byte) *cluster.Node {
 	node, err := cluster.New(cluster.Config{
 		Metrics: prometheus.NewRegistry(),
 		Gossip:  &gossip.Config{Name: "node-a", BindAddr: "127.0.0.1:0", Keys: [][]byte{key}},
+		Peers:   transport.NewPeerClient(transport.PeerClientConfig{}), // alone: never called
 	})
 	if err != nil {
 		t.Fatal(err)

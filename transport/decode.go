@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sluicerl/sluice/bucket"
+	"github.com/sluicerl/sluice/cluster"
 	"github.com/sluicerl/sluice/rules"
 )
 
@@ -99,8 +100,8 @@ func jsonKind(kind string) string {
 
 // request validates a decoded check. allowWait says whether max_wait may be
 // given; the parsed value is returned.
-func (c *checkJSON) request(allowWait bool, maxWaitCap time.Duration) (CheckRequest, time.Duration, error) {
-	req := CheckRequest{Key: c.Key, Rule: c.Rule, Descriptors: c.Descriptors, Cost: 1}
+func (c *checkJSON) request(allowWait bool, maxWaitCap time.Duration) (cluster.Request, time.Duration, error) {
+	req := cluster.Request{Key: c.Key, Rule: c.Rule, Descriptors: c.Descriptors, Cost: 1}
 	if err := c.validateSelector(); err != nil {
 		return req, 0, err
 	}

@@ -6,12 +6,13 @@ import (
 	"time"
 
 	"github.com/sluicerl/sluice/bucket"
+	"github.com/sluicerl/sluice/cluster"
 )
 
 // appendResult appends a check result as a JSON object. Durations are whole
 // milliseconds rounded up, so a client told to come back after
 // retry_after_ms never comes back too early.
-func appendResult(b []byte, res *CheckResult, waited bool) []byte {
+func appendResult(b []byte, res *cluster.Result, waited bool) []byte {
 	b = append(b, `{"allowed":`...)
 	b = strconv.AppendBool(b, res.Allowed)
 	b = append(b, `,"limit":`...)
@@ -80,7 +81,7 @@ func ceilSeconds(d time.Duration) int64 {
 }
 
 // policyName is the policy's name in the RateLimit headers.
-func policyName(res *CheckResult) string {
+func policyName(res *cluster.Result) string {
 	if res.Rule == "" {
 		return "inline"
 	}
@@ -89,7 +90,7 @@ func policyName(res *CheckResult) string {
 
 // policyHeader formats RateLimit-Policy as in the IETF httpapi
 // ratelimit-headers draft: `"name";q=quota;w=window-seconds`.
-func policyHeader(res *CheckResult) string {
+func policyHeader(res *cluster.Result) string {
 	quota, window := policyWindow(res.Policy)
 	b := make([]byte, 0, 48)
 	b = strconv.AppendQuote(b, policyName(res))
@@ -101,7 +102,7 @@ func policyHeader(res *CheckResult) string {
 }
 
 // rateLimitHeader formats RateLimit: `"name";r=remaining;t=seconds-to-reset`.
-func rateLimitHeader(res *CheckResult) string {
+func rateLimitHeader(res *cluster.Result) string {
 	b := make([]byte, 0, 48)
 	b = strconv.AppendQuote(b, policyName(res))
 	b = append(b, ";r="...)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sluicerl/sluice/bucket"
+	"github.com/sluicerl/sluice/cluster"
 	"github.com/sluicerl/sluice/rules"
 )
 
@@ -32,7 +33,7 @@ func FuzzDecodeCheck(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte, wait bool) {
 		var c checkJSON
 		err := decodeJSON(bytes.NewReader(body), &c)
-		var req CheckRequest
+		var req cluster.Request
 		var maxWait time.Duration
 		if err == nil {
 			req, maxWait, err = c.request(wait, time.Minute)
@@ -61,7 +62,7 @@ func FuzzQueryCheck(f *testing.F) {
 			return
 		}
 		c, err := queryCheck(q)
-		var req CheckRequest
+		var req cluster.Request
 		if err == nil {
 			req, _, err = c.request(false, 0)
 		}
@@ -75,7 +76,7 @@ func FuzzQueryCheck(f *testing.F) {
 	})
 }
 
-func checkBounds(t *testing.T, req *CheckRequest, maxWait time.Duration) {
+func checkBounds(t *testing.T, req *cluster.Request, maxWait time.Duration) {
 	t.Helper()
 	selectors := 0
 	for _, given := range []bool{req.Rule != "", req.Descriptors != nil, req.Inline != (bucket.Limit{})} {

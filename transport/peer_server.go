@@ -10,18 +10,22 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicerl/sluice/bucket"
+	"github.com/sluicerl/sluice/cluster"
 	"github.com/sluicerl/sluice/rules"
 )
 
-// PeerHandler decides checks forwarded to this node as their keys' owner.
+// PeerHandler decides checks forwarded to this node as their keys' owner:
+// a *cluster.Node.
 type PeerHandler interface {
 	// DecideForwarded decides checks in order. It must not block on the
-	// network.
-	DecideForwarded(checks []PeerCheck) []bucket.Decision
-	// AcceptHandoff takes in buckets of mode sync whose owner this node has
+	// network. An error (the node left) closes the connection: the sender
+	// decides from its fair share.
+	DecideForwarded(checks []cluster.PeerCheck) ([]bucket.Decision, error)
+	// AcceptHandoff takes in buckets of mode whose owner this node has
 	// become (or, for a cluster that shrank into gossip mode, that it keeps
-	// a replica of). It must not block on the network.
-	AcceptHandoff(sync rules.Sync, entries []bucket.Entry)
+	// a replica of). It must not block on the network. An error closes the
+	// connection unacknowledged.
+	AcceptHandoff(mode rules.Sync, entries []bucket.Entry) error
 }
 
 // PeerServerConfig configures a PeerServer.
@@ -140,12 +144,17 @@ func (s *PeerServer) serveConn(conn net.Conn) {
 		}
 		switch {
 		case typ == frameCheckBatch && batch.decode(dec) == nil:
-			decisions := s.cfg.Handler.DecideForwarded(batch.checks)
+			var decisions []bucket.Decision
+			if decisions, err = s.cfg.Handler.DecideForwarded(batch.checks); err != nil {
+				return
+			}
 			s.frames.Inc()
 			s.checks.Add(float64(len(batch.checks)))
 			err = w.write(conn, frameCheckBatchResult, &peerBatchResult{id: batch.id, decisions: decisions})
 		case typ == frameHandoff && handoff.decode(dec) == nil:
-			s.cfg.Handler.AcceptHandoff(handoff.sync, handoff.entries)
+			if err = s.cfg.Handler.AcceptHandoff(handoff.sync, handoff.entries); err != nil {
+				return
+			}
 			err = w.write(conn, frameHandoffAck, &peerHandoffAck{id: handoff.id})
 		default:
 			s.rejected.WithLabelValues("malformed").Inc()

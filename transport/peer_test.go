@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/sluicerl/sluice/bucket"
+	"github.com/sluicerl/sluice/cluster"
 	"github.com/sluicerl/sluice/rules"
 )
 
@@ -25,7 +26,7 @@ type storeHandler struct {
 	sync  rules.Sync    // of the last handoff
 }
 
-func (h *storeHandler) DecideForwarded(checks []PeerCheck) []bucket.Decision {
+func (h *storeHandler) DecideForwarded(checks []cluster.PeerCheck) ([]bucket.Decision, error) {
 	if h.gate != nil {
 		<-h.gate
 	}
@@ -34,14 +35,15 @@ func (h *storeHandler) DecideForwarded(checks []PeerCheck) []bucket.Decision {
 	for i, c := range checks {
 		out[i] = h.store.AllowN(now, c.ID, c.Limit, c.Cost)
 	}
-	return out
+	return out, nil
 }
 
-func (h *storeHandler) AcceptHandoff(sync rules.Sync, entries []bucket.Entry) {
+func (h *storeHandler) AcceptHandoff(sync rules.Sync, entries []bucket.Entry) error {
 	h.sync = sync
 	for _, e := range entries {
 		h.store.Merge(time.Now(), e)
 	}
+	return nil
 }
 
 func startPeerServer(t *testing.T, h PeerHandler, keys [][]byte) (*PeerServer, string) {
@@ -81,7 +83,7 @@ var (
 func TestPeerExactAndCoalesced(t *testing.T) {
 	srv, addr := startPeerServer(t, &storeHandler{store: bucket.NewStore(bucket.StoreConfig{})}, [][]byte{keyA})
 	c := newClient(t, PeerClientConfig{Keys: func() [][]byte { return [][]byte{keyA} }})
-	check := []PeerCheck{{ID: bucket.ID{Rule: "r", Key: "hot"}, Limit: bucket.Limit{Rate: 1, Period: time.Hour, Burst: 700}, Cost: 1}}
+	check := []cluster.PeerCheck{{ID: bucket.ID{Rule: "r", Key: "hot"}, Limit: bucket.Limit{Rate: 1, Period: time.Hour, Burst: 700}, Cost: 1}}
 	var admitted atomic.Int64
 	var wg sync.WaitGroup
 	for range 50 {
@@ -111,7 +113,7 @@ func TestPeerExactAndCoalesced(t *testing.T) {
 
 func TestPeerAuth(t *testing.T) {
 	srv, addr := startPeerServer(t, &storeHandler{store: bucket.NewStore(bucket.StoreConfig{})}, [][]byte{keyB, keyA})
-	check := []PeerCheck{{ID: bucket.ID{Key: "k"}, Limit: bucket.Limit{Rate: 1, Period: time.Second, Burst: 1}, Cost: 1}}
+	check := []cluster.PeerCheck{{ID: bucket.ID{Key: "k"}, Limit: bucket.Limit{Rate: 1, Period: time.Second, Burst: 1}, Cost: 1}}
 
 	// Mid-rotation: the server uses B and still accepts A.
 	ok := newClient(t, PeerClientConfig{Keys: func() [][]byte { return [][]byte{keyA} }})
@@ -145,7 +147,7 @@ func TestPeerUnreachableFailsFast(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close() // nothing listens there now
 	c := newClient(t, PeerClientConfig{RetryAfter: time.Hour})
-	check := []PeerCheck{{ID: bucket.ID{Key: "k"}, Limit: bucket.Limit{Rate: 1, Period: time.Second, Burst: 1}, Cost: 1}}
+	check := []cluster.PeerCheck{{ID: bucket.ID{Key: "k"}, Limit: bucket.Limit{Rate: 1, Period: time.Second, Burst: 1}, Cost: 1}}
 	for range 3 {
 		if _, err := c.Check(context.Background(), addr, check); !errors.Is(err, ErrPeerUnavailable) {
 			t.Fatalf("unreachable peer: %v", err)
@@ -162,7 +164,7 @@ func TestPeerBoundedInFlight(t *testing.T) {
 	h := &storeHandler{store: bucket.NewStore(bucket.StoreConfig{}), gate: make(chan struct{})}
 	_, addr := startPeerServer(t, h, nil)
 	c := newClient(t, PeerClientConfig{MaxInFlight: 4})
-	check := []PeerCheck{{ID: bucket.ID{Key: "k"}, Limit: bucket.Limit{Rate: 100, Period: time.Second, Burst: 100}, Cost: 1}}
+	check := []cluster.PeerCheck{{ID: bucket.ID{Key: "k"}, Limit: bucket.Limit{Rate: 100, Period: time.Second, Burst: 100}, Cost: 1}}
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -254,7 +256,7 @@ func BenchmarkPeerTCP(b *testing.B) {
 			done := make(chan error)
 			go func() { done <- srv.Serve(ctx, ln) }()
 			c := NewPeerClient(PeerClientConfig{Keys: func() [][]byte { return [][]byte{keyA} }})
-			check := []PeerCheck{{ID: bucket.ID{Rule: "r", Key: "k"}, Limit: bucket.Limit{Rate: 1 << 40, Period: time.Second, Burst: 1 << 40}, Cost: 1}}
+			check := []cluster.PeerCheck{{ID: bucket.ID{Rule: "r", Key: "k"}, Limit: bucket.Limit{Rate: 1 << 40, Period: time.Second, Burst: 1 << 40}, Cost: 1}}
 			addr := ln.Addr().String()
 			c.Check(context.Background(), addr, check) // connect outside the timing
 			b.SetParallelism(max(callers/runtimeProcs(), 1))
@@ -283,7 +285,7 @@ func runtimeProcs() int { return runtime.GOMAXPROCS(0) }
 func TestPeerForget(t *testing.T) {
 	_, addr := startPeerServer(t, &storeHandler{store: bucket.NewStore(bucket.StoreConfig{})}, nil)
 	c := newClient(t, PeerClientConfig{})
-	check := []PeerCheck{{ID: bucket.ID{Key: "k"}, Limit: bucket.Limit{Rate: 1, Period: time.Second, Burst: 5}, Cost: 1}}
+	check := []cluster.PeerCheck{{ID: bucket.ID{Key: "k"}, Limit: bucket.Limit{Rate: 1, Period: time.Second, Burst: 5}, Cost: 1}}
 	if _, err := c.Check(context.Background(), addr, check); err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sluicerl/sluice/bucket"
+	"github.com/sluicerl/sluice/cluster"
 	"github.com/sluicerl/sluice/rules"
 )
 
@@ -19,12 +20,12 @@ var (
 )
 
 func TestPeerFramesRoundTrip(t *testing.T) {
-	batch := &peerBatch{id: 7, checks: []PeerCheck{
+	batch := &peerBatch{id: 7, checks: []cluster.PeerCheck{
 		{ID: bucket.ID{Rule: "api", Key: "user:1"}, Limit: wireLimit, Cost: 1},
 		{ID: bucket.ID{Inline: wireLimit, Key: "ip:10.0.0.1"}, Limit: wireLimit, Cost: 0, Sync: rules.SyncAuto},
 		{ID: bucket.ID{Rule: "api", Key: "user:2"}, Limit: wireLimit, Cost: 2, Sync: rules.SyncOwner},
 		{ID: bucket.ID{Inline: windowLimit, Key: "w"}, Limit: windowLimit, Cost: 1, Sync: rules.SyncOwner},
-		{ID: bucket.ID{Rule: "shape", Key: "s"}, Limit: leakyLimit, Cost: 1, Sync: rules.SyncOwner, Op: OpReserve, MaxWait: 2 * time.Second},
+		{ID: bucket.ID{Rule: "shape", Key: "s"}, Limit: leakyLimit, Cost: 1, Sync: rules.SyncOwner, Op: cluster.OpReserve, MaxWait: 2 * time.Second},
 	}}
 	result := &peerBatchResult{id: 7, decisions: []bucket.Decision{
 		{Allowed: true, Limit: 10, Remaining: 19, ResetAfter: 100 * time.Millisecond},
@@ -66,16 +67,20 @@ func TestPeerFrameOverLimitIsRefused(t *testing.T) {
 }
 
 func TestPeerBatchRejectsBadValues(t *testing.T) {
-	for _, c := range []PeerCheck{
+	for _, c := range []cluster.PeerCheck{
 		{ID: bucket.ID{Key: "k"}, Limit: bucket.Limit{}, Cost: 1},
 		{ID: bucket.ID{Key: "k"}, Limit: wireLimit, Cost: -1},
 		{ID: bucket.ID{Key: string(make([]byte, MaxKeyBytes+1))}, Limit: wireLimit, Cost: 1},
 		{ID: bucket.ID{Key: "k"}, Limit: bucket.Limit{Rate: 1, Period: 1, Burst: 1, Algo: 99}, Cost: 1},
 		{ID: bucket.ID{Key: "k"}, Limit: bucket.Limit{Rate: 10, Period: 1, Burst: 3, Algo: bucket.FixedWindow}, Cost: 1},
-		{ID: bucket.ID{Key: "k"}, Limit: leakyLimit, Cost: 1, Op: OpReserve, MaxWait: -1},
+		{ID: bucket.ID{Key: "k"}, Limit: leakyLimit, Cost: 1, Op: cluster.OpReserve, MaxWait: -1},
+		// Limits the rules refuse are refused on the wire too.
+		{ID: bucket.ID{Key: "k"}, Limit: bucket.Limit{Rate: 200_000, Period: time.Second, Burst: 200_000, Algo: bucket.SlidingWindowLog}, Cost: 1},
+		{ID: bucket.ID{Key: "k"}, Limit: bucket.Limit{Rate: 1, Period: time.Microsecond, Burst: 1}, Cost: 1},
+		{ID: bucket.ID{Key: "k"}, Limit: bucket.Limit{Rate: 1, Period: 400 * 24 * time.Hour, Burst: 1}, Cost: 1},
 	} {
 		var wire bytes.Buffer
-		newFrameWriter().write(&wire, frameCheckBatch, &peerBatch{id: 1, checks: []PeerCheck{c}})
+		newFrameWriter().write(&wire, frameCheckBatch, &peerBatch{id: 1, checks: []cluster.PeerCheck{c}})
 		_, dec, err := newFrameReader().read(&wire)
 		if err != nil {
 			t.Fatal(err)
@@ -92,10 +97,10 @@ func TestPeerBatchRejectsBadValues(t *testing.T) {
 func FuzzPeerFrames(f *testing.F) {
 	var seed bytes.Buffer
 	w := newFrameWriter()
-	w.write(&seed, frameCheckBatch, &peerBatch{id: 1, checks: []PeerCheck{{ID: bucket.ID{Rule: "r", Key: "k"}, Limit: wireLimit, Cost: 1}}})
+	w.write(&seed, frameCheckBatch, &peerBatch{id: 1, checks: []cluster.PeerCheck{{ID: bucket.ID{Rule: "r", Key: "k"}, Limit: wireLimit, Cost: 1}}})
 	f.Add(seed.Bytes())
 	seed.Reset()
-	w.write(&seed, frameCheckBatch, &peerBatch{id: 2, checks: []PeerCheck{{ID: bucket.ID{Inline: windowLimit, Key: "k"}, Limit: leakyLimit, Cost: 1, Op: OpReserve, MaxWait: time.Second}}})
+	w.write(&seed, frameCheckBatch, &peerBatch{id: 2, checks: []cluster.PeerCheck{{ID: bucket.ID{Inline: windowLimit, Key: "k"}, Limit: leakyLimit, Cost: 1, Op: cluster.OpReserve, MaxWait: time.Second}}})
 	f.Add(seed.Bytes())
 	seed.Reset()
 	w.write(&seed, frameCheckBatchResult, &peerBatchResult{id: 1, decisions: []bucket.Decision{{Allowed: true, Remaining: 3}}})
@@ -115,7 +120,7 @@ func FuzzPeerFrames(f *testing.F) {
 					t.Fatalf("accepted %d checks", len(pb.checks))
 				}
 				for _, c := range pb.checks {
-					if len(c.ID.Key) > MaxKeyBytes || !ValidLimit(c.Limit) || c.Cost < 0 {
+					if len(c.ID.Key) > MaxKeyBytes || c.Limit.Validate() != nil || c.Cost < 0 {
 						t.Fatalf("accepted %+v", c)
 					}
 				}
@@ -124,7 +129,7 @@ func FuzzPeerFrames(f *testing.F) {
 			var h peerHandoff
 			if h.decode(dec) == nil {
 				for _, e := range h.entries {
-					if !ValidLimit(e.Limit) || e.Tokens > e.Limit.Burst || e.Frac < 0 || e.Frac >= int64(e.Limit.Period) {
+					if e.Limit.Validate() != nil || e.Tokens > e.Limit.Burst || e.Frac < 0 || e.Frac >= int64(e.Limit.Period) {
 						t.Fatalf("accepted %+v", e)
 					}
 				}

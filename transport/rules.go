@@ -1,17 +1,17 @@
 package transport
 
 import (
-	"errors"
 	"net/http"
 
 	"github.com/sluicerl/sluice/rules"
 )
 
-// RulesAPI changes and lists the rules of a node. Changes travel to the
-// whole cluster.
+// RulesAPI changes and lists the rules of a node (a *cluster.Node).
+// Changes travel to the whole cluster.
 type RulesAPI interface {
 	// PutRules sets rules (all or none); errors for bad specs are
-	// *rules.FieldError.
+	// *rules.FieldError, and cluster.ErrRulesReadOnly on a node that
+	// cannot store them.
 	PutRules(specs []rules.Spec) ([]rules.Entry, error)
 	// DeleteRule deletes an API rule; the error wraps rules.ErrNoRule if
 	// there is none of that name.
@@ -19,10 +19,6 @@ type RulesAPI interface {
 	// RulesInForce lists the rules in force.
 	RulesInForce() []rules.Rule
 }
-
-// ErrRulesReadOnly is returned by a RulesAPI that cannot store a change
-// durably, and so refuses it.
-var ErrRulesReadOnly = errors.New("this node has no data directory, so it does not accept rule changes: change rules on a node that has one, or start this one with --data-dir")
 
 // RuleView is a rule as GET /v1/rules shows it.
 type RuleView struct {

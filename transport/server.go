@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sluicerl/sluice/cluster"
 	"github.com/sluicerl/sluice/rules"
 )
 
@@ -165,7 +166,7 @@ func (s *Server) batch(w http.ResponseWriter, r *http.Request) int {
 	if len(b.Checks) == 0 || len(b.Checks) > MaxBatch {
 		return s.fail(w, badField("checks", "must hold between 1 and %d checks, got %d", MaxBatch, len(b.Checks)))
 	}
-	reqs := make([]CheckRequest, len(b.Checks))
+	reqs := make([]cluster.Request, len(b.Checks))
 	for i := range b.Checks {
 		var err error
 		if reqs[i], _, err = b.Checks[i].request(false, 0); err != nil {
@@ -190,7 +191,7 @@ func (s *Server) batch(w http.ResponseWriter, r *http.Request) int {
 }
 
 // answer writes a decision with its status and RateLimit headers.
-func (s *Server) answer(w http.ResponseWriter, res *CheckResult, waited bool) int {
+func (s *Server) answer(w http.ResponseWriter, res *cluster.Result, waited bool) int {
 	h := w.Header()
 	h["Ratelimit-Policy"] = []string{policyHeader(res)}
 	h["Ratelimit"] = []string{rateLimitHeader(res)}
@@ -247,8 +248,10 @@ func status(err error) (int, string) {
 		return http.StatusBadRequest, fe.Error()
 	case errors.Is(err, rules.ErrNoRule):
 		return http.StatusNotFound, err.Error()
-	case errors.Is(err, ErrRulesReadOnly):
+	case errors.Is(err, cluster.ErrRulesReadOnly):
 		return http.StatusForbidden, err.Error()
+	case errors.Is(err, cluster.ErrNotReady):
+		return http.StatusServiceUnavailable, err.Error()
 	case errors.Is(err, context.Canceled):
 		return statusClientClosed, "client closed request"
 	case errors.Is(err, context.DeadlineExceeded):

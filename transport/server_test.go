@@ -381,3 +381,24 @@ func TestWaitAbandonedGivesTokensBack(t *testing.T) {
 		}
 	})
 }
+
+// TestNotReadyIs503: before its rules load, a node answers every check,
+// batch and wait with 503 through the one status function, not a 500.
+func TestNotReadyIs503(t *testing.T) {
+	node, err := cluster.New(cluster.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := transport.NewServer(transport.ServerConfig{Limiter: node, Registerer: prometheus.NewRegistry()})
+	for _, c := range []struct{ method, target, body string }{
+		{"POST", "/v1/check", `{"key": "k", "limit": 1, "period": "1s"}`},
+		{"GET", "/v1/check?key=k&limit=1&period=1s", ""},
+		{"POST", "/v1/check/batch", `{"checks": [{"key": "k", "limit": 1, "period": "1s"}]}`},
+		{"POST", "/v1/wait", `{"key": "k", "limit": 1, "period": "1s", "max_wait": "1s"}`},
+	} {
+		r := do(t, h, c.method, c.target, c.body)
+		if r.code != http.StatusServiceUnavailable || !strings.Contains(r.body["error"].(string), "not ready") {
+			t.Errorf("%s %s: %d %s, want 503 not ready", c.method, c.target, r.code, r.raw)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/sluicerl/sluice/cluster"
 	"github.com/sluicerl/sluice/rules"
 )
 
@@ -38,9 +39,22 @@ type HotKeyView struct {
 	Rate float64 `json:"checks_per_s"`
 }
 
-// StatusSource describes a node for its status page. It must not block.
+// StatusSource describes a node for its status page (a *cluster.Node).
+// It must not block.
 type StatusSource interface {
-	Status() Status
+	Status() cluster.Status
+}
+
+// NewStatus returns st as the status page shows it.
+func NewStatus(st cluster.Status) Status {
+	v := Status{Self: st.Self, Time: st.Time, Rules: RuleViews(st.Rules), HotKeys: []HotKeyView{}, Checks: st.Checks, Denied: st.Denied}
+	for _, m := range st.Members {
+		v.Members = append(v.Members, MemberStatus{Name: m.Name, Addr: m.Addr, State: m.State.String(), Share: m.Share, Self: m.Self})
+	}
+	for _, k := range st.HotKeys {
+		v.HotKeys = append(v.HotKeys, HotKeyView{Rule: k.Rule, Key: k.Key, Rate: k.Rate})
+	}
+	return v
 }
 
 // RuleViews returns rules as GET /v1/rules and the status page show them.
@@ -67,6 +81,6 @@ func statusHandlers(mux *http.ServeMux, src StatusSource) {
 		w.Write(statusPage)
 	})
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, _ *http.Request) {
-		writeValue(w, http.StatusOK, src.Status())
+		writeValue(w, http.StatusOK, NewStatus(src.Status()))
 	})
 }

@@ -6,16 +6,15 @@ import (
 
 	"github.com/sluicerl/sluice/bucket"
 	"github.com/sluicerl/sluice/rules"
-	"github.com/sluicerl/sluice/transport"
 )
 
-var counterLimit = bucket.Limit{Rate: 10, Period: time.Second, Burst: 10}
+var totalLimit = bucket.Limit{Rate: 10, Period: time.Second, Burst: 10}
 
-func TestCountersApplyOnlyWhatIsNew(t *testing.T) {
-	c := newCounters(0)
+func TestTotalsApplyOnlyWhatIsNew(t *testing.T) {
+	c := newTotals(0)
 	id := bucket.ID{Rule: "r", Key: "k"}
-	up := func(gen uint64, total int64) *transport.CounterUpdate {
-		return &transport.CounterUpdate{Sync: rules.SyncGossip, ID: id, Limit: counterLimit, Gen: gen, Total: total}
+	up := func(gen uint64, total int64) *totalUpdate {
+		return &totalUpdate{Sync: rules.SyncGossip, ID: id, Limit: totalLimit, Gen: gen, Total: total}
 	}
 	for _, step := range []struct {
 		gen   uint64
@@ -41,13 +40,13 @@ func TestCountersApplyOnlyWhatIsNew(t *testing.T) {
 	}
 }
 
-func TestCountersFlush(t *testing.T) {
-	c := newCounters(1000)
+func TestTotalsFlush(t *testing.T) {
+	c := newTotals(1000)
 	id := bucket.ID{Rule: "r", Key: "k"}
 	sec := int64(time.Second)
-	c.add(rules.SyncGossip, id, counterLimit, 2, 0)
-	c.add(rules.SyncGossip, id, counterLimit, 3, 0)
-	var sent []transport.CounterUpdate
+	c.add(rules.SyncGossip, id, totalLimit, 2, 0)
+	c.add(rules.SyncGossip, id, totalLimit, 3, 0)
+	var sent []totalUpdate
 	for i := range resends + 2 {
 		sent = c.flush(int64(i)*int64(10*time.Millisecond), sec, 30*sec, sent)
 	}
@@ -57,21 +56,21 @@ func TestCountersFlush(t *testing.T) {
 	// Idle past the limit: the record goes, and the next admission starts
 	// a new generation.
 	c.flush(2*sec, sec, 30*sec, nil)
-	c.add(rules.SyncGossip, id, counterLimit, 1, 2*sec)
+	c.add(rules.SyncGossip, id, totalLimit, 1, 2*sec)
 	if got := c.flush(2*sec, sec, 30*sec, nil); len(got) != 1 || got[0].Gen != 1002 || got[0].Total != 1 {
 		t.Fatalf("after idling: %+v", got)
 	}
 }
 
-func TestCountersSealOldGenerations(t *testing.T) {
-	c := newCounters(0)
+func TestTotalsSealOldGenerations(t *testing.T) {
+	c := newTotals(0)
 	id := bucket.ID{Rule: "r", Key: "k"}
 	var now int64
 	var total int64 // what a receiver applies
-	recv := newCounters(0)
+	recv := newTotals(0)
 	for range 1000 { // 10 s of admissions, one every 10 ms, flushed every 50 ms
 		now += int64(10 * time.Millisecond)
-		c.add(rules.SyncGossip, id, counterLimit, 1, now)
+		c.add(rules.SyncGossip, id, totalLimit, 1, now)
 		if now%int64(50*time.Millisecond) == 0 {
 			for _, u := range c.flush(now, int64(time.Second), int64(30*time.Second), nil) {
 				total += recv.apply("a", &u, now)
@@ -92,11 +91,11 @@ func TestCountersSealOldGenerations(t *testing.T) {
 	}
 }
 
-func TestCountersAdopt(t *testing.T) {
-	c := newCounters(0)
+func TestTotalsAdopt(t *testing.T) {
+	c := newTotals(0)
 	id := bucket.ID{Rule: "r", Key: "k"}
 	c.adopt("me", rules.SyncGossip, id, []originTotal{{Origin: "a", Gen: 5, Total: 10}, {Origin: "me", Gen: 9, Total: 99}}, 0)
-	if got := c.apply("a", &transport.CounterUpdate{Sync: rules.SyncGossip, ID: id, Limit: counterLimit, Gen: 5, Total: 12}, 0); got != 2 {
+	if got := c.apply("a", &totalUpdate{Sync: rules.SyncGossip, ID: id, Limit: totalLimit, Gen: 5, Total: 12}, 0); got != 2 {
 		t.Fatalf("after adopting a's total 10, its total 12 applied %d, want 2", got)
 	}
 	if seen := c.seen("me", rules.SyncGossip, id); len(seen) != 1 || seen[0].Origin != "a" {
@@ -104,15 +103,15 @@ func TestCountersAdopt(t *testing.T) {
 	}
 }
 
-// BenchmarkCountersAdd records admissions of one hot key, as gossip mode
+// BenchmarkTotalsAdd records admissions of one hot key, as gossip mode
 // does on every allowed check.
-func BenchmarkCountersAdd(b *testing.B) {
-	c := newCounters(0)
+func BenchmarkTotalsAdd(b *testing.B) {
+	c := newTotals(0)
 	id := bucket.ID{Rule: "api", Key: "user:12345"}
 	b.ReportAllocs()
 	var now int64
 	for b.Loop() {
 		now++
-		c.add(rules.SyncGossip, id, counterLimit, 1, now)
+		c.add(rules.SyncGossip, id, totalLimit, 1, now)
 	}
 }

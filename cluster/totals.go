@@ -9,11 +9,10 @@ import (
 
 	"github.com/sluicerl/sluice/bucket"
 	"github.com/sluicerl/sluice/rules"
-	"github.com/sluicerl/sluice/transport"
 )
 
-// counters is the bookkeeping of gossip mode. Every node keeps a replica of
-// each gossip-mode bucket and decides on it; counters records what this
+// totals is the bookkeeping of gossip mode. Every node keeps a replica of
+// each gossip-mode bucket and decides on it; totals records what this
 // node admitted, to tell its peers, and what each peer has said it
 // admitted, to apply only what is new.
 //
@@ -32,23 +31,23 @@ import (
 // most maxGenAge of that origin's admissions. Generations are numbered from
 // the node's start time in nanoseconds, so a restarted node's generations
 // are newer than its previous life's.
-type counters struct {
+type totals struct {
 	seed   maphash.Seed
-	shards [counterShards]counterShard
+	shards [totalShards]totalShard
 	gen    atomic.Uint64 // last generation handed out
 }
 
-const counterShards = 64
+const totalShards = 64
 
-type counterShard struct {
+type totalShard struct {
 	mu  sync.Mutex
-	out map[counterKey]*outRecord
-	in  map[counterKey][]inRecord // one per origin; a cluster in gossip mode is small
+	out map[totalKey]*outRecord
+	in  map[totalKey][]inRecord // one per origin; a cluster in gossip mode is small
 }
 
-// counterKey is a gossip-mode bucket: its store (by mode) and its ID.
-type counterKey struct {
-	sync rules.Sync
+// totalKey is a gossip-mode bucket: its store (by mode) and its ID.
+type totalKey struct {
+	mode rules.Sync
 	id   bucket.ID
 }
 
@@ -75,22 +74,22 @@ const (
 	// resends is how many sync intervals carry a total after it changed:
 	// a packet lost now is repaired by one of the next.
 	resends = 3
-	// maxGenAge bounds a generation; see counters.
+	// maxGenAge bounds a generation; see totals.
 	maxGenAge = int64(2 * time.Second)
 )
 
-func newCounters(startNanos int64) *counters {
-	c := &counters{seed: maphash.MakeSeed()}
+func newTotals(startNanos int64) *totals {
+	c := &totals{seed: maphash.MakeSeed()}
 	c.gen.Store(uint64(max(startNanos, 0)))
 	for i := range c.shards {
-		c.shards[i].out = make(map[counterKey]*outRecord)
-		c.shards[i].in = make(map[counterKey][]inRecord)
+		c.shards[i].out = make(map[totalKey]*outRecord)
+		c.shards[i].in = make(map[totalKey][]inRecord)
 	}
 	return c
 }
 
-func (c *counters) shard(k *counterKey) *counterShard {
-	return &c.shards[idHash(c.seed, k.id)%counterShards]
+func (c *totals) shard(k *totalKey) *totalShard {
+	return &c.shards[idHash(c.seed, k.id)%totalShards]
 }
 
 // idHash hashes a bucket's rule and key, to pick a shard.
@@ -104,8 +103,8 @@ func idHash(seed maphash.Seed, id bucket.ID) uint64 {
 }
 
 // add records that this node admitted cost tokens from its replica of id.
-func (c *counters) add(sync rules.Sync, id bucket.ID, l bucket.Limit, cost int64, now int64) {
-	k := counterKey{sync, id}
+func (c *totals) add(mode rules.Sync, id bucket.ID, l bucket.Limit, cost int64, now int64) {
+	k := totalKey{mode, id}
 	sh := c.shard(&k)
 	sh.mu.Lock()
 	r, ok := sh.out[k]
@@ -128,13 +127,13 @@ func (c *counters) add(sync rules.Sync, id bucket.ID, l bucket.Limit, cost int64
 // flush returns the updates to send now, and drops records that have been
 // idle for longer than idle: the next admission starts a new generation.
 // Peers' records idle for longer than forget are dropped too.
-func (c *counters) flush(now, idle, forget int64, out []transport.CounterUpdate) []transport.CounterUpdate {
+func (c *totals) flush(now, idle, forget int64, out []totalUpdate) []totalUpdate {
 	for i := range c.shards {
 		sh := &c.shards[i]
 		sh.mu.Lock()
 		for k, r := range sh.out {
 			if s := r.sealed; s != nil {
-				out = append(out, transport.CounterUpdate{Sync: k.sync, ID: k.id, Limit: s.limit, Gen: s.gen, Total: s.total})
+				out = append(out, totalUpdate{Sync: k.mode, ID: k.id, Limit: s.limit, Gen: s.gen, Total: s.total})
 				if s.resend--; s.resend <= 0 {
 					r.sealed = nil
 				}
@@ -142,7 +141,7 @@ func (c *counters) flush(now, idle, forget int64, out []transport.CounterUpdate)
 			switch {
 			case r.resend > 0:
 				r.resend--
-				out = append(out, transport.CounterUpdate{Sync: k.sync, ID: k.id, Limit: r.limit, Gen: r.gen, Total: r.total})
+				out = append(out, totalUpdate{Sync: k.mode, ID: k.id, Limit: r.limit, Gen: r.gen, Total: r.total})
 			case r.sealed == nil && now-r.last > idle:
 				delete(sh.out, k)
 			}
@@ -163,8 +162,8 @@ func (c *counters) flush(now, idle, forget int64, out []transport.CounterUpdate)
 // apply takes in a peer's update and returns the tokens that are new: what
 // the replica must be debited. An update of an older generation than the
 // one seen, or not above the total seen, is old news.
-func (c *counters) apply(origin string, u *transport.CounterUpdate, now int64) int64 {
-	k := counterKey{u.Sync, u.ID}
+func (c *totals) apply(origin string, u *totalUpdate, now int64) int64 {
+	k := totalKey{u.Sync, u.ID}
 	sh := c.shard(&k)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -187,7 +186,7 @@ func (c *counters) apply(origin string, u *transport.CounterUpdate, now int64) i
 }
 
 // origin returns the record of origin for k, or nil.
-func (sh *counterShard) origin(k counterKey, origin string) *inRecord {
+func (sh *totalShard) origin(k totalKey, origin string) *inRecord {
 	rs := sh.in[k]
 	for i := range rs {
 		if rs[i].origin == origin {
@@ -199,8 +198,8 @@ func (sh *counterShard) origin(k counterKey, origin string) *inRecord {
 
 // heard reports whether any peer's total for the bucket is known here: if
 // so, this node's replica is already kept in step with its peers.
-func (c *counters) heard(sync rules.Sync, id bucket.ID) bool {
-	k := counterKey{sync, id}
+func (c *totals) heard(mode rules.Sync, id bucket.ID) bool {
+	k := totalKey{mode, id}
 	sh := c.shard(&k)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -217,8 +216,8 @@ type originTotal struct {
 
 // seen returns every total this node knows for the bucket, its own
 // included (under self): what a replica's level already accounts for.
-func (c *counters) seen(self string, sync rules.Sync, id bucket.ID) []originTotal {
-	k := counterKey{sync, id}
+func (c *totals) seen(self string, mode rules.Sync, id bucket.ID) []originTotal {
+	k := totalKey{mode, id}
 	sh := c.shard(&k)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -236,8 +235,8 @@ func (c *counters) seen(self string, sync rules.Sync, id bucket.ID) []originTota
 // accounts for, so that the same tokens are not debited again when their
 // origin's next update arrives. Totals of this node itself are skipped: its
 // own record is the authority.
-func (c *counters) adopt(self string, sync rules.Sync, id bucket.ID, totals []originTotal, now int64) {
-	k := counterKey{sync, id}
+func (c *totals) adopt(self string, mode rules.Sync, id bucket.ID, totals []originTotal, now int64) {
+	k := totalKey{mode, id}
 	sh := c.shard(&k)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()

@@ -1,0 +1,147 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/sluicerl/sluice/bucket"
+	"github.com/sluicerl/sluice/rules"
+)
+
+// MaxKeyBytes bounds a check's key.
+const MaxKeyBytes = 1024
+
+// MaxBatch bounds the number of checks in one batch, and in one peer call.
+const MaxBatch = 1000
+
+// ErrNotReady is returned for checks that arrive before any rules are loaded.
+var ErrNotReady = errors.New("node not ready: no rules loaded yet")
+
+// ErrRulesReadOnly is returned for rule changes on a node that cannot store
+// them durably, and so refuses them.
+var ErrRulesReadOnly = errors.New("this node has no data directory, so it does not accept rule changes: change rules on a node that has one, or start this one with --data-dir")
+
+// Request is one check, syntactically valid. Exactly one of Rule,
+// Descriptors or Inline selects the limit.
+type Request struct {
+	// Key is the caller's key; empty when Descriptors make the key.
+	Key string
+	// Rule names a rule from the rules in force.
+	Rule string
+	// Descriptors are matched against the rules in force (see rules.Set.Match).
+	Descriptors map[string]string
+	// Inline is a limit given in the request itself; zero otherwise.
+	Inline bucket.Limit
+	// Cost is the number of tokens to spend; 0 peeks.
+	Cost int64
+	// Sync, when SyncSet, overrides the rule's sync mode.
+	Sync    rules.Sync
+	SyncSet bool
+}
+
+// Result is the answer to a check.
+type Result struct {
+	bucket.Decision
+	// Rule is the rule's name, or "" for an inline limit.
+	Rule string
+	// Policy is the limit that was applied.
+	Policy bucket.Limit
+	// Sync is the sync mode the check ran under.
+	Sync rules.Sync
+	// Waited is, for Wait, how long the call was held before the tokens
+	// were granted.
+	Waited time.Duration
+	// Owner is, in owner mode, the member that owns the key.
+	Owner string
+	// Fallback reports that the owner could not be reached and the check
+	// was decided from this node's fair share of the limit.
+	Fallback bool
+	// Shadow reports a check under a shadow rule (or on a node in shadow
+	// mode): it is allowed whatever the decision, and ShadowDenied says
+	// that the limit would have denied it.
+	Shadow, ShadowDenied bool
+}
+
+// Check decides one check. Its errors are bad input (*rules.FieldError),
+// ErrNotReady, or ctx's error if the caller left while the check waited
+// on its owner.
+func (n *Node) Check(ctx context.Context, req *Request) (Result, error) {
+	c, err := n.resolve(req)
+	if err != nil {
+		return Result{}, err
+	}
+	if n.hot.sampled() {
+		n.hot.record(c.id, n.now())
+	}
+	return c.by.decide(ctx, &c)
+}
+
+// CheckBatch decides checks in order. It resolves every check before
+// deciding any, so a bad check anywhere in the batch changes no state: the
+// error names it, with the field prefixed by "checks[i].". Checks decided
+// by owners go to each owner in one call, to all owners at once.
+func (n *Node) CheckBatch(ctx context.Context, reqs []Request) ([]Result, error) {
+	cs := make([]check, len(reqs))
+	for i := range reqs {
+		var err error
+		if cs[i], err = n.resolve(&reqs[i]); err != nil {
+			return nil, rules.PrefixField(err, "checks["+strconv.Itoa(i)+"].")
+		}
+	}
+	out := make([]Result, len(cs))
+	var owned []int
+	for i := range cs {
+		if cs[i].by == decider(n.owners) {
+			owned = append(owned, i)
+			continue
+		}
+		out[i], _ = cs[i].by.decide(ctx, &cs[i]) // local decisions do not fail
+	}
+	if len(owned) > 0 {
+		if err := n.owners.decideBatch(ctx, cs, owned, out); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// Wait reserves the check's tokens and holds the call until they are due.
+// Reservations on one bucket are granted in arrival order: each waits
+// behind the tokens reserved before it (for a leaky bucket, behind
+// everything queued before it, so callers are released evenly spaced). In
+// owner mode the owner reserves and this node holds the call. If the
+// tokens cannot be granted within maxWait it answers at once with a
+// denial and spends nothing. If ctx ends first the reserved tokens are
+// given back and ctx's error returned. Windowed algorithms cannot reserve
+// ahead: a wait on one is bad input.
+func (n *Node) Wait(ctx context.Context, req *Request, maxWait time.Duration) (Result, error) {
+	c, err := n.resolve(req)
+	if err != nil {
+		return Result{}, err
+	}
+	if c.limit.Algo.Windowed() {
+		return Result{}, &rules.FieldError{Field: "algorithm",
+			Msg: c.limit.Algo.String() + " does not queue: /v1/wait takes token_bucket or leaky_bucket; use /v1/check and retry after Retry-After"}
+	}
+	c.op, c.maxWait = OpReserve, maxWait
+	res, giveBack, err := c.by.reserve(ctx, &c)
+	if err != nil {
+		return Result{}, err
+	}
+	if !res.Allowed || res.Wait == 0 {
+		return res, nil
+	}
+	timer := time.NewTimer(res.Wait)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		res.Waited = res.Wait
+		return res, nil
+	case <-ctx.Done():
+		giveBack()
+		n.metrics.waitsAbandoned.Inc()
+		return Result{}, ctx.Err()
+	}
+}

@@ -1,0 +1,42 @@
+package cluster
+
+import (
+	"go/parser"
+	"go/token"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// TestImportsRunOneWay keeps the direction of dependency: cmd → transport
+// → cluster → leaves. cluster and the leaves import neither transport nor
+// net/http, and bucket and ring import no project package at all.
+func TestImportsRunOneWay(t *testing.T) {
+	const module = "github.com/sluicerl/sluice/"
+	for _, dir := range []string{".", "../bucket", "../ring", "../gossip", "../rules"} {
+		files, err := filepath.Glob(filepath.Join(dir, "*.go"))
+		if err != nil || len(files) == 0 {
+			t.Fatalf("%s: no Go files (%v)", dir, err)
+		}
+		leaf := dir == "../bucket" || dir == "../ring"
+		for _, f := range files {
+			if strings.HasSuffix(f, "_test.go") {
+				continue
+			}
+			file, err := parser.ParseFile(token.NewFileSet(), f, nil, parser.ImportsOnly)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, imp := range file.Imports {
+				path, _ := strconv.Unquote(imp.Path.Value)
+				switch {
+				case path == module+"transport" || path == "net/http":
+					t.Errorf("%s imports %s: imports run transport → cluster → leaves", f, path)
+				case leaf && strings.HasPrefix(path, module):
+					t.Errorf("%s imports %s: bucket and ring import no project package", f, path)
+				}
+			}
+		}
+	}
+}

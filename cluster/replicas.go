@@ -1,0 +1,154 @@
+package cluster
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicerl/sluice/bucket"
+	"github.com/sluicerl/sluice/gossip"
+	"github.com/sluicerl/sluice/rules"
+)
+
+// replicas decides checks of sync: gossip (and auto in a small cluster).
+// Every node keeps a replica of each such bucket and decides on it, with
+// no hop; what it admits goes into its totals, which syncLoop sends to
+// every live member each interval, and what its peers admitted is debited
+// from its replica as their totals arrive (see totals).
+type replicas struct {
+	now      func() time.Time
+	self     string
+	stores   [2]*bucket.Store // by replicaStore
+	topo     func() *topology
+	totals   *totals
+	interval time.Duration
+	gossip   *gossip.Gossip // nil when standalone
+	log      *slog.Logger
+	updates  prometheus.Counter // totals received
+}
+
+// replicaStore indexes replicas.stores by mode.
+func replicaStore(mode rules.Sync) int {
+	if mode == rules.SyncAuto {
+		return 1
+	}
+	return 0
+}
+
+func (r *replicas) store(mode rules.Sync) *bucket.Store { return r.stores[replicaStore(mode)] }
+
+func (r *replicas) decide(_ context.Context, c *check) (Result, error) {
+	now := r.now()
+	d := r.store(c.mode).AllowN(now, c.id, c.limit, c.cost)
+	r.count(c.mode, c.id, c.limit, d, c.cost, now)
+	return c.result(d), nil
+}
+
+// reserve reserves on this node's replica, counting the reservation for
+// its peers as spent even if the caller leaves: totals only grow, which
+// errs on the side of the limit.
+func (r *replicas) reserve(_ context.Context, c *check) (Result, func(), error) {
+	now := r.now()
+	store := r.store(c.mode)
+	d := store.ReserveN(now, c.id, c.limit, c.cost, c.maxWait)
+	r.count(c.mode, c.id, c.limit, d, c.cost, now)
+	return c.result(d), func() { store.RefundN(r.now(), c.id, c.limit, c.cost) }, nil
+}
+
+// count adds what d admitted to this node's totals, for its peers. A node
+// alone counts nothing: a peer that joins later starts from its replica's
+// level, which already holds what it admitted.
+func (r *replicas) count(mode rules.Sync, id bucket.ID, l bucket.Limit, d bucket.Decision, cost int64, now time.Time) {
+	if d.Allowed && cost > 0 && r.topo().alive() > 1 {
+		r.totals.add(mode, id, l, cost, now.UnixNano())
+	}
+}
+
+// applyTotals debits this node's replicas by what a peer's packet says it
+// admitted since its last.
+func (r *replicas) applyTotals(p *totalsPacket) {
+	if p.Origin == r.self {
+		return
+	}
+	now := r.now()
+	for i := range p.Updates {
+		u := &p.Updates[i]
+		if d := r.totals.apply(p.Origin, u, now.UnixNano()); d > 0 {
+			r.store(u.Sync).DebitN(now, u.ID, u.Limit, d)
+		}
+	}
+	r.updates.Add(float64(len(p.Updates)))
+}
+
+// syncLoop sends this node's totals to every live member each interval,
+// in as few packets as they fit in.
+func (r *replicas) syncLoop(ctx context.Context) error {
+	t := time.NewTicker(r.interval)
+	defer t.Stop()
+	var ups []totalUpdate
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		ups = r.totals.flush(r.now().UnixNano(), idleRecord, forgetOrigin, ups[:0])
+		if len(ups) == 0 {
+			continue
+		}
+		to := alivePeers(r.gossip.Members())
+		if len(to) == 0 {
+			continue
+		}
+		for _, p := range encodeTotals(r.self, ups, gossip.MaxPacket) {
+			if err := r.gossip.Send(to, kindTotals, p); err != nil {
+				r.log.Debug("totals not sent", "err", err)
+			}
+		}
+	}
+}
+
+// joinState returns the replicas this node hands a joining peer, most
+// recently used first, with the totals each level accounts for.
+func (r *replicas) joinState() []replicaState {
+	now := r.now()
+	var out []replicaState
+	for _, mode := range []rules.Sync{rules.SyncGossip, rules.SyncAuto} {
+		for _, e := range r.store(mode).Levels(now, maxReplicasShared) {
+			out = append(out, replicaState{Sync: mode, Entry: e, Seen: r.totals.seen(r.self, mode, e.ID)})
+		}
+	}
+	return out
+}
+
+// mergeJoinState takes in a peer's replicas on joining. A replica is
+// taken, with the totals it accounts for, only where this node has not
+// heard from any peer about that bucket (it is new, or was alone), and
+// only if it is lower than its own. A node already in step with its peers
+// keeps its level: taking a lower one from a node that rejoins after a
+// partition would count the same tokens twice (that node's level is low
+// because of debits for what this side admitted).
+func (r *replicas) mergeJoinState(states []replicaState) {
+	now := r.now()
+	for _, s := range states {
+		if r.totals.heard(s.Sync, s.Entry.ID) {
+			continue
+		}
+		if r.store(s.Sync).Merge(now, s.Entry) {
+			r.totals.adopt(r.self, s.Sync, s.Entry.ID, s.Seen, now.UnixNano())
+		}
+	}
+}
+
+// alivePeers returns the members other than this node that are alive.
+func alivePeers(members []gossip.Member) []gossip.Member {
+	var to []gossip.Member
+	for _, m := range members {
+		if m.State == gossip.StateAlive && !m.Self {
+			to = append(to, m)
+		}
+	}
+	return to
+}

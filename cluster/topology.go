@@ -1,0 +1,141 @@
+package cluster
+
+import (
+	"context"
+	"encoding/binary"
+	"net"
+
+	"github.com/cespare/xxhash/v2"
+
+	"github.com/sluicerl/sluice/bucket"
+	"github.com/sluicerl/sluice/gossip"
+	"github.com/sluicerl/sluice/ring"
+)
+
+// topology is what the node knows of its cluster for routing: the ring of
+// live members, where each one answers peer calls, and the size up to
+// which auto mode gossips. It is immutable; a new one is built, off every
+// lock, when membership changes, and published atomically.
+type topology struct {
+	ring      *ring.Ring
+	addrs     map[string]string // member name → peer address
+	self      string
+	gossipMax int
+}
+
+// alive returns the number of live members (at least 1: this node).
+func (t *topology) alive() int64 { return int64(max(t.ring.Len(), 1)) }
+
+// autoGossips reports whether auto mode gossips in t, rather than routing
+// each key to its owner.
+func (t *topology) autoGossips() bool { return t.alive() <= int64(t.gossipMax) }
+
+// buildTopology makes the topology for the live members.
+func buildTopology(self string, members []gossip.Member, cfg ring.Config, gossipMax int) (*topology, error) {
+	t := &topology{self: self, addrs: make(map[string]string), gossipMax: gossipMax}
+	names := []string{self}
+	for _, m := range members {
+		if m.State != gossip.StateAlive || m.Self {
+			continue
+		}
+		names = append(names, m.Name)
+		t.addrs[m.Name] = peerAddr(m)
+	}
+	r, err := ring.New(names, cfg)
+	if err != nil {
+		return nil, err
+	}
+	t.ring = r
+	return t, nil
+}
+
+// without returns t without this node: the ring its keys go to when it
+// leaves.
+func (t *topology) without(cfg ring.Config) (*topology, error) {
+	var others []string
+	for _, m := range t.ring.Members() {
+		if m != t.self {
+			others = append(others, m)
+		}
+	}
+	r, err := ring.New(others, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &topology{ring: r, addrs: t.addrs, self: t.self, gossipMax: t.gossipMax}, nil
+}
+
+// peerAddr is where member answers peer calls: its advertised peer
+// address, whose host defaults to the host of its gossip address.
+func peerAddr(m gossip.Member) string {
+	host, port, err := net.SplitHostPort(m.Meta.PeerAddr)
+	if err != nil || port == "" {
+		return ""
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host, _, _ = net.SplitHostPort(m.Addr)
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// ringKey appends the key by which id is placed on the ring: the rule
+// name, or the inline limit, and the key. Every node builds the same bytes.
+func ringKey(b []byte, id bucket.ID) []byte {
+	b = append(b, id.Rule...)
+	b = append(b, 0)
+	if id.Inline != (bucket.Limit{}) {
+		b = binary.BigEndian.AppendUint64(b, uint64(id.Inline.Rate))
+		b = binary.BigEndian.AppendUint64(b, uint64(id.Inline.Period))
+		b = binary.BigEndian.AppendUint64(b, uint64(id.Inline.Burst))
+	}
+	return append(b, id.Key...)
+}
+
+// ownerOf returns the member that owns id in t. With the default hasher
+// the ring key is streamed into a digest on the stack: no allocation.
+func (t *topology) ownerOf(id bucket.ID) string {
+	if !t.ring.DefaultHasher() {
+		return t.ring.OwnerBytes(ringKey(nil, id))
+	}
+	var d xxhash.Digest
+	d.Reset()
+	d.WriteString(id.Rule)
+	d.Write([]byte{0})
+	if id.Inline != (bucket.Limit{}) {
+		var b [24]byte
+		binary.BigEndian.PutUint64(b[0:], uint64(id.Inline.Rate))
+		binary.BigEndian.PutUint64(b[8:], uint64(id.Inline.Period))
+		binary.BigEndian.PutUint64(b[16:], uint64(id.Inline.Burst))
+		d.Write(b[:])
+	}
+	d.WriteString(id.Key)
+	return t.ring.OwnerOfHash(d.Sum64())
+}
+
+// membershipChanged is gossip's OnChange: it must not block, so it only
+// flags the change for topologyLoop.
+func (n *Node) membershipChanged() {
+	select {
+	case n.changed <- struct{}{}:
+	default:
+	}
+}
+
+// topologyLoop rebuilds the ring when membership changes, off every lock,
+// publishes it, and moves buckets whose keeping changed with it.
+func (n *Node) topologyLoop(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-n.changed:
+		}
+		topo, err := buildTopology(n.self, n.gossip.Members(), n.ringCfg, n.gossipMax)
+		if err != nil {
+			n.log.Error("ring not rebuilt; keeping the previous one", "err", err)
+			continue
+		}
+		old := n.topo.Swap(topo)
+		n.owners.topologyChanged(ctx, old, topo)
+	}
+}

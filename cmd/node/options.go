@@ -1,0 +1,200 @@
+package main
+
+import (
+	"encoding/base64"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/sluicerl/sluice/gossip"
+)
+
+// options are the node's settings, from flags and the environment.
+type options struct {
+	httpAddr        string
+	adminAddr       string
+	rulesPath       string
+	maxKeys         int
+	denyStatus      int
+	maxWait         time.Duration
+	shutdownTimeout time.Duration
+	logLevel        string
+	logFormat       string
+
+	nodeName       string
+	gossipAddr     string
+	advertiseAddr  string
+	seeds          listFlag
+	dnsServer      string
+	gossipKeys     listFlag
+	clusterLabel   string
+	insecureGossip bool
+	gossipProfile  string
+	rejoinInterval time.Duration
+	peerAddr       string
+
+	dataDir            string
+	gossipSyncInterval time.Duration
+	gossipMaxMembers   int
+	leaseThreshold     float64
+	leaseTerm          time.Duration
+	shadow             bool
+}
+
+// listFlag is a repeatable flag; from the environment it takes a
+// comma-separated list.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+
+func (l *listFlag) Set(v string) error {
+	for _, item := range strings.Split(v, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			*l = append(*l, item)
+		}
+	}
+	return nil
+}
+
+func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("sluice", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.httpAddr, "http-addr", "127.0.0.1:8080", "`host:port` of the API the application calls; keep it on loopback")
+	fs.StringVar(&o.adminAddr, "admin-addr", "127.0.0.1:8081", "`host:port` of /healthz, /readyz and /metrics")
+	fs.StringVar(&o.rulesPath, "rules", "", "rules `file` (YAML), or a directory of *.yaml files; reloaded on change and on SIGHUP")
+	fs.IntVar(&o.maxKeys, "max-keys", 1_000_000, "most buckets held in memory; past it the least recently used are evicted")
+	fs.IntVar(&o.denyStatus, "deny-status", 429, "HTTP status of a denied check: 429, or 403 for nginx auth_request")
+	fs.DurationVar(&o.maxWait, "max-wait", 30*time.Second, "longest max_wait that /v1/wait accepts")
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "budget of a graceful shutdown: handing off the buckets this node owns, then draining requests in flight")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&o.logFormat, "log-format", "json", "log format: json or text")
+	hostname, _ := os.Hostname()
+	fs.StringVar(&o.nodeName, "node-name", hostname, "this node's `name` in the cluster; unique among live nodes (a restart under the same name is a new life of the node)")
+	fs.StringVar(&o.gossipAddr, "gossip-addr", "0.0.0.0:7946", "`host:port` for gossip over UDP and TCP; peers must reach it")
+	fs.StringVar(&o.advertiseAddr, "advertise-addr", "", "`host:port` peers reach this node's gossip at, if not the gossip address (NAT, containers)")
+	fs.Var(&o.seeds, "seed", "`name[:port]` or ip[:port] to join through; repeatable; a name is resolved to all its A/AAAA records and re-resolved periodically (env: comma-separated)")
+	fs.StringVar(&o.dnsServer, "dns-server", "", "`host:port` of the DNS server that resolves seeds (default: the system's)")
+	fs.Var(&o.gossipKeys, "gossip-key", "base64 AES `key` (16, 24 or 32 bytes) encrypting gossip; repeatable, the first encrypts, the others are accepted (env: comma-separated)")
+	fs.StringVar(&o.clusterLabel, "cluster-label", "", "`label` fencing the cluster: nodes with another label cannot join")
+	fs.BoolVar(&o.insecureGossip, "insecure-gossip", false, "allow seeds without a gossip key: anyone who reaches the gossip port can join and forge membership")
+	fs.StringVar(&o.gossipProfile, "gossip-profile", "lan", "failure-detection timings: lan, wan or local")
+	fs.DurationVar(&o.rejoinInterval, "rejoin-interval", 30*time.Second, "how often seeds are re-resolved and failed peers re-joined")
+	fs.StringVar(&o.peerAddr, "peer-addr", "0.0.0.0:7947", "`host:port` where this node answers checks forwarded to it as a key's owner (TCP); peers reach it on the host of the gossip address")
+	fs.StringVar(&o.dataDir, "data-dir", "sluice-data", "`directory` where rules set through the API are stored, so they survive restarts; empty: this node refuses rule changes through its API")
+	fs.DurationVar(&o.gossipSyncInterval, "gossip-sync-interval", 50*time.Millisecond, "how often a node tells its peers what it admitted in gossip mode; bounds how long they decide without knowing")
+	fs.IntVar(&o.gossipMaxMembers, "gossip-max-members", 8, "largest cluster in which sync auto gossips counters; above it each key is decided by its owner on the hash ring")
+	fs.Float64Var(&o.leaseThreshold, "lease-threshold", 20, "checks per second of one key on this node from which it takes token leases from the key's owner (owner mode) and decides locally; 0 or less: never")
+	fs.DurationVar(&o.leaseTerm, "lease-term", 250*time.Millisecond, "how long a token lease lasts before unspent tokens go back to the owner")
+	fs.BoolVar(&o.shadow, "shadow", false, "shadow mode for the whole node: every check is decided, counted and reported, and allowed (a dark launch); rules can also say shadow: true")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: sluice [flags]\n\nRuns a sluice rate-limit node. Every flag can also be set through the\nenvironment: --http-addr as SLUICE_HTTP_ADDR, and so on; a flag on the\ncommand line wins.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		env := "SLUICE_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v := getenv(env); v != "" && !set[f.Name] && envErr == nil {
+			if err := f.Value.Set(v); err != nil {
+				envErr = fmt.Errorf("%s=%q: %w", env, v, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return o, envErr
+	}
+	switch {
+	case o.denyStatus != 429 && o.denyStatus != 403:
+		return o, fmt.Errorf("--deny-status must be 429 or 403, got %d", o.denyStatus)
+	case o.maxKeys <= 0:
+		return o, fmt.Errorf("--max-keys must be positive, got %d", o.maxKeys)
+	case o.maxWait <= 0:
+		return o, fmt.Errorf("--max-wait must be positive, got %v", o.maxWait)
+	case o.nodeName == "":
+		return o, errors.New("--node-name is required (the hostname could not be read)")
+	case o.rejoinInterval <= 0:
+		return o, fmt.Errorf("--rejoin-interval must be positive, got %v", o.rejoinInterval)
+	case o.gossipSyncInterval <= 0:
+		return o, fmt.Errorf("--gossip-sync-interval must be positive, got %v", o.gossipSyncInterval)
+	case o.gossipMaxMembers < 1:
+		return o, fmt.Errorf("--gossip-max-members must be at least 1, got %d", o.gossipMaxMembers)
+	case o.leaseTerm <= 0:
+		return o, fmt.Errorf("--lease-term must be positive, got %v", o.leaseTerm)
+	case len(o.seeds) > 0 && len(o.gossipKeys) == 0 && !o.insecureGossip:
+		return o, errors.New("--seed without --gossip-key: set a gossip key (every node the same), or --insecure-gossip to run unencrypted")
+	}
+	for _, seed := range o.seeds {
+		if err := gossip.ValidateSeed(seed); err != nil {
+			return o, fmt.Errorf("--seed: %w", err)
+		}
+	}
+	return o, nil
+}
+
+// gossipConfig builds the membership settings from the options.
+func gossipConfig(o options, log *slog.Logger) (*gossip.Config, error) {
+	cfg := &gossip.Config{
+		Name:           o.nodeName,
+		BindAddr:       o.gossipAddr,
+		AdvertiseAddr:  o.advertiseAddr,
+		Seeds:          o.seeds,
+		Label:          o.clusterLabel,
+		Insecure:       o.insecureGossip,
+		Profile:        o.gossipProfile,
+		RejoinInterval: o.rejoinInterval,
+		Meta:           gossip.Meta{API: gossip.APIVersion, Incarnation: time.Now().UnixNano()},
+		Jitter:         func(d time.Duration) time.Duration { return rand.N(d + 1) },
+	}
+	if o.dnsServer != "" {
+		cfg.Resolver = gossip.NewResolver(o.dnsServer)
+	}
+	for i, k := range o.gossipKeys {
+		key, err := base64.StdEncoding.DecodeString(k)
+		if err != nil {
+			return nil, fmt.Errorf("--gossip-key #%d: not base64: %w", i+1, err)
+		}
+		cfg.Keys = append(cfg.Keys, key)
+	}
+	if len(cfg.Keys) == 0 {
+		log.Warn("gossip is not encrypted: any host that reaches the gossip port can read membership and join; set --gossip-key", "gossip_addr", o.gossipAddr)
+	}
+	return cfg, nil
+}
+
+// leaseThreshold maps the flag to LeaseConfig.Threshold: 0 or less turns
+// leases off (in the config, zero means the default).
+func leaseThreshold(v float64) float64 {
+	if v <= 0 {
+		return -1
+	}
+	return v
+}
+
+func newLogger(o options, w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch o.logFormat {
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format must be json or text, got %q", o.logFormat)
+}

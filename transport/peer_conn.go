@@ -1,0 +1,209 @@
+package transport
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// dialTimeout bounds connecting to a peer and authenticating. Calls queue
+// behind a dial, so it is short: a peer that cannot connect in a second is
+// treated as unavailable (and retried after RetryAfter).
+const dialTimeout = time.Second
+
+// peerConn is the connection to one peer and the calls in flight on it.
+type peerConn struct {
+	c        *PeerClient
+	addr     string
+	queue    chan *call
+	gone     chan struct{} // closed by Forget
+	inflight atomic.Int64  // checks queued or pending
+
+	mu       sync.Mutex // guards the fields below
+	conn     net.Conn   // nil when not connected
+	pending  map[uint64][]*call
+	nextID   uint64
+	failedAt time.Time
+}
+
+// run writes queued calls to the peer, coalescing what has queued up
+// meanwhile into one frame, until the client closes.
+func (pc *peerConn) run() {
+	w := newFrameWriter()
+	for {
+		var first *call
+		select {
+		case <-pc.c.stop:
+			pc.failQueued()
+			return
+		case <-pc.gone:
+			pc.failQueued()
+			return
+		case first = <-pc.queue:
+		}
+		calls := []*call{first}
+		n := len(first.checks)
+	drain:
+		for n < MaxBatch {
+			select {
+			case cl := <-pc.queue:
+				if n+len(cl.checks) > MaxBatch {
+					pc.send(w, calls)
+					calls, n = nil, 0
+				}
+				calls = append(calls, cl)
+				n += len(cl.checks)
+			default:
+				break drain
+			}
+		}
+		pc.send(w, calls)
+	}
+}
+
+// send writes calls as one frame, connecting first if needed.
+func (pc *peerConn) send(w *frameWriter, calls []*call) {
+	conn, err := pc.connected()
+	if err != nil {
+		pc.finish(calls, callResult{err: err})
+		return
+	}
+	batch := peerBatch{}
+	for _, cl := range calls {
+		batch.checks = append(batch.checks, cl.checks...)
+	}
+	pc.mu.Lock()
+	if pc.conn != conn { // broken meanwhile
+		pc.mu.Unlock()
+		pc.finish(calls, callResult{err: fmt.Errorf("%w: connection to %s lost", ErrPeerUnavailable, pc.addr)})
+		return
+	}
+	pc.nextID++
+	batch.id = pc.nextID
+	pc.pending[batch.id] = calls
+	pc.mu.Unlock()
+	pc.c.batches.Observe(float64(len(batch.checks)))
+	if err := w.write(conn, frameCheckBatch, &batch); err != nil {
+		pc.disconnect(conn, fmt.Errorf("%w: write to %s: %v", ErrPeerUnavailable, pc.addr, err))
+	}
+}
+
+// connected returns the open connection, dialling and authenticating one
+// if there is none, unless a dial failed within RetryAfter.
+func (pc *peerConn) connected() (net.Conn, error) {
+	pc.mu.Lock()
+	conn, failedAt := pc.conn, pc.failedAt
+	pc.mu.Unlock()
+	if conn != nil {
+		return conn, nil
+	}
+	if !failedAt.IsZero() && time.Since(failedAt) < pc.c.cfg.RetryAfter {
+		return nil, fmt.Errorf("%w: %s failed %v ago", ErrPeerUnavailable, pc.addr, time.Since(failedAt).Round(time.Millisecond))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), dialTimeout)
+	defer cancel()
+	conn, err := pc.c.cfg.Dial(ctx, pc.addr)
+	if err == nil {
+		conn.SetDeadline(time.Now().Add(dialTimeout))
+		if err = clientHandshake(conn, pc.c.cfg.Keys()); err != nil {
+			conn.Close()
+		}
+	}
+	if err != nil {
+		pc.c.dials.WithLabelValues("error").Inc()
+		pc.mu.Lock()
+		pc.failedAt = time.Now()
+		pc.mu.Unlock()
+		pc.c.cfg.Logger.Debug("peer dial failed", "peer", pc.addr, "err", err)
+		return nil, fmt.Errorf("%w: %s: %v", ErrPeerUnavailable, pc.addr, err)
+	}
+	pc.c.dials.WithLabelValues("ok").Inc()
+	pc.mu.Lock()
+	pc.conn, pc.failedAt = conn, time.Time{}
+	pc.mu.Unlock()
+	pc.c.wg.Go(func() { pc.read(conn) })
+	return conn, nil
+}
+
+// read delivers the peer's answers to their calls until the connection
+// fails.
+func (pc *peerConn) read(conn net.Conn) {
+	r := newFrameReader()
+	var res peerBatchResult
+	for {
+		typ, dec, err := r.read(conn)
+		if err == nil && (typ != frameCheckBatchResult || res.decode(dec) != nil) {
+			err = errMalformed
+		}
+		if err != nil {
+			pc.disconnect(conn, fmt.Errorf("%w: read from %s: %v", ErrPeerUnavailable, pc.addr, err))
+			return
+		}
+		pc.mu.Lock()
+		calls, ok := pc.pending[res.id]
+		delete(pc.pending, res.id)
+		pc.mu.Unlock()
+		if !ok {
+			continue // an answer for a batch already failed
+		}
+		total := 0
+		for _, cl := range calls {
+			total += len(cl.checks)
+		}
+		if total != len(res.decisions) {
+			pc.finish(calls, callResult{err: fmt.Errorf("%w: %s answered %d of %d checks", ErrPeerUnavailable, pc.addr, len(res.decisions), total)})
+			continue
+		}
+		off := 0
+		for _, cl := range calls {
+			n := len(cl.checks)
+			pc.finish([]*call{cl}, callResult{decisions: res.decisions[off : off+n : off+n]})
+			off += n
+		}
+	}
+}
+
+// disconnect closes conn (the current connection if nil) and fails every
+// call pending on it with err.
+func (pc *peerConn) disconnect(conn net.Conn, err error) {
+	pc.mu.Lock()
+	if conn == nil {
+		conn = pc.conn
+	}
+	if conn == nil || pc.conn != conn {
+		pc.mu.Unlock()
+		if conn != nil {
+			conn.Close()
+		}
+		return
+	}
+	pc.conn = nil
+	pending := pc.pending
+	pc.pending = map[uint64][]*call{}
+	pc.mu.Unlock()
+	conn.Close()
+	for _, calls := range pending {
+		pc.finish(calls, callResult{err: err})
+	}
+}
+
+func (pc *peerConn) finish(calls []*call, r callResult) {
+	for _, cl := range calls {
+		pc.inflight.Add(-int64(len(cl.checks)))
+		cl.done <- r
+	}
+}
+
+func (pc *peerConn) failQueued() {
+	for {
+		select {
+		case cl := <-pc.queue:
+			pc.finish([]*call{cl}, callResult{err: fmt.Errorf("%w: client closed", ErrPeerUnavailable)})
+		default:
+			return
+		}
+	}
+}
