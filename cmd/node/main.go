@@ -71,6 +71,7 @@ type options struct {
 	peerAddr       string
 
 	dataDir            string
+	recoverDataDir     bool
 	gossipSyncInterval time.Duration
 	gossipMaxMembers   int
 	leaseThreshold     float64
@@ -119,6 +120,7 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.DurationVar(&o.rejoinInterval, "rejoin-interval", 30*time.Second, "how often seeds are re-resolved and failed peers re-joined")
 	fs.StringVar(&o.peerAddr, "peer-addr", "0.0.0.0:7947", "`host:port` where this node answers checks forwarded to it as a key's owner (TCP); peers reach it on the host of the gossip address")
 	fs.StringVar(&o.dataDir, "data-dir", "sluice-data", "`directory` where rules set through the API are stored, so they survive restarts; empty: this node refuses rule changes through its API")
+	fs.BoolVar(&o.recoverDataDir, "recover-data-dir", false, "if the rules database in --data-dir is damaged or empty, move it aside (renamed rules.db.corrupt-<unix time>, never deleted) and start with no stored API rules, taking them from peers; without it, such a node refuses to start")
 	fs.DurationVar(&o.gossipSyncInterval, "gossip-sync-interval", 50*time.Millisecond, "how often a node tells its peers what it admitted in gossip mode; bounds how long they decide without knowing")
 	fs.IntVar(&o.gossipMaxMembers, "gossip-max-members", 8, "largest cluster in which sync auto gossips counters; above it each key is decided by its owner on the hash ring")
 	fs.Float64Var(&o.leaseThreshold, "lease-threshold", 20, "checks per second of one key on this node from which it takes token leases from the key's owner (owner mode) and decides locally; 0 or less: never")
@@ -256,8 +258,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	gcfg.Meta.PeerAddr = advertisedPeerAddr(peerLn.Addr().(*net.TCPAddr))
 	var persist *rules.Persist
 	if o.dataDir != "" {
-		if persist, err = rules.OpenPersist(o.dataDir); err != nil {
-			return fmt.Errorf("--data-dir: %w (is another node using it?)", err)
+		if persist, err = openPersist(o, time.Now(), log); err != nil {
+			return err
 		}
 		defer persist.Close()
 	} else {
@@ -399,6 +401,40 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// openPersist opens the rules database in --data-dir. A damaged one stops
+// the node, unless --recover-data-dir is given: then it is moved aside and
+// the node starts with an empty database, logging at error level where the
+// damaged file went. The rules come back from peers in the gossip state
+// exchange, as for any node that joins.
+func openPersist(o options, now time.Time, log *slog.Logger) (*rules.Persist, error) {
+	p, err := rules.OpenPersist(o.dataDir)
+	switch {
+	case err == nil:
+		return p, nil
+	case errors.Is(err, rules.ErrLocked):
+		return nil, fmt.Errorf("--data-dir: %w: is another node using this directory? Give each node its own", err)
+	case !errors.Is(err, rules.ErrCorrupt):
+		return nil, fmt.Errorf("--data-dir: %w", err)
+	case !o.recoverDataDir:
+		return nil, fmt.Errorf("--data-dir: %w. The node stops rather than start without the API rules stored there: "+
+			"move the file aside (rename it, keep it), or start once with --recover-data-dir to have the node do that; "+
+			"either way the node starts with no stored API rules and takes them from its peers (docs/troubleshooting.md)", err)
+	}
+	moved, merr := rules.MoveAside(o.dataDir, now)
+	if merr != nil {
+		return nil, fmt.Errorf("--recover-data-dir: %w (after: %w)", merr, err)
+	}
+	log.Error("rules database damaged: moved it aside; starting with no stored API rules, which come back from peers that have them",
+		"moved_to", moved, "err", err)
+	if len(o.seeds) == 0 {
+		log.Warn("no --seed: unless peers join this node, the API rules that were in the damaged database are lost; set them again through the API", "moved_to", moved)
+	}
+	if p, err = rules.OpenPersist(o.dataDir); err != nil {
+		return nil, fmt.Errorf("--data-dir, after moving the damaged database to %s: %w", moved, err)
+	}
+	return p, nil
 }
 
 // advertisedPeerAddr is the peer address put in the node's metadata. A
