@@ -7,9 +7,11 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/sluicerl/sluice/bucket"
 	"github.com/sluicerl/sluice/cluster"
@@ -41,30 +43,55 @@ func badField(field, format string, args ...any) error {
 	return &rules.FieldError{Field: field, Msg: fmt.Sprintf(format, args...)}
 }
 
-// decodeJSON decodes one JSON value from r into v, strictly: unknown fields,
-// wrong types and trailing data are errors naming the field.
-func decodeJSON(r io.Reader, v any) error {
-	dec := json.NewDecoder(r)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+// bodyDecoder decodes request bodies into values of one type, strictly:
+// a name given twice, a name that is not exactly a field's, a string that
+// is not valid UTF-8, a wrong type and data after the value are errors
+// naming the field (see strictScan). It is safe for concurrent use.
+type bodyDecoder struct {
+	shape *shape
+}
+
+// newBodyDecoder returns a bodyDecoder for values of v's type.
+func newBodyDecoder(v any) bodyDecoder {
+	return bodyDecoder{shape: shapeOf(reflect.TypeOf(v))}
+}
+
+// decode decodes body into v.
+func (d bodyDecoder) decode(body []byte, v any) error {
+	if err := strictScan(body, d.shape); err != nil {
+		return err
+	}
+	if err := json.Unmarshal(body, v); err != nil {
 		return jsonError(err)
 	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		if err != nil {
-			return jsonError(err)
-		}
-		return badField("body", "unexpected data after the JSON object")
-	}
 	return nil
+}
+
+// readBody appends r's data to buf. An error is an *http.MaxBytesError if r
+// is a MaxBytesReader that hit its limit, and a FieldError otherwise.
+func readBody(r io.Reader, buf []byte) ([]byte, error) {
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		switch {
+		case err == nil:
+		case errors.Is(err, io.EOF):
+			return buf, nil
+		case errors.As(err, new(*http.MaxBytesError)):
+			return buf, err
+		default:
+			return buf, badField("body", "could not be read: %v", err)
+		}
+	}
 }
 
 func jsonError(err error) error {
 	var typeErr *json.UnmarshalTypeError
 	var syntaxErr *json.SyntaxError
-	var maxErr *http.MaxBytesError
 	switch {
-	case errors.As(err, &maxErr):
-		return err
 	case errors.As(err, &typeErr):
 		field := typeErr.Field
 		if field == "" {
@@ -73,13 +100,6 @@ func jsonError(err error) error {
 		return badField(field, "must be %s, got JSON %s", jsonKind(typeErr.Type.Kind().String()), typeErr.Value)
 	case errors.As(err, &syntaxErr):
 		return badField("body", "malformed JSON at byte %d: %v", syntaxErr.Offset, syntaxErr)
-	case errors.Is(err, io.EOF):
-		return badField("body", "empty; want a JSON object")
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return badField("body", "malformed JSON: unexpected end")
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		name, _ := strconv.Unquote(strings.TrimPrefix(err.Error(), "json: unknown field "))
-		return badField(name, "unknown field")
 	}
 	return badField("body", "%v", err)
 }
@@ -218,8 +238,16 @@ func inlineOnlyField(c *checkJSON) string {
 func queryCheck(q url.Values) (checkJSON, error) {
 	var c checkJSON
 	for name, vals := range q {
+		if !utf8.ValidString(name) {
+			return c, badField("query", "parameter names must be valid UTF-8")
+		}
 		if len(vals) != 1 && name != "descriptor" {
 			return c, badField(name, "given %d times", len(vals))
+		}
+		for _, v := range vals {
+			if !utf8.ValidString(v) {
+				return c, badField(name, "must be valid UTF-8")
+			}
 		}
 		v := vals[0]
 		var err error

@@ -4,6 +4,7 @@ import (
 	"math"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/sluicerl/sluice/bucket"
 	"github.com/sluicerl/sluice/cluster"
@@ -40,14 +41,14 @@ func appendResult(b []byte, res *cluster.Result, waited bool) []byte {
 	}
 	if res.Rule != "" {
 		b = append(b, `,"rule":`...)
-		b = strconv.AppendQuote(b, res.Rule)
+		b = appendJSONString(b, res.Rule)
 	}
 	b = append(b, `,"sync":"`...)
 	b = append(b, res.Sync.String()...)
 	b = append(b, '"')
 	if res.Owner != "" {
 		b = append(b, `,"owner":`...)
-		b = strconv.AppendQuote(b, res.Owner)
+		b = appendJSONString(b, res.Owner)
 	}
 	if res.Fallback {
 		b = append(b, `,"fallback":true`...)
@@ -64,6 +65,47 @@ func appendResult(b []byte, res *cluster.Result, waited bool) []byte {
 		b = strconv.AppendBool(b, res.ShadowDenied)
 	}
 	return append(b, '}')
+}
+
+// appendJSONString appends s as a JSON string. strconv.AppendQuote is Go
+// syntax, not JSON: it writes \x01 for a control character and \U for a
+// rune outside the BMP that is not printable. Invalid UTF-8 becomes U+FFFD,
+// as encoding/json writes it; U+2028 and U+2029 are escaped for JavaScript.
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		if c := s[i]; c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				b = append(b, '\\', c)
+			case c == '\n':
+				b = append(b, '\\', 'n')
+			case c == '\r':
+				b = append(b, '\\', 'r')
+			case c == '\t':
+				b = append(b, '\\', 't')
+			case c < 0x20:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			default:
+				b = append(b, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			b = append(b, `\ufffd`...)
+		case r == '\u2028' || r == '\u2029':
+			b = append(b, `\u202`...)
+			b = append(b, hex[r&0xf])
+		default:
+			b = append(b, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(b, '"')
 }
 
 func ceilMillis(d time.Duration) int64 {

@@ -1,11 +1,11 @@
 package transport
 
 import (
-	"bytes"
 	"errors"
 	"net/url"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/sluicerl/sluice/bucket"
 	"github.com/sluicerl/sluice/cluster"
@@ -26,13 +26,15 @@ func FuzzDecodeCheck(f *testing.F) {
 		`{"key": "k", "limit": 10, "period": "1s", "max_wait": "1s"}`,
 		`{"key": "\u0000", "limit": -0, "period": "-1s"}`,
 		`[]`, `null`, `{"key": {}}`, `{"descriptors": null, "key": "k", "limit": 1, "period": "1ms"}`,
+		`{"key": "k", "limit": 1, "period": "1s", "limit": 2}`, "{\"key\": \"\xff\", \"limit\": 1, \"period\": \"1s\"}",
+		`{"descriptors": {"a": "\ud800", "A": "\ufffd"}}`,
 	} {
 		f.Add([]byte(seed), false)
 		f.Add([]byte(seed), true)
 	}
 	f.Fuzz(func(t *testing.T, body []byte, wait bool) {
 		var c checkJSON
-		err := decodeJSON(bytes.NewReader(body), &c)
+		err := newBodyDecoder(&checkJSON{}).decode(body, &c)
 		var req cluster.Request
 		var maxWait time.Duration
 		if err == nil {
@@ -52,7 +54,7 @@ func FuzzDecodeCheck(f *testing.F) {
 func FuzzQueryCheck(f *testing.F) {
 	for _, seed := range []string{
 		"key=k&limit=10&period=1s", "rule=api&key=k&cost=2", "descriptor=route:/api&descriptor=user:1",
-		"key=k&limit=10&period=1s&burst=-1", "key=%zz", "descriptor=nocolon",
+		"key=k&limit=10&period=1s&burst=-1", "key=%zz", "descriptor=nocolon", "key=%FF&limit=1&period=1s", "descriptor=%FE:1",
 	} {
 		f.Add(seed)
 	}
@@ -93,6 +95,13 @@ func checkBounds(t *testing.T, req *cluster.Request, maxWait time.Duration) {
 		t.Fatalf("accepted cost %d", req.Cost)
 	case maxWait < 0 || maxWait > time.Minute:
 		t.Fatalf("accepted max_wait %v", maxWait)
+	case !utf8.ValidString(req.Key) || !utf8.ValidString(req.Rule):
+		t.Fatalf("accepted invalid UTF-8: key %q rule %q", req.Key, req.Rule)
+	}
+	for k, v := range req.Descriptors {
+		if !utf8.ValidString(k) || !utf8.ValidString(v) {
+			t.Fatalf("accepted invalid UTF-8 in descriptor %q: %q", k, v)
+		}
 	}
 	if l := req.Inline; l != (bucket.Limit{}) {
 		if l.Rate <= 0 || l.Rate > bucket.MaxTokens || l.Burst <= 0 || l.Burst > bucket.MaxTokens ||

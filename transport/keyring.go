@@ -13,6 +13,11 @@ type Keyring interface {
 	RemoveKey(key []byte) error
 }
 
+// keyJSON is the body of POST /v1/keyring/{op}.
+type keyJSON struct {
+	Key string `json:"key"`
+}
+
 // keyringHandler serves GET /v1/keyring and POST /v1/keyring/{op} with
 // {"key": "<base64>"}, op being install, use or remove.
 func keyringHandler(k Keyring) http.Handler {
@@ -37,16 +42,19 @@ func keyringHandler(k Keyring) http.Handler {
 		writeValue(w, http.StatusOK, out)
 	})
 	ops := map[string]func([]byte) error{"install": k.InstallKey, "use": k.UseKey, "remove": k.RemoveKey}
+	keyBody := newBodyDecoder(&keyJSON{})
 	mux.HandleFunc("POST /v1/keyring/{op}", func(w http.ResponseWriter, r *http.Request) {
 		op, ok := ops[r.PathValue("op")]
 		if !ok {
 			writeError(w, http.StatusNotFound, "op: want install, use or remove")
 			return
 		}
-		var req struct {
-			Key string `json:"key"`
+		var req keyJSON
+		body, err := readBody(http.MaxBytesReader(w, r.Body, 4096), nil)
+		if err == nil {
+			err = keyBody.decode(body, &req)
 		}
-		if err := decodeJSON(http.MaxBytesReader(w, r.Body, 4096), &req); err != nil {
+		if err != nil {
 			code, msg := status(err)
 			writeError(w, code, msg)
 			return

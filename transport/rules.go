@@ -44,7 +44,7 @@ func (s *Server) listRules(w http.ResponseWriter, _ *http.Request) int {
 
 func (s *Server) putRules(w http.ResponseWriter, r *http.Request) int {
 	var body putRulesJSON
-	if err := decodeJSON(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes*16), &body); err != nil {
+	if err := s.decode(w, r, s.cfg.MaxBodyBytes*16, s.rulesBody, &body); err != nil {
 		return s.fail(w, err)
 	}
 	var specs []rules.Spec

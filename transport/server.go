@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"sync"
 	"time"
@@ -44,7 +45,9 @@ type Server struct {
 	cfg      ServerConfig
 	mux      *http.ServeMux
 	requests *prometheus.HistogramVec
-	bufs     sync.Pool // of *[]byte, for response bodies
+	bufs     sync.Pool // of *[]byte, for request and response bodies
+
+	checkBody, batchBody, rulesBody bodyDecoder
 }
 
 // NewServer returns a Server for cfg.
@@ -69,6 +72,9 @@ func NewServer(cfg ServerConfig) *Server {
 			Help:    "Time to answer API requests, by endpoint and status code.",
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .1, .5, 1, 5},
 		}, []string{"endpoint", "code"}),
+		checkBody: newBodyDecoder(&checkJSON{}),
+		batchBody: newBodyDecoder(&batchJSON{}),
+		rulesBody: newBodyDecoder(&putRulesJSON{}),
 	}
 	if cfg.Registerer != nil {
 		cfg.Registerer.MustRegister(s.requests)
@@ -112,16 +118,33 @@ func (s *Server) handle(pattern, endpoint string, h handler) {
 	})
 }
 
+// decode reads r's body, at most limit bytes, and decodes it into v with d.
+func (s *Server) decode(w http.ResponseWriter, r *http.Request, limit int64, d bodyDecoder, v any) error {
+	buf := s.getBuf()
+	defer s.putBuf(buf) // v holds copies: encoding/json copies every string
+	body, err := readBody(http.MaxBytesReader(w, r.Body, limit), *buf)
+	*buf = body
+	if err != nil {
+		return err
+	}
+	return d.decode(body, v)
+}
+
 func (s *Server) postCheck(w http.ResponseWriter, r *http.Request) int {
 	var c checkJSON
-	if err := decodeJSON(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes), &c); err != nil {
+	if err := s.decode(w, r, s.cfg.MaxBodyBytes, s.checkBody, &c); err != nil {
 		return s.fail(w, err)
 	}
 	return s.check(r.Context(), w, &c)
 }
 
 func (s *Server) getCheck(w http.ResponseWriter, r *http.Request) int {
-	c, err := queryCheck(r.URL.Query())
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		// r.URL.Query() would drop the parameter it could not decode.
+		return s.fail(w, badField("query", "%v", err))
+	}
+	c, err := queryCheck(q)
 	if err != nil {
 		return s.fail(w, err)
 	}
@@ -142,7 +165,7 @@ func (s *Server) check(ctx context.Context, w http.ResponseWriter, c *checkJSON)
 
 func (s *Server) wait(w http.ResponseWriter, r *http.Request) int {
 	var c checkJSON
-	if err := decodeJSON(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes), &c); err != nil {
+	if err := s.decode(w, r, s.cfg.MaxBodyBytes, s.checkBody, &c); err != nil {
 		return s.fail(w, err)
 	}
 	req, maxWait, err := c.request(true, s.cfg.MaxWait)
@@ -160,7 +183,7 @@ func (s *Server) wait(w http.ResponseWriter, r *http.Request) int {
 
 func (s *Server) batch(w http.ResponseWriter, r *http.Request) int {
 	var b batchJSON
-	if err := decodeJSON(http.MaxBytesReader(w, r.Body, 16*s.cfg.MaxBodyBytes), &b); err != nil {
+	if err := s.decode(w, r, 16*s.cfg.MaxBodyBytes, s.batchBody, &b); err != nil {
 		return s.fail(w, err)
 	}
 	if len(b.Checks) == 0 || len(b.Checks) > MaxBatch {
@@ -227,7 +250,7 @@ func (s *Server) fail(w http.ResponseWriter, err error) int {
 	buf := s.getBuf()
 	defer s.putBuf(buf)
 	*buf = append(*buf, `{"error":`...)
-	*buf = strconv.AppendQuote(*buf, msg)
+	*buf = appendJSONString(*buf, msg)
 	*buf = append(*buf, "}\n"...)
 	return writeJSON(w, code, *buf)
 }
