@@ -75,7 +75,11 @@ func (n *Node) Check(ctx context.Context, req *Request) (Result, error) {
 	if n.hot.sampled() {
 		n.hot.record(c.id, n.now())
 	}
-	return c.by.decide(ctx, &c)
+	var res Result
+	if err := n.decide(ctx, &c, &res); err != nil {
+		return Result{}, err
+	}
+	return res, nil
 }
 
 // CheckBatch decides checks in order. It resolves every check before
@@ -93,11 +97,11 @@ func (n *Node) CheckBatch(ctx context.Context, reqs []Request) ([]Result, error)
 	out := make([]Result, len(cs))
 	var owned []int
 	for i := range cs {
-		if cs[i].by == decider(n.owners) {
+		if cs[i].route == routeOwners {
 			owned = append(owned, i)
 			continue
 		}
-		out[i], _ = cs[i].by.decide(ctx, &cs[i]) // local decisions do not fail
+		n.decide(ctx, &cs[i], &out[i]) // local decisions do not fail
 	}
 	if len(owned) > 0 {
 		if err := n.owners.decideBatch(ctx, cs, owned, out); err != nil {
@@ -126,7 +130,7 @@ func (n *Node) Wait(ctx context.Context, req *Request, maxWait time.Duration) (R
 			Msg: c.limit.Algo.String() + " does not queue: /v1/wait takes token_bucket or leaky_bucket; use /v1/check and retry after Retry-After"}
 	}
 	c.op, c.maxWait = OpReserve, maxWait
-	res, giveBack, err := c.by.reserve(ctx, &c)
+	res, giveBack, err := n.reserve(ctx, &c)
 	if err != nil {
 		return Result{}, err
 	}

@@ -51,11 +51,12 @@ func (o *owners) store(mode rules.Sync) *bucket.Store {
 // else from a lease or by asking the owner, and from the fair share if the
 // owner cannot answer in time. If the caller goes away meanwhile, it
 // returns ctx's error and spends nothing here.
-func (o *owners) decide(ctx context.Context, c *check) (Result, error) {
-	topo := o.topo()
+func (o *owners) decide(ctx context.Context, c *check, res *Result) error {
+	topo := c.topo
 	owner := topo.ownerOf(c.id)
 	if owner == topo.self {
-		return o.decideHere(c, owner), nil
+		*res = o.decideHere(c, owner)
+		return nil
 	}
 	if addr := topo.addrs[owner]; o.leases.on() && addr != "" && c.limit.Algo == bucket.TokenBucket {
 		out, d, want := o.leases.use(c, owner, o.now().UnixNano())
@@ -66,17 +67,18 @@ func (o *owners) decide(ctx context.Context, c *check) (Result, error) {
 		case leaseSpent:
 			o.m.leased.Inc()
 			o.leases.spent.Add(float64(c.cost))
-			return c.resultFrom(d, owner, false), nil
+			*res = c.resultFrom(d, owner, false)
+			return nil
 		case leaseDenied:
 			o.m.leaseDenied.Inc()
-			return c.resultFrom(d, owner, false), nil
+			*res = c.resultFrom(d, owner, false)
+			return nil
 		}
 	}
-	out := []Result{{}}
-	if err := o.forward(ctx, topo, owner, []*check{c}, out); err != nil {
-		return Result{}, err
-	}
-	return out[0], nil
+	var out [1]Result
+	err := o.forward(ctx, topo, owner, []*check{c}, out[:])
+	*res = out[0]
+	return err
 }
 
 // decideHere decides c on this node's authoritative bucket.
@@ -90,7 +92,7 @@ func (o *owners) decideHere(c *check, owner string) Result {
 // (from the fair share if it cannot answer). Giving it back refunds the
 // bucket it was made on.
 func (o *owners) reserve(ctx context.Context, c *check) (Result, func(), error) {
-	topo := o.topo()
+	topo := c.topo
 	owner := topo.ownerOf(c.id)
 	if owner == topo.self {
 		o.m.owned.Inc()

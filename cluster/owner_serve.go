@@ -39,7 +39,8 @@ func (o *owners) serve(checks []PeerCheck) ([]bucket.Decision, error) {
 	}
 	out := make([]bucket.Decision, len(checks))
 	now := o.now()
-	gossips := o.topo().autoGossips()
+	topo := o.topo()
+	gossips := topo.autoGossips()
 	for i := range checks {
 		c := &checks[i]
 		mode := c.Sync
@@ -61,7 +62,7 @@ func (o *owners) serve(checks []PeerCheck) ([]bucket.Decision, error) {
 			out[i] = store.AllowN(now, c.ID, c.Limit, c.Cost)
 		}
 		if mode == rules.SyncAuto && gossips {
-			o.replicas.count(mode, c.ID, c.Limit, out[i], c.Cost, now)
+			o.replicas.count(topo, mode, c.ID, c.Limit, out[i], c.Cost, now)
 		}
 	}
 	return out, nil

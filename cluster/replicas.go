@@ -39,29 +39,29 @@ func replicaStore(mode rules.Sync) int {
 
 func (r *replicas) store(mode rules.Sync) *bucket.Store { return r.stores[replicaStore(mode)] }
 
-func (r *replicas) decide(_ context.Context, c *check) (Result, error) {
+func (r *replicas) decide(c *check, res *Result) {
 	now := r.now()
 	d := r.store(c.mode).AllowN(now, c.id, c.limit, c.cost)
-	r.count(c.mode, c.id, c.limit, d, c.cost, now)
-	return c.result(d), nil
+	r.count(c.topo, c.mode, c.id, c.limit, d, c.cost, now)
+	c.answer(res, d)
 }
 
 // reserve reserves on this node's replica, counting the reservation for
 // its peers as spent even if the caller leaves: totals only grow, which
 // errs on the side of the limit.
-func (r *replicas) reserve(_ context.Context, c *check) (Result, func(), error) {
+func (r *replicas) reserve(c *check) (Result, func()) {
 	now := r.now()
 	store := r.store(c.mode)
 	d := store.ReserveN(now, c.id, c.limit, c.cost, c.maxWait)
-	r.count(c.mode, c.id, c.limit, d, c.cost, now)
-	return c.result(d), func() { store.RefundN(r.now(), c.id, c.limit, c.cost) }, nil
+	r.count(c.topo, c.mode, c.id, c.limit, d, c.cost, now)
+	return c.result(d), func() { store.RefundN(r.now(), c.id, c.limit, c.cost) }
 }
 
 // count adds what d admitted to this node's totals, for its peers. A node
 // alone counts nothing: a peer that joins later starts from its replica's
 // level, which already holds what it admitted.
-func (r *replicas) count(mode rules.Sync, id bucket.ID, l bucket.Limit, d bucket.Decision, cost int64, now time.Time) {
-	if d.Allowed && cost > 0 && r.topo().alive() > 1 {
+func (r *replicas) count(topo *topology, mode rules.Sync, id bucket.ID, l bucket.Limit, d bucket.Decision, cost int64, now time.Time) {
+	if d.Allowed && cost > 0 && topo.alive() > 1 {
 		r.totals.add(mode, id, l, cost, now.UnixNano())
 	}
 }

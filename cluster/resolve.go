@@ -14,7 +14,8 @@ type check struct {
 	limit  bucket.Limit
 	cost   int64
 	mode   rules.Sync // as configured: picks the bucket store
-	by     decider    // decides it now: local, replicas or owners
+	route  route      // decides it now: local, replicas or owners
+	topo   *topology  // the topology it was routed in, and is decided in
 	shadow bool       // allowed whatever the decision
 	stats  *ruleStats
 	// op and maxWait make a wait's reservation of a check (OpReserve);
@@ -23,16 +24,48 @@ type check struct {
 	maxWait time.Duration
 }
 
-// decider decides the checks routed to it: one for each way a key is kept
+// route names the decider of a check: one for each way a key is kept
 // (this node's bucket, replicas kept in step by gossip, or the key's owner
-// on the ring).
-type decider interface {
-	// decide spends c's cost if its bucket holds it. It may block on the
-	// key's owner, within the forward timeout.
-	decide(ctx context.Context, c *check) (Result, error)
-	// reserve reserves c's cost if it is available within c.maxWait, and
-	// returns how to give the reservation back.
-	reserve(ctx context.Context, c *check) (Result, func(), error)
+// on the ring). Each decider has two methods: decide spends a check's cost
+// if its bucket holds it (only owners may block, on the key's owner,
+// within the forward timeout, and fail, if the caller leaves); reserve
+// reserves it if it is available within the check's maxWait, and returns
+// how to give the reservation back. They are
+// called through a switch, not an interface, so that a check stays on
+// the stack.
+type route uint8
+
+const (
+	routeLocal    route = iota // localMode
+	routeReplicas              // replicas
+	routeOwners                // owners
+)
+
+// decide runs c on its decider and writes the answer to res (in place:
+// a Result is large, and the check path copies it once).
+func (n *Node) decide(ctx context.Context, c *check, res *Result) error {
+	switch c.route {
+	case routeLocal:
+		n.local.decide(c, res)
+		return nil
+	case routeReplicas:
+		n.replicas.decide(c, res)
+		return nil
+	}
+	return n.owners.decide(ctx, c, res)
+}
+
+// reserve makes c's reservation on its decider.
+func (n *Node) reserve(ctx context.Context, c *check) (Result, func(), error) {
+	switch c.route {
+	case routeLocal:
+		res, giveBack := n.local.reserve(c)
+		return res, giveBack, nil
+	case routeReplicas:
+		res, giveBack := n.replicas.reserve(c)
+		return res, giveBack, nil
+	}
+	return n.owners.reserve(ctx, c)
 }
 
 // resolve finds the rule and bucket for req, and routes it. Its errors
@@ -72,21 +105,22 @@ func (n *Node) resolve(req *Request) (check, error) {
 	}
 	c.cost = req.Cost
 	c.shadow = c.shadow || n.shadow
-	c.by = n.route(c.mode, n.topo.Load())
+	c.topo = n.topo.Load()
+	c.route = routeOf(c.mode, c.topo)
 	c.stats = n.metrics.forRule(c.id.Rule, c.mode)
 	return c, nil
 }
 
-// route picks the decider of mode in topo: auto is gossip in a cluster
+// routeOf picks the decider of mode in topo: auto is gossip in a cluster
 // small enough (Config.GossipSync.MaxMembers) and owner above.
-func (n *Node) route(mode rules.Sync, topo *topology) decider {
+func routeOf(mode rules.Sync, topo *topology) route {
 	switch {
 	case mode == rules.SyncLocal:
-		return n.local
+		return routeLocal
 	case mode == rules.SyncGossip, mode == rules.SyncAuto && topo.autoGossips():
-		return n.replicas
+		return routeReplicas
 	}
-	return n.owners
+	return routeOwners
 }
 
 // result is the answer to c, decided d. Under a shadow rule a denial
@@ -94,14 +128,20 @@ func (n *Node) route(mode rules.Sync, topo *topology) decider {
 // counted); nothing was spent for it, so the bucket holds what enforcement
 // would leave.
 func (c *check) result(d bucket.Decision) Result {
+	var res Result
+	c.answer(&res, d)
+	return res
+}
+
+// answer writes c's answer, decided d, to res.
+func (c *check) answer(res *Result, d bucket.Decision) {
 	c.stats.observe(&d, c.limit)
-	res := Result{Decision: d, Rule: c.id.Rule, Policy: c.limit, Sync: c.mode, Shadow: c.shadow}
+	*res = Result{Decision: d, Rule: c.id.Rule, Policy: c.limit, Sync: c.mode, Shadow: c.shadow}
 	if c.shadow && !d.Allowed {
 		res.ShadowDenied = true
 		res.Allowed, res.RetryAfter, res.TooLarge = true, 0, false
 		c.stats.shadowAllowed.Add(1)
 	}
-	return res
 }
 
 // peerCheck is c as sent to its owner: ops other than c.op (a lease, a
@@ -121,11 +161,11 @@ type localMode struct {
 	store *bucket.Store
 }
 
-func (l *localMode) decide(_ context.Context, c *check) (Result, error) {
-	return c.result(l.store.AllowN(l.now(), c.id, c.limit, c.cost)), nil
+func (l *localMode) decide(c *check, res *Result) {
+	c.answer(res, l.store.AllowN(l.now(), c.id, c.limit, c.cost))
 }
 
-func (l *localMode) reserve(_ context.Context, c *check) (Result, func(), error) {
+func (l *localMode) reserve(c *check) (Result, func()) {
 	d := l.store.ReserveN(l.now(), c.id, c.limit, c.cost, c.maxWait)
-	return c.result(d), func() { l.store.RefundN(l.now(), c.id, c.limit, c.cost) }, nil
+	return c.result(d), func() { l.store.RefundN(l.now(), c.id, c.limit, c.cost) }
 }
