@@ -194,7 +194,7 @@ func New(cfg Config) (*Node, error) {
 	})
 	auto := store("auto")
 	n.replicas = &replicas{now: cfg.Now, self: self, stores: [2]*bucket.Store{store("gossip"), auto}, topo: topology,
-		totals: newTotals(cfg.Now().UnixNano()), interval: cfg.GossipSync.Interval, log: cfg.Logger, updates: updates}
+		totals: newTotals(cfg.Now().UnixNano(), cfg.GossipSync.Interval), interval: cfg.GossipSync.Interval, log: cfg.Logger, updates: updates}
 	n.owners = &owners{now: cfg.Now, log: cfg.Logger, topo: topology, peers: cfg.Peers, timeout: cfg.Peer.ForwardTimeout,
 		ringCfg: cfg.Peer.Ring, owner: store("owner"), auto: auto, fallback: store("fallback"),
 		leases: newLeases(cfg.Leases, cfg.Metrics), jobs: make(chan peerJob, maxQueuedJobs), replicas: n.replicas,

@@ -39,11 +39,17 @@ func replicaStore(mode rules.Sync) int {
 
 func (r *replicas) store(mode rules.Sync) *bucket.Store { return r.stores[replicaStore(mode)] }
 
+// decide decides c on this node's replica: at most this node's share of
+// it while peers spend on the key too (share.go). A node alone decides on
+// its replica as on a local bucket, and counts nothing.
 func (r *replicas) decide(c *check, res *Result) {
 	now := r.now()
-	d := r.store(c.mode).AllowN(now, c.id, c.limit, c.cost)
-	r.count(c.topo, c.mode, c.id, c.limit, d, c.cost, now)
-	c.answer(res, d)
+	store := r.store(c.mode)
+	if members := c.topo.alive(); members > 1 {
+		c.answer(res, r.totals.spend(store, c.mode, c.id, c.limit, c.cost, now, members))
+		return
+	}
+	c.answer(res, store.AllowN(now, c.id, c.limit, c.cost))
 }
 
 // reserve reserves on this node's replica, counting the reservation for
@@ -83,8 +89,14 @@ func (r *replicas) applyTotals(p *totalsPacket) {
 }
 
 // syncLoop sends this node's totals to every live member each interval,
-// in as few packets as they fit in.
+// in as few packets as they fit in, at the same point of every epoch on
+// every node (see share.go).
 func (r *replicas) syncLoop(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-time.After(untilFlush(r.now().UnixNano(), r.interval)):
+	}
 	t := time.NewTicker(r.interval)
 	defer t.Stop()
 	var ups []totalUpdate

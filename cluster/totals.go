@@ -32,9 +32,10 @@ import (
 // the node's start time in nanoseconds, so a restarted node's generations
 // are newer than its previous life's.
 type totals struct {
-	seed   maphash.Seed
-	shards [totalShards]totalShard
-	gen    atomic.Uint64 // last generation handed out
+	seed     maphash.Seed
+	shards   [totalShards]totalShard
+	gen      atomic.Uint64 // last generation handed out
+	interval int64         // the sync interval, ns: an epoch of the share
 }
 
 const totalShards = 64
@@ -58,8 +59,10 @@ type outRecord struct {
 	total  int64
 	resend int        // flushes that will still carry this total
 	born   int64      // Unix ns the generation started
-	last   int64      // Unix ns of the last admission
+	last   int64      // Unix ns of the last check: admitted, or wanted (see share)
 	sealed *outRecord // the previous generation, while its final total is sent
+	share  shareEpoch // this node's share of the replica (share.go)
+	wanted int64      // Unix ns this node began to want the bucket (share.go)
 }
 
 // inRecord is the last total seen from one peer for one bucket.
@@ -78,8 +81,8 @@ const (
 	maxGenAge = int64(2 * time.Second)
 )
 
-func newTotals(startNanos int64) *totals {
-	c := &totals{seed: maphash.MakeSeed()}
+func newTotals(startNanos int64, interval time.Duration) *totals {
+	c := &totals{seed: maphash.MakeSeed(), interval: int64(interval)}
 	c.gen.Store(uint64(max(startNanos, 0)))
 	for i := range c.shards {
 		c.shards[i].out = make(map[totalKey]*outRecord)
@@ -107,21 +110,32 @@ func (c *totals) add(mode rules.Sync, id bucket.ID, l bucket.Limit, cost int64, 
 	k := totalKey{mode, id}
 	sh := c.shard(&k)
 	sh.mu.Lock()
+	c.record(sh, k, now).admitted(l, cost, now)
+	sh.mu.Unlock()
+}
+
+// record returns this node's record of k, made if there is none, in a new
+// generation if its own is over maxGenAge old. sh is k's shard, locked.
+func (c *totals) record(sh *totalShard, k totalKey, now int64) *outRecord {
 	r, ok := sh.out[k]
 	switch {
 	case !ok:
-		r = &outRecord{gen: c.gen.Add(1), born: now}
+		r = &outRecord{gen: c.gen.Add(1), born: now, wanted: now}
 		sh.out[k] = r
 	case now-r.born > maxGenAge && r.sealed == nil:
 		old := *r
 		old.resend = resends
-		*r = outRecord{gen: c.gen.Add(1), born: now, sealed: &old}
+		*r = outRecord{gen: c.gen.Add(1), born: now, sealed: &old, limit: old.limit, share: old.share, last: old.last, wanted: old.wanted}
 	}
+	return r
+}
+
+// admitted records cost tokens admitted at now.
+func (r *outRecord) admitted(l bucket.Limit, cost int64, now int64) {
 	r.limit = l
 	r.total += cost
 	r.resend = resends
 	r.last = now
-	sh.mu.Unlock()
 }
 
 // flush returns the updates to send now, and drops records that have been

@@ -1,0 +1,176 @@
+package cluster
+
+import (
+	"time"
+
+	"github.com/sluicerl/sluice/bucket"
+	"github.com/sluicerl/sluice/rules"
+)
+
+// A node's share of a replica. Between two syncs, every replica of a key
+// holds the same tokens, and without a rule each node would spend all of
+// them: N replicas would admit N times the last tokens, and at an arrival
+// rate far above the limit they would do so every interval. So a node
+// that knows others are spending on the key too spends at most its share
+// of its replica in each epoch: the tokens the replica held when the epoch
+// began, plus what it earns during it, divided by the number of nodes
+// spending (this one, and each peer whose totals arrived within the last
+// activeEpochs intervals). The shares of one epoch add up to what the
+// bucket holds, so nodes no longer spend the same last tokens; a share a
+// node does not use stays in the replicas and grows the next epoch's
+// shares, so no tokens are lost when demand is uneven. A node that spends
+// alone (no peer's totals heard lately) is not held to a share.
+//
+// Epochs are one sync interval long and fall on a grid every node shares
+// (multiples of the interval since the Unix epoch), and each node sends
+// its totals at the same point of every epoch (flushPhase). So when an
+// epoch begins, every replica has heard what its peers spent in the one
+// before, and they all start from the same level, but for what each
+// admitted after its flush, which it says at the next one. So a node
+// counts each peer as having spent, unsaid, what it spent itself since the
+// flush that peer's last totals came from: after the last flush for a
+// peer heard from then, and since an earlier one for a peer whose last
+// totals were lost; its report, when it comes, is then no surprise. A
+// node that has just begun to want a key cannot know yet who else does:
+// for its first activeEpochs intervals it counts every live member as
+// spending, and each one it has not heard from as having spent what it
+// did itself.
+//
+// A node tells its peers it wants a key even when it admits nothing: each
+// check it decides keeps its totals going out, unchanged if nothing was
+// admitted, so peers count it among the spenders (an older node reads an
+// unchanged total as old news).
+
+// shareEpoch is this node's current epoch of its share of one replica,
+// and what it needs to begin the next.
+type shareEpoch struct {
+	start int64 // Unix ns it began, on the grid
+	level int64 // tokens the replica held then, less what peers spent unsaid
+	spent int64 // tokens this node admitted since
+	// cum is every token this node admitted from the replica; marks hold
+	// it at the last flushes, newest last.
+	cum   int64
+	marks [activeEpochs + 1]shareMark
+}
+
+// shareMark is cum at a flush point.
+type shareMark struct{ at, cum int64 }
+
+// activeEpochs is how long, in sync intervals, a peer counts as spending
+// on a key after its last totals for it arrived: three, so that one or two
+// lost packets do not drop it.
+const activeEpochs = 3
+
+// flushPhase is where in each epoch, in fifths of the interval, nodes send
+// their totals: late in the epoch, so that most of what it admitted is in
+// them, and early enough that they arrive before the next one begins.
+const flushPhase = 4
+
+// epochStart returns the start of the epoch that ns falls in.
+func (t *totals) epochStart(ns int64) int64 { return ns - ns%t.interval }
+
+// lastFlush returns the last flush point at or before ns.
+func (t *totals) lastFlush(ns int64) int64 {
+	off := t.interval * flushPhase / 5
+	return ns - ((ns-off)%t.interval+t.interval)%t.interval
+}
+
+// untilFlush returns how long after ns the next flush point is.
+func untilFlush(ns int64, interval time.Duration) time.Duration {
+	at := int64(interval) * flushPhase / 5
+	d := (at - ns%int64(interval) + int64(interval)) % int64(interval)
+	if d == 0 {
+		d = int64(interval)
+	}
+	return time.Duration(d)
+}
+
+// mark records cum at the last flush point before ns, if not yet done.
+func (e *shareEpoch) mark(fp int64) {
+	if last := &e.marks[len(e.marks)-1]; last.at >= fp {
+		return
+	}
+	copy(e.marks[:], e.marks[1:])
+	e.marks[len(e.marks)-1] = shareMark{at: fp, cum: e.cum}
+}
+
+// since returns what this node admitted after flush point fp (all it has
+// admitted if fp is before every mark).
+func (e *shareEpoch) since(fp int64) int64 {
+	for i := len(e.marks) - 1; i >= 0; i-- {
+		if e.marks[i].at != 0 && e.marks[i].at <= fp {
+			return e.cum - e.marks[i].cum
+		}
+	}
+	return e.cum
+}
+
+// spend decides a check of cost on this node's replica of id in store, at
+// most this node's share of it when peers spend on the key too, and
+// records what it admitted (or that it wanted the key) for its peers.
+// The store is called under k's shard lock: the share and the replica
+// move together.
+func (t *totals) spend(store *bucket.Store, mode rules.Sync, id bucket.ID, l bucket.Limit, cost int64, now time.Time, members int64) bucket.Decision {
+	k := totalKey{mode, id}
+	sh := t.shard(&k)
+	ns := now.UnixNano()
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	r := t.record(sh, k, ns)
+	r.last, r.limit = ns, l
+	if cost == 0 {
+		return store.AllowN(now, id, l, cost)
+	}
+	r.resend = max(r.resend, 1) // wanted: peers count this node as spending
+	since := ns - activeEpochs*t.interval
+	active := int64(sh.active(k, since))
+	spenders := 1 + active
+	if t.lastFlush(ns-t.interval/5) <= r.wanted {
+		// No flush since this node began to want the key (and a fifth of
+		// an interval for its packets to arrive): peers that began at the
+		// same time have not said so yet.
+		spenders = max(spenders, members)
+	}
+	e := &r.share
+	e.mark(t.lastFlush(ns))
+	if start := t.epochStart(ns); start != e.start {
+		// What peers spent and have not said yet: each, as much as this
+		// node spent since the flush its last totals came from; each
+		// member not heard from yet, as much as this node spent at all.
+		unsaid := (spenders - 1 - active) * e.cum
+		for _, p := range sh.in[k] {
+			if p.seen >= since {
+				unsaid += e.since(t.lastFlush(p.seen))
+			}
+		}
+		e.start, e.spent = start, 0
+		e.level = store.Peek(now, id, l, 0).Remaining - unsaid
+	}
+	if spenders > 1 {
+		earned := float64(l.Rate) * float64(ns-e.start) / float64(l.Period)
+		share := min(float64(e.level)+earned, float64(l.Burst)) / float64(spenders)
+		if float64(e.spent+cost) > share {
+			d := store.Peek(now, id, l, cost)
+			return bucket.Decision{Limit: d.Limit, ResetAfter: d.ResetAfter, RetryAfter: time.Duration(max(e.start+t.interval-ns, 1))}
+		}
+	}
+	d := store.AllowN(now, id, l, cost)
+	if d.Allowed {
+		e.spent += cost
+		e.cum += cost
+		r.admitted(l, cost, ns)
+	}
+	return d
+}
+
+// active returns the peers whose totals for k arrived at or after since.
+// sh is k's shard, locked.
+func (sh *totalShard) active(k totalKey, since int64) int {
+	n := 0
+	for _, r := range sh.in[k] {
+		if r.seen >= since {
+			n++
+		}
+	}
+	return n
+}
