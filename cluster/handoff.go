@@ -45,17 +45,21 @@ func (o *owners) topologyChanged(ctx context.Context, old, topo *topology) {
 // leave hands every owned bucket to its owner on the ring without this
 // node, to all of them at once within ctx: what a graceful leave does
 // before telling the cluster. From its start this node answers no peer,
-// so no check is decided here on a bucket already handed on. Replicas of
-// gossip mode stay: every other member has its own.
+// and decides its own checks from its fair share until the handoff is
+// done, then by asking the new owners: no check is decided here on a
+// bucket already handed on. Replicas of gossip mode stay: every other
+// member has its own.
 func (o *owners) leave(ctx context.Context) {
 	o.left.Store(true)
 	topo := o.topo()
 	if topo.ring.Len() <= 1 {
+		o.after.Store(topo) // alone: nobody to hand on to; it keeps deciding here
 		return
 	}
 	next, err := topo.without(o.ringCfg)
 	if err != nil {
 		o.log.Error("no ring to hand buckets off to", "err", err)
+		o.after.Store(topo)
 		return
 	}
 	var wg sync.WaitGroup
@@ -64,6 +68,10 @@ func (o *owners) leave(ctx context.Context) {
 		wg.Go(func() { o.handOff(ctx, next, rules.SyncAuto) })
 	}
 	wg.Wait()
+	// From now on this node's own checks go to the new owners, which
+	// hold the buckets it handed on; until now they fell back to its
+	// fair share, never to a fresh bucket here.
+	o.after.Store(next)
 }
 
 // handOff sends the buckets of mode that topo assigns to another member to

@@ -194,7 +194,7 @@ func New(cfg Config) (*Node, error) {
 	})
 	auto := store("auto")
 	n.replicas = &replicas{now: cfg.Now, self: self, stores: [2]*bucket.Store{store("gossip"), auto}, topo: topology,
-		totals: newTotals(cfg.Now().UnixNano(), cfg.GossipSync.Interval), interval: cfg.GossipSync.Interval, log: cfg.Logger, updates: updates}
+		totals: newTotals(self, cfg.Now().UnixNano(), cfg.GossipSync.Interval), interval: cfg.GossipSync.Interval, log: cfg.Logger, updates: updates}
 	n.owners = &owners{now: cfg.Now, log: cfg.Logger, topo: topology, peers: cfg.Peers, timeout: cfg.Peer.ForwardTimeout,
 		ringCfg: cfg.Peer.Ring, owner: store("owner"), auto: auto, fallback: store("fallback"),
 		leases: newLeases(cfg.Leases, cfg.Metrics), jobs: make(chan peerJob, maxQueuedJobs), replicas: n.replicas,
@@ -275,6 +275,16 @@ func (n *Node) Run(ctx context.Context) error {
 		return nil
 	})
 	return g.Wait()
+}
+
+// Close releases what New started (the gossip listener and memberlist's
+// goroutines) for a node whose Run never ran or returned early; after Run
+// it does nothing. The node must not be used for a cluster afterwards.
+func (n *Node) Close() error {
+	if n.gossip == nil {
+		return nil
+	}
+	return n.gossip.Close()
 }
 
 // Leave starts a graceful leave, once: from now on the node answers no

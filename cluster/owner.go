@@ -35,8 +35,22 @@ type owners struct {
 	leases   *leases
 	jobs     chan peerJob // lease requests and returns, run by jobLoop
 	replicas *replicas    // where auto checks served while this node gossips are counted
-	left     atomic.Bool  // this node left: it answers no peer any more
-	m        *ownerMetrics
+	left     atomic.Bool  // this node is leaving: it answers no peer any more
+	// after is the ring without this node, once it has handed its buckets
+	// on: its own checks go to their new owners.
+	after atomic.Pointer[topology]
+	m     *ownerMetrics
+}
+
+// routing returns the topology a check routed in topo is decided in: topo,
+// or once this node is leaving, the ring without it (nil while the buckets
+// it owned are on their way: decide from the fair share).
+func (o *owners) routing(topo *topology) (*topology, bool) {
+	if !o.left.Load() {
+		return topo, true
+	}
+	next := o.after.Load()
+	return next, next != nil
 }
 
 // store returns the authoritative store of mode.
@@ -52,7 +66,13 @@ func (o *owners) store(mode rules.Sync) *bucket.Store {
 // owner cannot answer in time. If the caller goes away meanwhile, it
 // returns ctx's error and spends nothing here.
 func (o *owners) decide(ctx context.Context, c *check, res *Result) error {
-	topo := c.topo
+	topo, ok := o.routing(c.topo)
+	if !ok {
+		var out [1]Result
+		o.fallBack(c.topo, c.topo.ownerOf(c.id), []*check{c}, out[:])
+		*res = out[0]
+		return nil
+	}
 	owner := topo.ownerOf(c.id)
 	if owner == topo.self {
 		*res = o.decideHere(c, owner)
@@ -92,7 +112,13 @@ func (o *owners) decideHere(c *check, owner string) Result {
 // (from the fair share if it cannot answer). Giving it back refunds the
 // bucket it was made on.
 func (o *owners) reserve(ctx context.Context, c *check) (Result, func(), error) {
-	topo := c.topo
+	topo, ok := o.routing(c.topo)
+	if !ok { // handing off: from the fair share
+		var out [1]Result
+		o.fallBack(c.topo, c.topo.ownerOf(c.id), []*check{c}, out[:])
+		share := fairShare(c.limit, c.topo.alive())
+		return out[0], func() { o.fallback.RefundN(o.now(), c.id, share, c.cost) }, nil
+	}
 	owner := topo.ownerOf(c.id)
 	if owner == topo.self {
 		o.m.owned.Inc()
@@ -150,6 +176,13 @@ func (o *owners) forward(ctx context.Context, topo *topology, owner string, cs [
 		return ctx.Err()
 	}
 	o.log.Debug("owner unreachable; deciding from the fair share", "owner", owner, "checks", len(cs), "err", err)
+	o.fallBack(topo, owner, cs, out)
+	return nil
+}
+
+// fallBack decides cs from this node's fair share of their limits among
+// topo's live members, counted, and writes the results to out.
+func (o *owners) fallBack(topo *topology, owner string, cs []*check, out []Result) {
 	o.m.fallback.Add(float64(len(cs)))
 	now, members := o.now(), topo.alive()
 	for i, c := range cs {
@@ -162,7 +195,6 @@ func (o *owners) forward(ctx context.Context, topo *topology, owner string, cs [
 		}
 		out[i] = c.resultFrom(d, owner, true)
 	}
-	return nil
 }
 
 // errNoPeerAddr is an owner whose peer address is not known (yet).
@@ -187,7 +219,15 @@ func fairShare(l bucket.Limit, n int64) bucket.Limit {
 // those this node owns at once, the others in one call per owner, all
 // owners at the same time.
 func (o *owners) decideBatch(ctx context.Context, cs []check, idx []int, out []Result) error {
-	topo := o.topo()
+	topo, ok := o.routing(o.topo())
+	if !ok {
+		for _, i := range idx {
+			var one [1]Result
+			o.fallBack(cs[i].topo, cs[i].topo.ownerOf(cs[i].id), []*check{&cs[i]}, one[:])
+			out[i] = one[0]
+		}
+		return nil
+	}
 	byOwner := map[string][]int{}
 	for _, i := range idx {
 		owner := topo.ownerOf(cs[i].id)

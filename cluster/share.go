@@ -47,6 +47,7 @@ type shareEpoch struct {
 	start int64 // Unix ns it began, on the grid
 	level int64 // tokens the replica held then, less what peers spent unsaid
 	spent int64 // tokens this node admitted since
+	over  bool  // a check above the share was admitted in this epoch
 	// cum is every token this node admitted from the replica; marks hold
 	// it at the last flushes, newest last.
 	cum   int64
@@ -125,7 +126,8 @@ func (t *totals) spend(store *bucket.Store, mode rules.Sync, id bucket.ID, l buc
 	since := ns - activeEpochs*t.interval
 	active := int64(sh.active(k, since))
 	spenders := 1 + active
-	if t.lastFlush(ns-t.interval/5) <= r.wanted {
+	cold := t.lastFlush(ns-t.interval/5) <= r.wanted
+	if cold {
 		// No flush since this node began to want the key (and a fifth of
 		// an interval for its packets to arrive): peers that began at the
 		// same time have not said so yet.
@@ -143,24 +145,49 @@ func (t *totals) spend(store *bucket.Store, mode rules.Sync, id bucket.ID, l buc
 				unsaid += e.since(t.lastFlush(p.seen))
 			}
 		}
-		e.start, e.spent = start, 0
+		e.start, e.spent, e.over = start, 0, false
 		e.level = store.Peek(now, id, l, 0).Remaining - unsaid
 	}
+	over := false
 	if spenders > 1 {
 		earned := float64(l.Rate) * float64(ns-e.start) / float64(l.Period)
-		share := min(float64(e.level)+earned, float64(l.Burst)) / float64(spenders)
-		if float64(e.spent+cost) > share {
-			d := store.Peek(now, id, l, cost)
-			return bucket.Decision{Limit: d.Limit, ResetAfter: d.ResetAfter, RetryAfter: time.Duration(max(e.start+t.interval-ns, 1))}
+		avail := min(float64(e.level)+earned, float64(l.Burst))
+		if float64(e.spent+cost) > avail/float64(spenders) {
+			// Above the share. A cost no share covers (a burst below the
+			// number of spenders, or what is left of it) would never
+			// pass: such a check is admitted, one per epoch, by the
+			// spender whose turn it is (they take turns by name, epoch by
+			// epoch), or by any node that does not know the spenders yet,
+			// within what the replica holds.
+			turn := (e.start/t.interval)%spenders == int64(sh.rank(k, since, t.self))
+			if e.over || float64(cost) <= avail/float64(spenders) || !(cold || turn) || float64(e.spent+cost) > avail {
+				d := store.Peek(now, id, l, cost)
+				return bucket.Decision{Limit: d.Limit, ResetAfter: d.ResetAfter, RetryAfter: time.Duration(max(e.start+t.interval-ns, 1))}
+			}
+			over = true
 		}
 	}
 	d := store.AllowN(now, id, l, cost)
 	if d.Allowed {
 		e.spent += cost
 		e.cum += cost
+		e.over = e.over || over
 		r.admitted(l, cost, ns)
 	}
 	return d
+}
+
+// rank returns how many of the peers whose totals for k arrived at or
+// after since are named before self: its place among the spenders. sh is
+// k's shard, locked.
+func (sh *totalShard) rank(k totalKey, since int64, self string) int {
+	n := 0
+	for _, r := range sh.in[k] {
+		if r.seen >= since && r.origin < self {
+			n++
+		}
+	}
+	return n
 }
 
 // active returns the peers whose totals for k arrived at or after since.

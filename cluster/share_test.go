@@ -25,7 +25,7 @@ func TestShareSplitsTheReplica(t *testing.T) {
 	interval := 50 * time.Millisecond
 
 	t.Run("peers spending", func(t *testing.T) {
-		tot, store := newTotals(0, interval), bucket.NewStore(bucket.StoreConfig{})
+		tot, store := newTotals("", 0, interval), bucket.NewStore(bucket.StoreConfig{})
 		for _, peer := range []string{"b", "c"} {
 			tot.apply(peer, &totalUpdate{Sync: rules.SyncGossip, ID: id, Limit: l, Gen: 1}, t0.UnixNano())
 		}
@@ -55,7 +55,7 @@ func TestShareSplitsTheReplica(t *testing.T) {
 		}
 	})
 	t.Run("alone", func(t *testing.T) {
-		tot, store := newTotals(0, interval), bucket.NewStore(bucket.StoreConfig{})
+		tot, store := newTotals("", 0, interval), bucket.NewStore(bucket.StoreConfig{})
 		if got := spendAll(tot, store, id, l, t0, 1); got != 600 {
 			t.Fatalf("a node alone took %d, want all 600", got)
 		}
@@ -63,7 +63,7 @@ func TestShareSplitsTheReplica(t *testing.T) {
 	t.Run("newly wanted", func(t *testing.T) {
 		// No peer's totals heard yet: for its first epochs a node counts
 		// every live member as spending, then only those it hears from.
-		tot, store := newTotals(0, interval), bucket.NewStore(bucket.StoreConfig{})
+		tot, store := newTotals("", 0, interval), bucket.NewStore(bucket.StoreConfig{})
 		if got := spendAll(tot, store, id, l, t0, 4); got != 150 {
 			t.Fatalf("first epoch among 4 members: took %d, want 150", got)
 		}
@@ -73,7 +73,7 @@ func TestShareSplitsTheReplica(t *testing.T) {
 		}
 	})
 	t.Run("a peer stops", func(t *testing.T) {
-		tot, store := newTotals(0, interval), bucket.NewStore(bucket.StoreConfig{})
+		tot, store := newTotals("", 0, interval), bucket.NewStore(bucket.StoreConfig{})
 		tot.apply("b", &totalUpdate{Sync: rules.SyncGossip, ID: id, Limit: l, Gen: 1}, t0.UnixNano())
 		later := t0.Add(activeEpochs * interval)
 		tot.spend(store, rules.SyncGossip, id, l, 0, t0, 2) // wanted since t0
@@ -84,4 +84,38 @@ func TestShareSplitsTheReplica(t *testing.T) {
 			t.Fatalf("b silent for %d intervals: took %d, want the rest, 300", activeEpochs+1, got)
 		}
 	})
+}
+
+// TestShareAdmitsCostAboveAShare: two nodes both checking a key with a
+// burst of 1 (or a cost above burst / spenders) must not both be denied
+// forever: the replica is full, nothing is being spent anywhere.
+func TestShareAdmitsCostAboveAShare(t *testing.T) {
+	interval := 50 * time.Millisecond
+	for _, tc := range []struct {
+		name string
+		l    bucket.Limit
+		cost int64
+	}{
+		{"burst 1", bucket.Limit{Rate: 1, Period: time.Second, Burst: 1}, 1},
+		{"cost above half the burst", bucket.Limit{Rate: 10, Period: time.Second, Burst: 10}, 6},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			id := bucket.ID{Rule: "r", Key: "k"}
+			tot, store := newTotals("", 0, interval), bucket.NewStore(bucket.StoreConfig{})
+			t0 := time.Unix(100, 0)
+			// Peer b checks the key too (its totals, unchanged, keep
+			// arriving every interval), and neither node admits anything.
+			admitted := 0
+			for i := range 200 { // 10 s
+				now := t0.Add(time.Duration(i) * interval)
+				tot.apply("b", &totalUpdate{Sync: rules.SyncGossip, ID: id, Limit: tc.l, Gen: 1}, now.UnixNano())
+				if tot.spend(store, rules.SyncGossip, id, tc.l, tc.cost, now.Add(interval/2), 2).Allowed {
+					admitted++
+				}
+			}
+			if admitted == 0 {
+				t.Fatalf("10 s with a full replica and a peer that spends nothing: this node admitted nothing (cost %d, burst %d)", tc.cost, tc.l.Burst)
+			}
+		})
+	}
 }

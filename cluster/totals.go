@@ -36,6 +36,7 @@ type totals struct {
 	shards   [totalShards]totalShard
 	gen      atomic.Uint64 // last generation handed out
 	interval int64         // the sync interval, ns: an epoch of the share
+	self     string        // this node's name, its place among spenders
 }
 
 const totalShards = 64
@@ -81,8 +82,8 @@ const (
 	maxGenAge = int64(2 * time.Second)
 )
 
-func newTotals(startNanos int64, interval time.Duration) *totals {
-	c := &totals{seed: maphash.MakeSeed(), interval: int64(interval)}
+func newTotals(self string, startNanos int64, interval time.Duration) *totals {
+	c := &totals{seed: maphash.MakeSeed(), interval: int64(interval), self: self}
 	c.gen.Store(uint64(max(startNanos, 0)))
 	for i := range c.shards {
 		c.shards[i].out = make(map[totalKey]*outRecord)

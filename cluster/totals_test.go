@@ -11,7 +11,7 @@ import (
 var totalLimit = bucket.Limit{Rate: 10, Period: time.Second, Burst: 10}
 
 func TestTotalsApplyOnlyWhatIsNew(t *testing.T) {
-	c := newTotals(0, 50*time.Millisecond)
+	c := newTotals("", 0, 50*time.Millisecond)
 	id := bucket.ID{Rule: "r", Key: "k"}
 	up := func(gen uint64, total int64) *totalUpdate {
 		return &totalUpdate{Sync: rules.SyncGossip, ID: id, Limit: totalLimit, Gen: gen, Total: total}
@@ -41,7 +41,7 @@ func TestTotalsApplyOnlyWhatIsNew(t *testing.T) {
 }
 
 func TestTotalsFlush(t *testing.T) {
-	c := newTotals(1000, 50*time.Millisecond)
+	c := newTotals("", 1000, 50*time.Millisecond)
 	id := bucket.ID{Rule: "r", Key: "k"}
 	sec := int64(time.Second)
 	c.add(rules.SyncGossip, id, totalLimit, 2, 0)
@@ -63,11 +63,11 @@ func TestTotalsFlush(t *testing.T) {
 }
 
 func TestTotalsSealOldGenerations(t *testing.T) {
-	c := newTotals(0, 50*time.Millisecond)
+	c := newTotals("", 0, 50*time.Millisecond)
 	id := bucket.ID{Rule: "r", Key: "k"}
 	var now int64
 	var total int64 // what a receiver applies
-	recv := newTotals(0, 50*time.Millisecond)
+	recv := newTotals("", 0, 50*time.Millisecond)
 	for range 1000 { // 10 s of admissions, one every 10 ms, flushed every 50 ms
 		now += int64(10 * time.Millisecond)
 		c.add(rules.SyncGossip, id, totalLimit, 1, now)
@@ -92,7 +92,7 @@ func TestTotalsSealOldGenerations(t *testing.T) {
 }
 
 func TestTotalsAdopt(t *testing.T) {
-	c := newTotals(0, 50*time.Millisecond)
+	c := newTotals("", 0, 50*time.Millisecond)
 	id := bucket.ID{Rule: "r", Key: "k"}
 	c.adopt("me", rules.SyncGossip, id, []originTotal{{Origin: "a", Gen: 5, Total: 10}, {Origin: "me", Gen: 9, Total: 99}}, 0)
 	if got := c.apply("a", &totalUpdate{Sync: rules.SyncGossip, ID: id, Limit: totalLimit, Gen: 5, Total: 12}, 0); got != 2 {
@@ -106,7 +106,7 @@ func TestTotalsAdopt(t *testing.T) {
 // BenchmarkTotalsAdd records admissions of one hot key, as gossip mode
 // does on every allowed check.
 func BenchmarkTotalsAdd(b *testing.B) {
-	c := newTotals(0, 50*time.Millisecond)
+	c := newTotals("", 0, 50*time.Millisecond)
 	id := bucket.ID{Rule: "api", Key: "user:12345"}
 	b.ReportAllocs()
 	var now int64

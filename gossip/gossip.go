@@ -332,6 +332,11 @@ func (g *Gossip) leave() error {
 // normally goes out within one gossip interval (200ms on a LAN).
 const leaveTimeout = 2 * time.Second
 
+// Close stops membership without leaving, and waits until its goroutines
+// are gone: for a Gossip whose Run never ran, or to make sure. Run leaves
+// first and closes on its own. Close may be called more than once.
+func (g *Gossip) Close() error { return g.shutdown() }
+
 // shutdown stops memberlist and waits until all its goroutines are gone.
 func (g *Gossip) shutdown() error {
 	g.shutdownOnce.Do(func() {

@@ -98,6 +98,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	defer node.Close() // if run returns before the node ran; after Run, nothing to do
 	peerServer := transport.NewPeerServer(transport.PeerServerConfig{Handler: node, Keys: peerKeys, Logger: log, Registerer: reg})
 
 	reloads := prometheus.NewCounterVec(prometheus.CounterOpts{
