@@ -35,7 +35,12 @@ type scenario struct {
 
 const reportRules = `rules:
   - {name: limited, limit: 100, period: 1s, burst: 100}
+  - {name: abused, limit: 600, period: 1m}
 `
+
+// abusedRate is the rate of the rule "abused", per second: a key checked
+// 10,000 times a second is checked at 1,000 times its rate.
+const abusedRate = 10.0
 
 func reportCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("loadgen report", flag.ContinueOnError)
@@ -96,7 +101,7 @@ func reportCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}, note: "fixed arrival rate, 32 senders; latency counted from when each request was due"},
 	)
 	for _, n := range []int{3, 5} {
-		for _, mode := range []string{"local", "gossip", "owner"} {
+		for _, mode := range []string{"local", "gossip", "owner", "auto"} {
 			scenarios = append(scenarios, scenario{
 				name: fmt.Sprintf("%d nodes: %s", n, mode), nodes: n,
 				cfg: func(t []string, _ map[string]Result) Config {
@@ -105,6 +110,19 @@ func reportCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 					return c
 				},
 				note: "rule of 100/s, burst 100; 10,000 keys, Zipf 1.1; round-robin over the nodes",
+			})
+		}
+	}
+	for _, n := range []int{3, 5} {
+		for _, mode := range []string{"local", "gossip", "owner", "auto"} {
+			scenarios = append(scenarios, scenario{
+				name: fmt.Sprintf("%d nodes: one key far above its rate, %s", n, mode), nodes: n,
+				cfg: func(t []string, _ map[string]Result) Config {
+					c := closed(t, 32)
+					c.Rule, c.Sync, c.Dist = "abused", mode, "hot"
+					return c
+				},
+				note: "one key limited to 600 a minute with its minute's burst, asked as fast as 32 callers can through every node (the multiple of its rate is in the targets); local limits per node, so it admits N times the bound",
 			})
 		}
 	}
@@ -324,6 +342,23 @@ func render(scenarios []scenario, med map[string]Result, runs int, d time.Durati
 	if half.Requests > 0 {
 		fmt.Fprintf(&b, "- At half the maximum (%.0f requests/s, open loop): **p99 %.3f ms** (target < 2 ms); the trivial handler at the same rate: p99 %.3f ms.\n",
 			half.Config.Rate, half.Latency.P99, med["trivial handler, open loop at half of /v1/check's maximum"].Latency.P99)
+	}
+	for _, n := range []int{3, 5} {
+		local := med[fmt.Sprintf("%d nodes: one key far above its rate, local", n)]
+		for _, mode := range []string{"gossip", "owner", "auto"} {
+			r, ok := med[fmt.Sprintf("%d nodes: one key far above its rate, %s", n, mode)]
+			if !ok || local.Latency.P50 == 0 {
+				continue
+			}
+			fmt.Fprintf(&b, "- %d nodes, one key at %.0f× its rate, %s: admitted / bound **%.3f** (target within [0.95, 1.05]); p50 %.2f× the local mode's.\n",
+				n, r.RequestsPS/abusedRate, mode, r.Exactness.WorstRatio, r.Latency.P50/local.Latency.P50)
+		}
+	}
+	for _, n := range []int{3, 5} {
+		auto, gossip, owner := med[fmt.Sprintf("%d nodes: auto", n)], med[fmt.Sprintf("%d nodes: gossip", n)], med[fmt.Sprintf("%d nodes: owner", n)]
+		if auto.RequestsPS > 0 && gossip.RequestsPS > 0 && owner.RequestsPS > 0 {
+			fmt.Fprintf(&b, "- %d nodes, spread load: auto at **%.2f×** the faster of gossip and owner (target ≥ 1).\n", n, auto.RequestsPS/max(gossip.RequestsPS, owner.RequestsPS))
+		}
 	}
 	return b.String()
 }
