@@ -48,6 +48,9 @@ type shareEpoch struct {
 	level int64 // tokens the replica held then, less what peers spent unsaid
 	spent int64 // tokens this node admitted since
 	over  bool  // a check above the share was admitted in this epoch
+	// leveled says level is set: it is taken at the epoch's first check
+	// that needs a share.
+	leveled bool
 	// cum is every token this node admitted from the replica; marks hold
 	// it at the last flushes, newest last.
 	cum   int64
@@ -136,21 +139,28 @@ func (t *totals) spend(store *bucket.Store, mode rules.Sync, id bucket.ID, l buc
 	e := &r.share
 	e.mark(t.lastFlush(ns))
 	if start := t.epochStart(ns); start != e.start {
-		// What peers spent and have not said yet: each, as much as this
-		// node spent since the flush its last totals came from; each
-		// member not heard from yet, as much as this node spent at all.
-		unsaid := (spenders - 1 - active) * e.cum
-		for _, p := range sh.in[k] {
-			if p.seen >= since {
-				unsaid += e.since(t.lastFlush(p.seen))
-			}
-		}
-		e.start, e.spent, e.over = start, 0, false
-		e.level = store.Peek(now, id, l, 0).Remaining - unsaid
+		e.start, e.spent, e.over, e.leveled = start, 0, false, false
 	}
 	over := false
 	if spenders > 1 {
 		earned := float64(l.Rate) * float64(ns-e.start) / float64(l.Period)
+		if !e.leveled {
+			// The epoch's level, taken at its first check that needs it
+			// (a node spending alone never does): the replica's now, less
+			// what it earned and plus what this node spent since the
+			// epoch began, less what peers spent and have not said yet:
+			// each, as much as this node spent since the flush its last
+			// totals came from; each member not heard from yet, as much
+			// as this node spent at all.
+			unsaid := (spenders - 1 - active) * e.cum
+			for _, p := range sh.in[k] {
+				if p.seen >= since {
+					unsaid += e.since(t.lastFlush(p.seen))
+				}
+			}
+			e.level = store.Peek(now, id, l, 0).Remaining + e.spent - int64(earned) - unsaid
+			e.leveled = true
+		}
 		avail := min(float64(e.level)+earned, float64(l.Burst))
 		if float64(e.spent+cost) > avail/float64(spenders) {
 			// Above the share. A cost no share covers (a burst below the
