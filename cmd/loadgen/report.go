@@ -35,12 +35,12 @@ type scenario struct {
 
 const reportRules = `rules:
   - {name: limited, limit: 100, period: 1s, burst: 100}
-  - {name: abused, limit: 600, period: 1m}
+  - {name: abused, limit: 300, period: 1m}
 `
 
 // abusedRate is the rate of the rule "abused", per second: a key checked
-// 10,000 times a second is checked at 1,000 times its rate.
-const abusedRate = 10.0
+// 5,000 times a second is checked at 1,000 times its rate.
+const abusedRate = 5.0
 
 func reportCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("loadgen report", flag.ContinueOnError)
@@ -122,7 +122,7 @@ func reportCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 					c.Rule, c.Sync, c.Dist = "abused", mode, "hot"
 					return c
 				},
-				note: "one key limited to 600 a minute with its minute's burst, asked as fast as 32 callers can through every node (the multiple of its rate is in the targets); local limits per node, so it admits N times the bound",
+				note: "one key limited to 300 a minute with its minute's burst, asked as fast as 32 callers can through every node (the multiple of its rate is in the targets); local limits per node, so it admits N times the bound",
 			})
 		}
 	}
