@@ -341,30 +341,3 @@ func TestOwnerModeBatch(t *testing.T) {
 		}
 	})
 }
-
-// TestLeavingNodeAnswersNoPeer: once a node starts to leave, it decides no
-// peer's check (a bucket it has handed on must not be decided here too):
-// the senders decide from their fair share instead, and nothing fails.
-func TestLeavingNodeAnswersNoPeer(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		c := New(t, 3, Options{Configure: func(_ int, cfg *cluster.Config) { cfg.Leases.Threshold = -1 }})
-		c.AwaitConverged(joinBound, c.All()...)
-		awaitRings(c, 5*time.Second, c.All()...)
-		leaver := c.Member(1).Name
-		key := ""
-		for i := 0; key == ""; i++ {
-			k := "k" + strconv.Itoa(i)
-			if res, _ := c.Node(0).Check(context.Background(), ownerCheck(k)); res.Owner == leaver && !res.Fallback {
-				key = k
-			}
-		}
-		c.Node(1).Leave(context.Background())
-		if _, err := c.Node(1).DecideForwarded([]cluster.PeerCheck{{ID: bucket.ID{Key: key}, Limit: hotLimit, Cost: 1, Sync: rules.SyncOwner}}); err != cluster.ErrLeft {
-			t.Fatalf("a leaving node decided a peer's check: %v", err)
-		}
-		res, err := c.Node(0).Check(context.Background(), ownerCheck(key))
-		if err != nil || !res.Fallback || res.Owner != leaver {
-			t.Fatalf("check of the leaver's key: %+v, %v; want a fallback", res, err)
-		}
-	})
-}
