@@ -38,10 +38,14 @@ func (n *Node) recombineLocked() {
 
 // PutRules sets rules through the API: validated all together (a bad one
 // changes nothing), stored durably, put in force here and broadcast to the
-// cluster. Errors for bad specs are *rules.FieldError.
+// cluster. Errors for bad specs are *rules.FieldError; before the rules
+// are loaded it returns ErrNotReady and changes nothing.
 func (n *Node) PutRules(specs []rules.Spec) ([]rules.Entry, error) {
 	if n.persist == nil {
 		return nil, ErrRulesReadOnly
+	}
+	if !n.Ready() {
+		return nil, ErrNotReady
 	}
 	n.rulesMu.Lock()
 	entries, err := n.catalog.Put(specs, n.persist.Save)
@@ -62,6 +66,9 @@ func (n *Node) PutRules(specs []rules.Spec) ([]rules.Entry, error) {
 func (n *Node) DeleteRule(name string) (rules.Entry, error) {
 	if n.persist == nil {
 		return rules.Entry{}, ErrRulesReadOnly
+	}
+	if !n.Ready() {
+		return rules.Entry{}, ErrNotReady
 	}
 	n.rulesMu.Lock()
 	e, err := n.catalog.Delete(name, n.persist.Save)

@@ -3,6 +3,7 @@ package transport
 import (
 	"net/http"
 
+	"github.com/sluicerl/sluice/cluster"
 	"github.com/sluicerl/sluice/rules"
 )
 
@@ -18,6 +19,10 @@ type RulesAPI interface {
 	DeleteRule(name string) (rules.Entry, error)
 	// RulesInForce lists the rules in force.
 	RulesInForce() []rules.Rule
+	// Ready reports whether the rules are loaded; before that GET answers
+	// 503, as the checks do (and PutRules and DeleteRule return
+	// cluster.ErrNotReady).
+	Ready() bool
 }
 
 // RuleView is a rule as GET /v1/rules shows it.
@@ -39,6 +44,9 @@ type putRulesJSON struct {
 const maxRulesPerPut = 1000
 
 func (s *Server) listRules(w http.ResponseWriter, _ *http.Request) int {
+	if !s.cfg.Rules.Ready() {
+		return s.fail(w, cluster.ErrNotReady)
+	}
 	return writeValue(w, http.StatusOK, map[string]any{"rules": RuleViews(s.cfg.Rules.RulesInForce())})
 }
 

@@ -406,14 +406,23 @@ func TestWaitAbandonedGivesTokensBack(t *testing.T) {
 }
 
 // TestNotReadyIs503: before its rules load, a node answers every check,
-// batch and wait with 503 through the one status function, not a 500.
+// batch, wait and rules request with 503 through the one status function,
+// not a 500, and changes nothing.
 func TestNotReadyIs503(t *testing.T) {
-	node, err := cluster.New(cluster.Config{})
+	persist, err := rules.OpenPersist(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := transport.NewServer(transport.ServerConfig{Limiter: node, Registerer: prometheus.NewRegistry()})
+	t.Cleanup(func() { persist.Close() })
+	node, err := cluster.New(cluster.Config{Persist: persist})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := transport.NewServer(transport.ServerConfig{Limiter: node, Rules: node, Registerer: prometheus.NewRegistry()})
 	for _, c := range []struct{ method, target, body string }{
+		{"GET", "/v1/rules", ""},
+		{"PUT", "/v1/rules/r", `{"limit": 1, "period": "1s"}`},
+		{"DELETE", "/v1/rules/r", ""},
 		{"POST", "/v1/check", `{"key": "k", "limit": 1, "period": "1s"}`},
 		{"GET", "/v1/check?key=k&limit=1&period=1s", ""},
 		{"POST", "/v1/check/batch", `{"checks": [{"key": "k", "limit": 1, "period": "1s"}]}`},
@@ -423,5 +432,9 @@ func TestNotReadyIs503(t *testing.T) {
 		if r.code != http.StatusServiceUnavailable || !strings.Contains(r.body["error"].(string), "not ready") {
 			t.Errorf("%s %s: %d %s, want 503 not ready", c.method, c.target, r.code, r.raw)
 		}
+	}
+	node.SetRules(&rules.Set{})
+	if r := do(t, h, "GET", "/v1/rules", ""); r.code != 200 || len(r.body["rules"].([]any)) != 0 {
+		t.Fatalf("after the rules loaded: %d %s, want no rule (the PUT before changed nothing)", r.code, r.raw)
 	}
 }
