@@ -25,6 +25,7 @@ func (o *owners) topologyChanged(ctx context.Context, old, topo *topology) {
 	for name, addr := range old.addrs {
 		if topo.addrs[name] != addr {
 			o.peers.Forget(addr) // gone, or moved to another address
+			o.stalls.answered(name)
 		}
 	}
 	// A joiner may own some of our keys now.

@@ -33,6 +33,7 @@ type owners struct {
 	fallback    *bucket.Store // this node's fair share of keys whose owner it cannot reach
 
 	leases   *leases
+	stalls   stalls       // owners that did not answer in time
 	jobs     chan peerJob // lease requests and returns, run by jobLoop
 	replicas *replicas    // where auto checks served while this node gossips are counted
 	left     atomic.Bool  // this node is leaving: it answers no peer any more
@@ -148,12 +149,17 @@ func (c *check) resultFrom(d bucket.Decision, owner string, fallback bool) Resul
 // forward asks owner to decide cs, in one call within the forward timeout,
 // and writes the results to out. If the owner cannot answer, each check is
 // decided from this node's fair share instead (counted), unless the caller
-// went away: then it returns ctx's error.
+// went away: then it returns ctx's error. An owner that did not answer in
+// time is not asked again until it answers a probe (stalls), so a frozen
+// owner costs one timeout, not one per check.
 func (o *owners) forward(ctx context.Context, topo *topology, owner string, cs []*check, out []Result) error {
 	var err error
-	if addr := topo.addrs[owner]; addr == "" {
+	switch addr := topo.addrs[owner]; {
+	case addr == "":
 		err = errNoPeerAddr
-	} else {
+	case !o.stalls.ask(owner, o.now()):
+		err = errStalled
+	default:
 		checks := make([]PeerCheck, len(cs))
 		for i, c := range cs {
 			checks[i] = c.peerCheck(c.op, c.cost)
@@ -164,6 +170,16 @@ func (o *owners) forward(ctx context.Context, topo *topology, owner string, cs [
 		ds, err = o.peers.Check(fctx, addr, checks)
 		cancel()
 		o.m.forwardSeconds.Observe(time.Since(start).Seconds())
+		switch {
+		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
+			if o.stalls.timedOut(owner, o.now()) {
+				o.log.Warn("owner did not answer in time; deciding its keys from the fair share until it answers a probe", "owner", owner, "timeout", o.timeout)
+			}
+		case ctx.Err() == nil:
+			o.stalls.answered(owner)
+		default: // the caller left: no verdict on the owner
+			o.stalls.abandoned(owner)
+		}
 		if err == nil {
 			o.m.forwarded.Add(float64(len(cs)))
 			for i, c := range cs {
