@@ -49,6 +49,14 @@ func (n *Node) decide(ctx context.Context, c *check, res *Result) error {
 		n.local.decide(c, res)
 		return nil
 	case routeReplicas:
+		if n.owners.left.Load() && c.topo.alive() > 1 {
+			// Left: its peers no longer hear what it admits, so it
+			// decides from its fair share until its API closes.
+			var out [1]Result
+			n.owners.fallBack(c.topo, "", []*check{c}, out[:])
+			*res = out[0]
+			return nil
+		}
 		n.replicas.decide(c, res)
 		return nil
 	}

@@ -145,7 +145,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer adminLn.Close()
 
 	var draining atomic.Bool
-	api := transport.NewHTTPServer(transport.NewServer(transport.ServerConfig{
+	var asked lastAsked
+	api := transport.NewHTTPServer(asked.track(transport.NewServer(transport.ServerConfig{
 		Limiter:    node,
 		DenyStatus: o.denyStatus,
 		MaxWait:    o.maxWait,
@@ -153,7 +154,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Registerer: reg,
 		Membership: node,
 		Rules:      node,
-	}), log)
+	})), log)
 	admin := transport.NewHTTPServer(transport.NewAdmin(transport.AdminConfig{
 		Ready:    func() bool { return !draining.Load() && node.Ready() },
 		Gatherer: reg,
@@ -204,8 +205,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// Shut down in reverse start order, within one budget
 	// (--shutdown-timeout): not ready; leave the cluster (hand the buckets
 	// this node owns to their next owners, all at once; answer peers no
-	// more; tell the cluster); drain the API (checks in flight are still
-	// answered, and a node that has left decides alone); stop peer RPC.
+	// more; tell the cluster); keep answering the application, which may
+	// be stopping too, until it has not asked for drainQuiet (a node that
+	// has left asks the new owners, or decides from its fair share); drain
+	// the API; stop peer RPC.
 	draining.Store(true)
 	shutCtx, cancelShut := context.WithTimeout(context.Background(), o.shutdownTimeout)
 	defer cancelShut()
@@ -214,7 +217,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err := <-nodeDone; err != nil {
 		errs = append(errs, fmt.Errorf("node: %w", err))
 	}
-	log.Info("left the cluster")
+	log.Info("left the cluster; answering the application until it stops asking")
+	asked.awaitQuiet(shutCtx, drainQuiet)
 	for _, srv := range []*http.Server{api, admin} {
 		if err := srv.Shutdown(shutCtx); err != nil {
 			// Requests still in flight (long waits): cut them off; their
@@ -230,6 +234,38 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// drainQuiet is how long the application must not have asked before a
+// node that has left closes its API, within the shutdown budget.
+const drainQuiet = time.Second
+
+// lastAsked is when the API was last asked, in Unix ns.
+type lastAsked struct{ ns atomic.Int64 }
+
+// track returns h, recording each request's arrival.
+func (a *lastAsked) track(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a.ns.Store(time.Now().UnixNano())
+		h.ServeHTTP(w, r)
+	})
+}
+
+// awaitQuiet returns once nothing has been asked for quiet, or ctx ends.
+func (a *lastAsked) awaitQuiet(ctx context.Context, quiet time.Duration) {
+	for {
+		left := quiet - time.Since(time.Unix(0, a.ns.Load()))
+		if left <= 0 {
+			return
+		}
+		t := time.NewTimer(left)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // openPersist opens the rules database in --data-dir. A damaged one stops
