@@ -154,10 +154,13 @@ func (c *check) resultFrom(d bucket.Decision, owner string, fallback bool) Resul
 // owner costs one timeout, not one per check.
 func (o *owners) forward(ctx context.Context, topo *topology, owner string, cs []*check, out []Result) error {
 	var err error
-	switch addr := topo.addrs[owner]; {
+	addr := topo.addrs[owner]
+	ask, probe := o.stalls.ask(owner, o.now())
+	switch {
 	case addr == "":
 		err = errNoPeerAddr
-	case !o.stalls.ask(owner, o.now()):
+		o.stalls.abandoned(owner, probe)
+	case !ask:
 		err = errStalled
 	default:
 		checks := make([]PeerCheck, len(cs))
@@ -172,13 +175,13 @@ func (o *owners) forward(ctx context.Context, topo *topology, owner string, cs [
 		o.m.forwardSeconds.Observe(time.Since(start).Seconds())
 		switch {
 		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
-			if o.stalls.timedOut(owner, o.now()) {
+			if o.stalls.timedOut(owner, o.now(), probe) {
 				o.log.Warn("owner did not answer in time; deciding its keys from the fair share until it answers a probe", "owner", owner, "timeout", o.timeout)
 			}
 		case ctx.Err() == nil:
 			o.stalls.answered(owner)
 		default: // the caller left: no verdict on the owner
-			o.stalls.abandoned(owner)
+			o.stalls.abandoned(owner, probe)
 		}
 		if err == nil {
 			o.m.forwarded.Add(float64(len(cs)))

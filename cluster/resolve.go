@@ -49,9 +49,7 @@ func (n *Node) decide(ctx context.Context, c *check, res *Result) error {
 		n.local.decide(c, res)
 		return nil
 	case routeReplicas:
-		if n.owners.left.Load() && c.topo.alive() > 1 {
-			// Left: its peers no longer hear what it admits, so it
-			// decides from its fair share until its API closes.
+		if n.leftGossip(c) {
 			var out [1]Result
 			n.owners.fallBack(c.topo, "", []*check{c}, out[:])
 			*res = out[0]
@@ -63,6 +61,13 @@ func (n *Node) decide(ctx context.Context, c *check, res *Result) error {
 	return n.owners.decide(ctx, c, res)
 }
 
+// leftGossip reports whether c is a gossip-mode check on a node that has
+// left a cluster of others: its peers no longer hear what it admits, so it
+// decides from its fair share until its API closes.
+func (n *Node) leftGossip(c *check) bool {
+	return n.owners.left.Load() && c.topo.alive() > 1
+}
+
 // reserve makes c's reservation on its decider.
 func (n *Node) reserve(ctx context.Context, c *check) (Result, func(), error) {
 	switch c.route {
@@ -70,6 +75,12 @@ func (n *Node) reserve(ctx context.Context, c *check) (Result, func(), error) {
 		res, giveBack := n.local.reserve(c)
 		return res, giveBack, nil
 	case routeReplicas:
+		if n.leftGossip(c) {
+			var out [1]Result
+			n.owners.fallBack(c.topo, "", []*check{c}, out[:])
+			share := fairShare(c.limit, c.topo.alive())
+			return out[0], func() { n.owners.fallback.RefundN(n.now(), c.id, share, c.cost) }, nil
+		}
 		res, giveBack := n.replicas.reserve(c)
 		return res, giveBack, nil
 	}

@@ -32,37 +32,42 @@ const (
 // errStalled is an owner that is not asked now: it did not answer in time.
 var errStalled = errors.New("owner did not answer in time; not asked again until a probe is answered")
 
-// ask reports whether a check may be sent to owner now: always, unless the
-// owner is stalled; then only as the one probe, once its backoff is over.
-func (s *stalls) ask(owner string, now time.Time) bool {
+// ask reports whether a check may be sent to owner now, and whether it is
+// the probe: always, unless the owner is stalled; then only as the one
+// probe, once its backoff is over.
+func (s *stalls) ask(owner string, now time.Time) (ok, probe bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.m[owner]
 	if st == nil {
-		return true
+		return true, false
 	}
 	if st.probing || now.Before(st.next) {
-		return false
+		return false, false
 	}
 	st.probing = true
-	return true
+	return true, true
 }
 
 // timedOut records that owner did not answer within the forward timeout,
-// and reports whether it was answering until now.
-func (s *stalls) timedOut(owner string, now time.Time) bool {
+// and reports whether it was answering until now. Only the probe's
+// timeout lengthens the backoff: checks sent before the owner was marked
+// stalled time out together, and are one failure, not many.
+func (s *stalls) timedOut(owner string, now time.Time, probe bool) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.m[owner]
-	if st == nil {
+	switch {
+	case st == nil:
 		if s.m == nil {
 			s.m = map[string]*stall{}
 		}
 		s.m[owner] = &stall{next: now.Add(minStall), backoff: minStall}
 		return true
+	case probe:
+		st.backoff = min(st.backoff*2, maxStall)
+		st.next, st.probing = now.Add(st.backoff), false
 	}
-	st.backoff = min(st.backoff*2, maxStall)
-	st.next, st.probing = now.Add(st.backoff), false
 	return false
 }
 
@@ -76,10 +81,10 @@ func (s *stalls) answered(owner string) {
 
 // abandoned records that a check sent to owner was given up by its caller
 // before any answer: if it was the probe, the next check may probe.
-func (s *stalls) abandoned(owner string) {
+func (s *stalls) abandoned(owner string, probe bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if st := s.m[owner]; st != nil {
+	if st := s.m[owner]; st != nil && probe {
 		st.probing = false
 	}
 }

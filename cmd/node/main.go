@@ -218,7 +218,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		errs = append(errs, fmt.Errorf("node: %w", err))
 	}
 	log.Info("left the cluster; answering the application until it stops asking")
-	asked.awaitQuiet(shutCtx, drainQuiet)
+	// Half of what is left of the budget for the application to stop
+	// asking, the rest to finish what is in flight.
+	quietBy := time.Now()
+	if d, ok := shutCtx.Deadline(); ok {
+		quietBy = quietBy.Add(time.Until(d) / 2)
+	}
+	quietCtx, cancelQuiet := context.WithDeadline(shutCtx, quietBy)
+	asked.awaitQuiet(quietCtx, drainQuiet)
+	cancelQuiet()
 	for _, srv := range []*http.Server{api, admin} {
 		if err := srv.Shutdown(shutCtx); err != nil {
 			// Requests still in flight (long waits): cut them off; their
@@ -237,7 +245,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 }
 
 // drainQuiet is how long the application must not have asked before a
-// node that has left closes its API, within the shutdown budget.
+// node that has left closes its API, within half of what is left of the
+// shutdown budget (the other half finishes what is in flight).
 const drainQuiet = time.Second
 
 // lastAsked is when the API was last asked, in Unix ns.

@@ -73,7 +73,7 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.IntVar(&o.maxKeys, "max-keys", 1_000_000, "most buckets held in memory; past it the least recently used are evicted")
 	fs.IntVar(&o.denyStatus, "deny-status", 429, "HTTP status of a denied check: 429, or 403 for nginx auth_request")
 	fs.DurationVar(&o.maxWait, "max-wait", 30*time.Second, "longest max_wait that /v1/wait accepts")
-	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "budget of a graceful shutdown: handing off the buckets this node owns, answering the application until it has not asked for a second, then draining requests in flight")
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "budget of a graceful shutdown: handing off the buckets this node owns, answering the application until it has not asked for a second (at most half of what is left), then draining requests in flight")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "json", "log format: json or text")
 	hostname, _ := os.Hostname()
