@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"context"
-	"strconv"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -57,35 +56,18 @@ func TestLeftGossipWaitUsesFairShare(t *testing.T) {
 // first probe comes after 2 s, not 100 ms.
 func TestStallBackoffNotEscalatedByInFlight(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		n := readyNode(t, Config{Leases: LeaseConfig{Threshold: -1}})
-		peer := &frozenPeer{}
-		n.owners.peers = peer
-		topo, err := buildTopology("a", []gossip.Member{{Name: "b", Addr: "10.0.0.2:7946", State: gossip.StateAlive, Meta: gossip.Meta{PeerAddr: ":7947"}}}, ring.Config{}, 8)
-		if err != nil {
-			t.Fatal(err)
-		}
-		n.topo.Store(topo)
-		limit := bucket.Limit{Rate: 1000, Period: time.Second, Burst: 1000}
-		req := func(key string) *Request {
-			return &Request{Key: key, Inline: limit, Cost: 1, Sync: rules.SyncOwner, SyncSet: true}
-		}
-		key := ""
-		for i := 0; key == ""; i++ {
-			if k := "k" + strconv.Itoa(i); topo.ownerOf(bucket.ID{Inline: limit, Key: k}) == "b" {
-				key = k
-			}
-		}
+		n, peer, req := frozenOwnerNode(t)
 		peer.frozen.Store(true)
 		var wg sync.WaitGroup
 		for range 6 {
-			wg.Go(func() { n.Check(context.Background(), req(key)) })
+			wg.Go(func() { n.Check(context.Background(), req) })
 		}
 		wg.Wait()
 		if got := peer.calls.Load(); got != 6 {
 			t.Fatalf("in flight when it froze: %d calls, want 6", got)
 		}
 		time.Sleep(minStall)
-		n.Check(context.Background(), req(key))
+		n.Check(context.Background(), req)
 		if got := peer.calls.Load(); got != 7 {
 			n.owners.stalls.mu.Lock()
 			st := *n.owners.stalls.m["b"]

@@ -37,34 +37,37 @@ func (f *frozenPeer) Check(ctx context.Context, _ string, checks []PeerCheck) ([
 func (f *frozenPeer) Handoff(context.Context, string, rules.Sync, []bucket.Entry) error { return nil }
 func (f *frozenPeer) Forget(string)                                                     {}
 
+// frozenOwnerNode returns a node whose ring holds it ("a") and an owner
+// "b" reached through peer, and a check of a key b owns, in owner mode.
+func frozenOwnerNode(t *testing.T) (*Node, *frozenPeer, *Request) {
+	t.Helper()
+	n := readyNode(t, Config{Leases: LeaseConfig{Threshold: -1}})
+	peer := &frozenPeer{}
+	n.owners.peers = peer
+	topo, err := buildTopology("a", []gossip.Member{{Name: "b", Addr: "10.0.0.2:7946", State: gossip.StateAlive, Meta: gossip.Meta{PeerAddr: ":7947"}}}, ring.Config{}, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.topo.Store(topo)
+	limit := bucket.Limit{Rate: 1000, Period: time.Second, Burst: 1000}
+	for i := 0; ; i++ {
+		if k := "k" + strconv.Itoa(i); topo.ownerOf(bucket.ID{Inline: limit, Key: k}) == "b" {
+			return n, peer, &Request{Key: k, Inline: limit, Cost: 1, Sync: rules.SyncOwner, SyncSet: true}
+		}
+	}
+}
+
 // TestFrozenOwnerIsNotWaitedOn: an owner that stops answering costs one
 // forward timeout; its keys are then decided from the fair share at once,
 // one probe at a time goes to it with a doubling backoff, and once a probe
 // is answered its keys are forwarded again.
 func TestFrozenOwnerIsNotWaitedOn(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		n := readyNode(t, Config{Leases: LeaseConfig{Threshold: -1}})
-		peer := &frozenPeer{}
-		n.owners.peers = peer
-		topo, err := buildTopology("a", []gossip.Member{{Name: "b", Addr: "10.0.0.2:7946", State: gossip.StateAlive, Meta: gossip.Meta{PeerAddr: ":7947"}}}, ring.Config{}, 8)
-		if err != nil {
-			t.Fatal(err)
-		}
-		n.topo.Store(topo)
-		limit := bucket.Limit{Rate: 1000, Period: time.Second, Burst: 1000}
-		req := func(key string) *Request {
-			return &Request{Key: key, Inline: limit, Cost: 1, Sync: rules.SyncOwner, SyncSet: true}
-		}
-		key := ""
-		for i := 0; key == ""; i++ {
-			if k := "k" + strconv.Itoa(i); topo.ownerOf(bucket.ID{Inline: limit, Key: k}) == "b" {
-				key = k
-			}
-		}
+		n, peer, req := frozenOwnerNode(t)
 		check := func(what string, wantFallback bool, wantCalls int64, wantWait time.Duration) {
 			t.Helper()
 			start := time.Now()
-			res, err := n.Check(context.Background(), req(key))
+			res, err := n.Check(context.Background(), req)
 			if err != nil || res.Fallback != wantFallback || !res.Allowed {
 				t.Fatalf("%s: %+v, %v; want allowed, fallback %v", what, res, err, wantFallback)
 			}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -22,16 +21,7 @@ import (
 // Before this change the drain had the rest of the budget for requests in
 // flight.
 func TestShutdownUnderSteadyLoadDrainsInFlight(t *testing.T) {
-	pr, pw := io.Pipe()
-	logs := newLogWatcher()
-	go logs.consume(pr)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--gossip-addr", "127.0.0.1:0",
-			"--peer-addr", "127.0.0.1:0", "--data-dir", t.TempDir(), "--shutdown-timeout", "2s"}, func(string) string { return "" }, io.Discard, pw)
-		pw.Close()
-	}()
+	logs, cancel, done := runInProcess(t, "--shutdown-timeout", "2s")
 	started, _ := logs.await(t, "sluice started", 0)
 	api := "http://" + started["http_addr"].(string)
 	wait := `{"key": "w", "limit": 5, "period": "1s", "burst": 1, "max_wait": "5s"}`

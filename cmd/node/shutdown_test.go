@@ -44,16 +44,7 @@ func TestRunReleasesGossipOnEarlyError(t *testing.T) {
 // its cluster, but the application beside it, which may be draining too,
 // still gets answers until it stops asking; only then does the API close.
 func TestShutdownKeepsAnswering(t *testing.T) {
-	pr, pw := io.Pipe()
-	logs := newLogWatcher()
-	go logs.consume(pr)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--gossip-addr", "127.0.0.1:0",
-			"--peer-addr", "127.0.0.1:0", "--data-dir", t.TempDir()}, func(string) string { return "" }, io.Discard, pw)
-		pw.Close()
-	}()
+	logs, cancel, done := runInProcess(t)
 	started, at := logs.await(t, "sluice started", 0)
 	api, admin := "http://"+started["http_addr"].(string), "http://"+started["admin_addr"].(string)
 	// The application asks every drainQuiet/5, before and all through the
@@ -109,4 +100,24 @@ func TestShutdownKeepsAnswering(t *testing.T) {
 	if _, err := http.Post(api+"/v1/check", "application/json", strings.NewReader(`{"key": "k", "limit": 1, "period": "1s"}`)); err == nil {
 		t.Fatal("the API still answers after the node stopped")
 	}
+}
+
+// runInProcess runs a node on loopback ports of its own, with a data dir of
+// its own and extra flags, and returns its logs, how to stop it (SIGTERM)
+// and what run returns.
+func runInProcess(t *testing.T, extra ...string) (*logWatcher, context.CancelFunc, <-chan error) {
+	t.Helper()
+	pr, pw := io.Pipe()
+	logs := newLogWatcher()
+	go logs.consume(pr)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	done := make(chan error, 1)
+	args := append([]string{"--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--gossip-addr", "127.0.0.1:0",
+		"--peer-addr", "127.0.0.1:0", "--data-dir", t.TempDir()}, extra...)
+	go func() {
+		done <- run(ctx, args, func(string) string { return "" }, io.Discard, pw)
+		pw.Close()
+	}()
+	return logs, cancel, done
 }
