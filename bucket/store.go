@@ -384,6 +384,38 @@ func (s *Store) Levels(now time.Time, max int) []Entry {
 	return out
 }
 
+// Level returns the tokens bucket id holds at now (for a window, the count
+// left before the rate), and whether the store holds it at all.
+func (s *Store) Level(now time.Time, id ID) (int64, bool) {
+	sh := s.shard(id)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	e, ok := sh.entries[id]
+	if !ok {
+		return 0, false
+	}
+	tokens, _, _ := e.level(now)
+	return tokens, true
+}
+
+// Seed puts bucket id in at now holding tokens (at most the burst; for a
+// window, the count left before the rate), unless the store already holds
+// it: a bucket that exists keeps its level. It reports whether it put one
+// in. It is how a bucket that takes over from another store that could not
+// hand its level over starts from an estimate of it rather than full.
+func (s *Store) Seed(now time.Time, id ID, l Limit, tokens int64) bool {
+	sh := s.shard(id)
+	sh.mu.Lock()
+	_, held := sh.entries[id]
+	sh.mu.Unlock()
+	if held {
+		return false
+	}
+	// Made meanwhile by another caller: Merge keeps the lower level,
+	// which errs on the side of the limit.
+	return s.Merge(now, Entry{ID: id, Limit: l, Tokens: max(tokens, 0)})
+}
+
 // Merge puts a bucket handed over by another store in at now. If the store
 // already holds that bucket, the lower of the two levels stays, so a
 // handover never mints tokens. It reports whether the level handed over

@@ -43,6 +43,27 @@ func (o *owners) topologyChanged(ctx context.Context, old, topo *topology) {
 	}
 }
 
+// takeoverTerm is how long after this node last decided from its fair
+// share a new authoritative bucket starts from it (seedTakeover).
+const takeoverTerm = int64(10 * time.Second)
+
+// seedTakeover starts the authoritative bucket of id, if this node does not
+// hold it yet, from what its fair share of the key says, when it decided
+// the key from its fair share within the takeover term: it has become the
+// key's owner because its owner failed (or is on the far side of a
+// partition, or is handing off), and every member of its side has been
+// spending from such a share. The estimate is this node's share level,
+// as many times as members are alive, at most the burst: for a hot key,
+// near empty, as it was at the old owner, and not a fresh burst.
+func (o *owners) seedTakeover(store *bucket.Store, id bucket.ID, l bucket.Limit, topo *topology, now time.Time) {
+	if now.UnixNano()-o.lastFallback.Load() > takeoverTerm {
+		return
+	}
+	if level, ok := o.fallback.Level(now, id); ok {
+		store.Seed(now, id, l, level*topo.alive())
+	}
+}
+
 // leave hands every owned bucket to its owner on the ring without this
 // node, to all of them at once within ctx: what a graceful leave does
 // before telling the cluster. From its start this node answers no peer,

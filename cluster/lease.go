@@ -125,6 +125,20 @@ const (
 	leaseDenied                     // denied: the owner said it has none until then
 )
 
+// hot reports whether this node has checked k at least at the lease
+// threshold within the last second: a key whose owner's bucket is likely
+// near empty, whose tokens go as fast as they are earned.
+func (l *leases) hot(k leaseKey, now int64) bool {
+	if !l.on() {
+		return false
+	}
+	sh := l.shard(&k)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	ls, ok := sh.m[k]
+	return ok && ls.rate >= l.threshold && now-ls.lastCheck < int64(time.Second)
+}
+
 // use decides r from its lease if it can, counts the demand, and reports
 // whether a lease should be asked for now (and how many tokens).
 func (l *leases) use(r *check, owner string, now int64) (leaseOutcome, bucket.Decision, int64) {

@@ -64,6 +64,14 @@ type Config struct {
 	// LeaveTimeout bounds a graceful leave: the handoff of owned buckets,
 	// to all their new owners at once. If zero, defaults to 10s.
 	LeaveTimeout time.Duration
+	// PartitionWindow is how long a member that failed (declared dead,
+	// not left with a goodbye) still counts in the cluster's size: while
+	// fewer members are alive than that size, cluster-wide keys are
+	// decided at the live members' share of their limits, so that the
+	// sides of a partition together stay within them
+	// (docs/design/partitions.md). If zero, defaults to 5m; if negative,
+	// a failed member stops counting at once.
+	PartitionWindow time.Duration
 	// Shadow puts the whole node in shadow mode: every check is decided
 	// and counted, and allowed.
 	Shadow bool
@@ -123,6 +131,9 @@ type Node struct {
 	leaveIn time.Duration
 	leave   sync.Once
 
+	partitionWindow time.Duration
+	partition       *partitionMetrics
+
 	// Rules: the file's, and the API's catalog; in force, their
 	// combination.
 	rules      atomic.Pointer[rules.Set]
@@ -159,6 +170,9 @@ func New(cfg Config) (*Node, error) {
 	if cfg.LeaveTimeout <= 0 {
 		cfg.LeaveTimeout = 10 * time.Second
 	}
+	if cfg.PartitionWindow == 0 {
+		cfg.PartitionWindow = defaultPartitionWindow
+	}
 	if cfg.Gossip != nil && cfg.Peers == nil {
 		panic("cluster: Config.Peers is required with Config.Gossip")
 	}
@@ -180,6 +194,9 @@ func New(cfg Config) (*Node, error) {
 		catalog:    rules.NewCatalog(self),
 		persist:    cfg.Persist,
 		rulesDirty: make(chan struct{}, 1),
+
+		partitionWindow: cfg.PartitionWindow,
+		partition:       newPartitionMetrics(cfg.Metrics),
 	}
 	store := func(name string) *bucket.Store {
 		s := bucket.NewStore(cfg.Store)

@@ -32,11 +32,12 @@ type owners struct {
 	owner, auto *bucket.Store // authoritative buckets, by mode
 	fallback    *bucket.Store // this node's fair share of keys whose owner it cannot reach
 
-	leases   *leases
-	stalls   stalls       // owners that did not answer in time
-	jobs     chan peerJob // lease requests and returns, run by jobLoop
-	replicas *replicas    // where auto checks served while this node gossips are counted
-	left     atomic.Bool  // this node is leaving: it answers no peer any more
+	leases       *leases
+	stalls       stalls       // owners that did not answer in time
+	lastFallback atomic.Int64 // Unix ns of the last check decided from the fair share
+	jobs         chan peerJob // lease requests and returns, run by jobLoop
+	replicas     *replicas    // where auto checks served while this node gossips are counted
+	left         atomic.Bool  // this node is leaving: it answers no peer any more
 	// after is the ring without this node, once it has handed its buckets
 	// on: its own checks go to their new owners.
 	after atomic.Pointer[topology]
@@ -104,7 +105,10 @@ func (o *owners) decide(ctx context.Context, c *check, res *Result) error {
 
 // decideHere decides c on this node's authoritative bucket.
 func (o *owners) decideHere(c *check, owner string) Result {
-	d := o.store(c.mode).AllowN(o.now(), c.id, c.limit, c.cost)
+	now, store := o.now(), o.store(c.mode)
+	l := c.topo.share(c.limit)
+	o.seedTakeover(store, c.id, l, c.topo, now)
+	d := store.AllowN(now, c.id, l, c.cost)
 	o.m.owned.Inc()
 	return c.resultFrom(d, owner, false)
 }
@@ -117,22 +121,24 @@ func (o *owners) reserve(ctx context.Context, c *check) (Result, func(), error) 
 	if !ok { // handing off: from the fair share
 		var out [1]Result
 		o.fallBack(c.topo, c.topo.ownerOf(c.id), []*check{c}, out[:])
-		share := fairShare(c.limit, c.topo.alive())
+		share := fairShare(c.limit, c.topo.remembered)
 		return out[0], func() { o.fallback.RefundN(o.now(), c.id, share, c.cost) }, nil
 	}
 	owner := topo.ownerOf(c.id)
 	if owner == topo.self {
 		o.m.owned.Inc()
 		store := o.store(c.mode)
-		d := store.ReserveN(o.now(), c.id, c.limit, c.cost, c.maxWait)
-		return c.resultFrom(d, owner, false), func() { store.RefundN(o.now(), c.id, c.limit, c.cost) }, nil
+		l := topo.share(c.limit)
+		o.seedTakeover(store, c.id, l, topo, o.now())
+		d := store.ReserveN(o.now(), c.id, l, c.cost, c.maxWait)
+		return c.resultFrom(d, owner, false), func() { store.RefundN(o.now(), c.id, l, c.cost) }, nil
 	}
 	out := []Result{{}}
 	if err := o.forward(ctx, topo, owner, []*check{c}, out); err != nil {
 		return Result{}, nil, err
 	}
 	if out[0].Fallback {
-		share := fairShare(c.limit, topo.alive())
+		share := fairShare(c.limit, topo.remembered)
 		return out[0], func() { o.fallback.RefundN(o.now(), c.id, share, c.cost) }, nil
 	}
 	job := peerJob{owner: owner, addr: topo.addrs[owner], check: c.peerCheck(OpReturn, c.cost)}
@@ -203,9 +209,16 @@ func (o *owners) forward(ctx context.Context, topo *topology, owner string, cs [
 // topo's live members, counted, and writes the results to out.
 func (o *owners) fallBack(topo *topology, owner string, cs []*check, out []Result) {
 	o.m.fallback.Add(float64(len(cs)))
-	now, members := o.now(), topo.alive()
+	now, members := o.now(), topo.remembered
+	o.lastFallback.Store(now.UnixNano())
 	for i, c := range cs {
 		share := fairShare(c.limit, members)
+		if o.leases.hot(leaseKey{c.mode, c.id}, now.UnixNano()) {
+			// A key this node checks often is near empty at its owner:
+			// its share starts empty, not with a fresh burst, and fills
+			// at the share's rate.
+			o.fallback.Seed(now, c.id, share, 0)
+		}
 		var d bucket.Decision
 		if c.op == OpReserve {
 			d = o.fallback.ReserveN(now, c.id, share, c.cost, c.maxWait)

@@ -48,21 +48,23 @@ func (o *owners) serve(checks []PeerCheck) ([]bucket.Decision, error) {
 			mode = rules.SyncOwner
 		}
 		store := o.store(mode)
+		l := topo.share(c.Limit) // decided at this side's share, whatever the asker sees
+		o.seedTakeover(store, c.ID, l, topo, now)
 		o.m.ownerOps[c.Op].Inc()
 		switch c.Op {
 		case OpLease:
-			out[i] = o.grantLease(now, store, c)
+			out[i] = o.grantLease(now, store, c, l)
 			continue
 		case OpReturn:
-			store.RefundN(now, c.ID, c.Limit, c.Cost)
+			store.RefundN(now, c.ID, l, c.Cost)
 			continue
 		case OpReserve:
-			out[i] = store.ReserveN(now, c.ID, c.Limit, c.Cost, c.MaxWait)
+			out[i] = store.ReserveN(now, c.ID, l, c.Cost, c.MaxWait)
 		default:
-			out[i] = store.AllowN(now, c.ID, c.Limit, c.Cost)
+			out[i] = store.AllowN(now, c.ID, l, c.Cost)
 		}
 		if mode == rules.SyncAuto && gossips {
-			o.replicas.count(topo, mode, c.ID, c.Limit, out[i], c.Cost, now)
+			o.replicas.count(topo, mode, c.ID, l, out[i], c.Cost, now)
 		}
 	}
 	return out, nil
@@ -88,14 +90,14 @@ func (o *owners) accept(mode rules.Sync, entries []bucket.Entry) error {
 // (what the bucket holds, or earns in a term, divided by the live members;
 // at least 1), if they are earned within a term. Granted says how many,
 // Wait when they are earned; if none can be, RetryAfter says when to ask
-// again.
-func (o *owners) grantLease(now time.Time, store *bucket.Store, c *PeerCheck) bucket.Decision {
+// again. l is the limit the bucket is decided at (the side's share).
+func (o *owners) grantLease(now time.Time, store *bucket.Store, c *PeerCheck, l bucket.Limit) bucket.Decision {
 	alive := o.topo().alive()
-	held := store.Peek(now, c.ID, c.Limit, 0).Remaining
-	perTerm := int64(float64(c.Limit.Rate) * float64(o.leases.term) / float64(c.Limit.Period))
+	held := store.Peek(now, c.ID, l, 0).Remaining
+	perTerm := int64(float64(l.Rate) * float64(o.leases.term) / float64(l.Period))
 	share := max(held/alive, perTerm/alive, 1)
 	want := min(c.Cost, share)
-	d := store.ReserveN(now, c.ID, c.Limit, want, time.Duration(o.leases.term))
+	d := store.ReserveN(now, c.ID, l, want, time.Duration(o.leases.term))
 	if !d.Allowed {
 		o.m.leaseEvents.WithLabelValues("refused").Inc()
 		return d

@@ -45,11 +45,12 @@ func (r *replicas) store(mode rules.Sync) *bucket.Store { return r.stores[replic
 func (r *replicas) decide(c *check, res *Result) {
 	now := r.now()
 	store := r.store(c.mode)
+	l := c.topo.share(c.limit)
 	if members := c.topo.alive(); members > 1 {
-		c.answer(res, r.totals.spend(store, c.mode, c.id, c.limit, c.cost, now, members))
+		c.answer(res, r.totals.spend(store, c.mode, c.id, l, c.cost, now, members))
 		return
 	}
-	c.answer(res, store.AllowN(now, c.id, c.limit, c.cost))
+	c.answer(res, store.AllowN(now, c.id, l, c.cost))
 }
 
 // reserve reserves on this node's replica, counting the reservation for
@@ -58,9 +59,10 @@ func (r *replicas) decide(c *check, res *Result) {
 func (r *replicas) reserve(c *check) (Result, func()) {
 	now := r.now()
 	store := r.store(c.mode)
-	d := store.ReserveN(now, c.id, c.limit, c.cost, c.maxWait)
-	r.count(c.topo, c.mode, c.id, c.limit, d, c.cost, now)
-	return c.result(d), func() { store.RefundN(r.now(), c.id, c.limit, c.cost) }
+	l := c.topo.share(c.limit)
+	d := store.ReserveN(now, c.id, l, c.cost, c.maxWait)
+	r.count(c.topo, c.mode, c.id, l, d, c.cost, now)
+	return c.result(d), func() { store.RefundN(r.now(), c.id, l, c.cost) }
 }
 
 // count adds what d admitted to this node's totals, for its peers. A node

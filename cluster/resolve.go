@@ -78,7 +78,7 @@ func (n *Node) reserve(ctx context.Context, c *check) (Result, func(), error) {
 		if n.leftGossip(c) {
 			var out [1]Result
 			n.owners.fallBack(c.topo, "", []*check{c}, out[:])
-			share := fairShare(c.limit, c.topo.alive())
+			share := fairShare(c.limit, c.topo.remembered)
 			return out[0], func() { n.owners.fallback.RefundN(n.now(), c.id, share, c.cost) }, nil
 		}
 		res, giveBack := n.replicas.reserve(c)

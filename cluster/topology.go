@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"net"
+	"time"
 
 	"github.com/cespare/xxhash/v2"
 
@@ -21,6 +22,10 @@ type topology struct {
 	addrs     map[string]string // member name → peer address
 	self      string
 	gossipMax int
+	// remembered is how many members the cluster is remembered to have:
+	// alive, and failed within the partition window (partition.go); at
+	// least alive.
+	remembered int64
 }
 
 // alive returns the number of live members (at least 1: this node).
@@ -46,6 +51,7 @@ func buildTopology(self string, members []gossip.Member, cfg ring.Config, gossip
 		return nil, err
 	}
 	t.ring = r
+	t.remembered = t.alive()
 	return t, nil
 }
 
@@ -62,7 +68,9 @@ func (t *topology) without(cfg ring.Config) (*topology, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &topology{ring: r, addrs: t.addrs, self: t.self, gossipMax: t.gossipMax}, nil
+	next := &topology{ring: r, addrs: t.addrs, self: t.self, gossipMax: t.gossipMax}
+	next.remembered = max(t.remembered-1, next.alive())
+	return next, nil
 }
 
 // peerAddr is where member answers peer calls: its advertised peer
@@ -122,20 +130,34 @@ func (n *Node) membershipChanged() {
 }
 
 // topologyLoop rebuilds the ring when membership changes, off every lock,
-// publishes it, and moves buckets whose keeping changed with it.
+// publishes it, and moves buckets whose keeping changed with it. It also
+// rebuilds it when a failed member ages out of the partition window.
 func (n *Node) topologyLoop(ctx context.Context) error {
+	expire := time.NewTimer(time.Hour)
+	expire.Stop()
+	defer expire.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-n.changed:
+		case <-expire.C:
 		}
-		topo, err := buildTopology(n.self, n.gossip.Members(), n.ringCfg, n.gossipMax)
+		members := n.gossip.Members()
+		topo, err := buildTopology(n.self, members, n.ringCfg, n.gossipMax)
 		if err != nil {
 			n.log.Error("ring not rebuilt; keeping the previous one", "err", err)
 			continue
 		}
+		now := time.Now() // the clock of the members' Since
+		var next time.Time
+		topo.remembered, next = remembered(topo.alive(), members, now, n.partitionWindow)
+		expire.Stop()
+		if !next.IsZero() {
+			expire.Reset(next.Sub(now))
+		}
 		old := n.topo.Swap(topo)
+		n.observePartition(old, topo)
 		n.owners.topologyChanged(ctx, old, topo)
 	}
 }

@@ -83,7 +83,7 @@ func (c *Cluster) AwaitState(within time.Duration, target int, s gossip.State, o
 	})
 }
 
-// Counter returns the value of a counter (summed over its series with the
+// Counter returns the value of a counter or gauge (summed over its series with the
 // given label value, or all series if value is "") in node i's current life.
 func (c *Cluster) Counter(i int, name, value string) float64 {
 	c.t.Helper()
@@ -102,7 +102,7 @@ func (c *Cluster) Counter(i int, name, value string) float64 {
 				match = match || l.GetValue() == value
 			}
 			if match {
-				sum += m.GetCounter().GetValue()
+				sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
 			}
 		}
 	}

@@ -1,0 +1,156 @@
+package cluster
+
+import (
+	"math"
+	"math/bits"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicerl/sluice/bucket"
+	"github.com/sluicerl/sluice/gossip"
+)
+
+// A partition cannot be told from a crash: either way some members stop
+// answering. A node therefore remembers the cluster's recent size: the
+// members alive now, and those that failed (were declared dead, not left
+// with a goodbye) within the partition window. While fewer are alive than
+// it remembers, each cluster-wide key is decided at the side's share of
+// its limit: alive / remembered of the rate and of the burst. The sides of
+// a partition each take their share, so together they stay within the
+// limit, however long the split lasts (up to the window). When the
+// members come back, or the window passes with them still gone (a
+// scale-down or a crash, not a partition), the full limit returns. The
+// bound and the trade-off are in docs/design/partitions.md.
+
+// defaultPartitionWindow is how long a failed member is remembered.
+const defaultPartitionWindow = 5 * time.Minute
+
+// remembered counts the members a partition cannot hide: alive, those on
+// the ring, and those that failed (not left) within window before now,
+// this node excluded from the failed. next is when the count next falls as
+// a failure ages out (zero if it will not).
+func remembered(alive int64, members []gossip.Member, now time.Time, window time.Duration) (n int64, next time.Time) {
+	n = alive
+	if window <= 0 {
+		return n, time.Time{}
+	}
+	for _, m := range members {
+		if m.State != gossip.StateDead || m.Self {
+			continue
+		}
+		until := m.Since.Add(window)
+		if !now.Before(until) {
+			continue
+		}
+		n++
+		if next.IsZero() || until.Before(next) {
+			next = until
+		}
+	}
+	return n, next
+}
+
+// reduced reports whether t decides at a reduced share: fewer members are
+// alive than the cluster is remembered to have.
+func (t *topology) reduced() bool { return t.remembered > t.alive() }
+
+// share is the limit l is decided at in t: l itself while the whole
+// cluster is alive, the side's share of it while members are missing.
+// Each decider applies it with its own view when it decides, whoever
+// asked: a forwarded check, a lease or a total carries the limit as
+// configured.
+func (t *topology) share(l bucket.Limit) bucket.Limit {
+	if !t.reduced() {
+		return l
+	}
+	return sideShare(l, t.alive(), t.remembered)
+}
+
+// sideShare is the part of limit l that a side of a partition decides at
+// when alive of the remembered members are on it: alive/remembered of the
+// rate and of the burst (at least 1 token). The bucket algorithms keep
+// the rate exact by lengthening the period (Rate·alive per
+// Period·remembered, reduced); where that would pass MaxPeriod, and for
+// the windowed algorithms (whose windows must stay aligned), the rate is
+// rounded down instead, at least 1.
+func sideShare(l bucket.Limit, alive, remembered int64) bucket.Limit {
+	if alive >= remembered || remembered <= 0 {
+		return l
+	}
+	s := l
+	s.Burst = max(mulDiv(l.Burst, alive, remembered), 1)
+	if l.Algo.Windowed() {
+		s.Rate = max(mulDiv(l.Rate, alive, remembered), 1)
+		s.Burst = s.Rate
+		return s
+	}
+	if num, ok := mul(l.Rate, alive); ok {
+		g := gcd(num, remembered)
+		if period, ok := mul(int64(l.Period), remembered/g); ok && time.Duration(period) <= bucket.MaxPeriod {
+			s.Rate, s.Period = num/g, time.Duration(period)
+			return s
+		}
+	}
+	s.Rate = max(mulDiv(l.Rate, alive, remembered), 1)
+	return s
+}
+
+// mul is a·b for a, b ≥ 0, and whether it fits in an int64.
+func mul(a, b int64) (int64, bool) {
+	hi, lo := bits.Mul64(uint64(a), uint64(b))
+	return int64(lo), hi == 0 && lo <= math.MaxInt64
+}
+
+// mulDiv is a·b/c rounded down, for a ≥ 0 and 0 ≤ b ≤ c, without overflow.
+func mulDiv(a, b, c int64) int64 {
+	hi, lo := bits.Mul64(uint64(a), uint64(b))
+	q, _ := bits.Div64(hi, lo, uint64(c)) // hi < c since b ≤ c
+	return int64(q)
+}
+
+func gcd(a, b int64) int64 {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
+}
+
+// partitionMetrics show whether the node decides at a reduced share.
+type partitionMetrics struct {
+	remembered prometheus.Gauge
+	share      prometheus.Gauge
+}
+
+func newPartitionMetrics(reg Registerer) *partitionMetrics {
+	m := &partitionMetrics{
+		remembered: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sluice_members_remembered",
+			Help: "Members the cluster is remembered to have: alive, and failed (not left) within the partition window. While more than are alive, cluster-wide keys are decided at a reduced share.",
+		}),
+		share: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sluice_partition_share",
+			Help: "Share of each cluster-wide limit this node's side decides at: live members / remembered members (1 when the whole cluster is alive).",
+		}),
+	}
+	m.remembered.Set(1)
+	m.share.Set(1)
+	if reg != nil {
+		reg.MustRegister(m.remembered, m.share)
+	}
+	return m
+}
+
+// observe publishes t's share, and logs when it changes between full and
+// reduced.
+func (n *Node) observePartition(old, t *topology) {
+	n.partition.remembered.Set(float64(t.remembered))
+	n.partition.share.Set(float64(t.alive()) / float64(t.remembered))
+	switch {
+	case t.reduced() && (old == nil || !old.reduced() || old.alive() != t.alive() || old.remembered != t.remembered):
+		n.log.Warn("deciding cluster-wide keys at a reduced share: members are missing that failed within the partition window",
+			"alive", t.alive(), "remembered", t.remembered, "window", n.partitionWindow)
+	case !t.reduced() && old != nil && old.reduced():
+		n.log.Info("deciding cluster-wide keys at the full limit again", "alive", t.alive())
+	}
+}
