@@ -28,6 +28,7 @@ func (o *owners) topologyChanged(ctx context.Context, old, topo *topology) {
 			o.stalls.answered(name)
 		}
 	}
+	o.noteJoin(old, topo)
 	// A joiner may own some of our keys now.
 	o.handOff(ctx, topo, rules.SyncOwner)
 	switch {
@@ -48,19 +49,63 @@ func (o *owners) topologyChanged(ctx context.Context, old, topo *topology) {
 const takeoverTerm = int64(10 * time.Second)
 
 // seedTakeover starts the authoritative bucket of id, if this node does not
-// hold it yet, from what its fair share of the key says, when it decided
+// hold it yet and owns it in topo, from what its fair share of the key says, when it decided
 // the key from its fair share within the takeover term: it has become the
 // key's owner because its owner failed (or is on the far side of a
 // partition, or is handing off), and every member of its side has been
 // spending from such a share. The estimate is this node's share level,
 // as many times as members are alive, at most the burst: for a hot key,
 // near empty, as it was at the old owner, and not a fresh burst.
-func (o *owners) seedTakeover(store *bucket.Store, id bucket.ID, l bucket.Limit, topo *topology, now time.Time) {
-	if now.UnixNano()-o.lastFallback.Load() > takeoverTerm {
+//
+// For a while after joining (joinGrace), a key this node gained by the
+// join starts from a fair share of its burst, not all of it: its bucket is
+// on its way from the old owner, which hands it on when it sees the join,
+// and the first checks may arrive before it. The handed bucket is merged
+// in (the lower level stays), so a restart costs at most that share.
+func (o *owners) seedTakeover(store *bucket.Store, id bucket.ID, l bucket.Limit, topo *topology, owned bool, now time.Time) {
+	if !owned {
+		// A peer with an older view of the ring asked: the key's bucket
+		// is at its owner, or on its way there. It starts empty here, and
+		// refills at the rate, rather than minting a fresh burst.
+		store.Seed(now, id, l, 0)
 		return
 	}
-	if level, ok := o.fallback.Level(now, id); ok {
-		store.Seed(now, id, l, level*topo.alive())
+	ns := now.UnixNano()
+	if ns-o.lastFallback.Load() <= takeoverTerm {
+		if level, ok := o.fallback.Level(now, id); ok {
+			store.Seed(now, id, l, level*topo.alive())
+			return
+		}
+	}
+	if j := o.joined.Load(); j != nil && ns < j.until && (j.before == nil || j.before.ownerOf(id) != topo.self) {
+		store.Seed(now, id, l, l.Burst/topo.remembered)
+	}
+}
+
+// joinGrace is how long after a join the keys it gave this node start from
+// a share of their burst: long enough for the old owners' handoffs.
+const joinGrace = int64(handoffTimeout)
+
+// joined is a join that gave this node keys: until when, and the topology
+// before it (nil if this node was alone: every key may be gained).
+type joined struct {
+	until  int64
+	before *topology
+}
+
+// noteJoin records a join in the change from old to topo: this node's
+// first ring with peers, or a member new to it.
+func (o *owners) noteJoin(old, topo *topology) {
+	switch {
+	case old.alive() <= 1 && topo.alive() > 1:
+		o.joined.Store(&joined{until: o.now().UnixNano() + joinGrace})
+	case topo.alive() > 1:
+		for name := range topo.addrs {
+			if _, had := old.addrs[name]; !had {
+				o.joined.Store(&joined{until: o.now().UnixNano() + joinGrace, before: old})
+				return
+			}
+		}
 	}
 }
 

@@ -33,11 +33,12 @@ type owners struct {
 	fallback    *bucket.Store // this node's fair share of keys whose owner it cannot reach
 
 	leases       *leases
-	stalls       stalls       // owners that did not answer in time
-	lastFallback atomic.Int64 // Unix ns of the last check decided from the fair share
-	jobs         chan peerJob // lease requests and returns, run by jobLoop
-	replicas     *replicas    // where auto checks served while this node gossips are counted
-	left         atomic.Bool  // this node is leaving: it answers no peer any more
+	stalls       stalls                 // owners that did not answer in time
+	lastFallback atomic.Int64           // Unix ns of the last check decided from the fair share
+	joined       atomic.Pointer[joined] // the last join that gave this node keys
+	jobs         chan peerJob           // lease requests and returns, run by jobLoop
+	replicas     *replicas              // where auto checks served while this node gossips are counted
+	left         atomic.Bool            // this node is leaving: it answers no peer any more
 	// after is the ring without this node, once it has handed its buckets
 	// on: its own checks go to their new owners.
 	after atomic.Pointer[topology]
@@ -107,7 +108,7 @@ func (o *owners) decide(ctx context.Context, c *check, res *Result) error {
 func (o *owners) decideHere(c *check, owner string) Result {
 	now, store := o.now(), o.store(c.mode)
 	l := c.topo.share(c.limit)
-	o.seedTakeover(store, c.id, l, c.topo, now)
+	o.seedTakeover(store, c.id, l, c.topo, true, now)
 	d := store.AllowN(now, c.id, l, c.cost)
 	o.m.owned.Inc()
 	return c.resultFrom(d, owner, false)
@@ -129,7 +130,7 @@ func (o *owners) reserve(ctx context.Context, c *check) (Result, func(), error) 
 		o.m.owned.Inc()
 		store := o.store(c.mode)
 		l := topo.share(c.limit)
-		o.seedTakeover(store, c.id, l, topo, o.now())
+		o.seedTakeover(store, c.id, l, topo, true, o.now())
 		d := store.ReserveN(o.now(), c.id, l, c.cost, c.maxWait)
 		return c.resultFrom(d, owner, false), func() { store.RefundN(o.now(), c.id, l, c.cost) }, nil
 	}

@@ -49,7 +49,7 @@ func (o *owners) serve(checks []PeerCheck) ([]bucket.Decision, error) {
 		}
 		store := o.store(mode)
 		l := topo.share(c.Limit) // decided at this side's share, whatever the asker sees
-		o.seedTakeover(store, c.ID, l, topo, now)
+		o.seedTakeover(store, c.ID, l, topo, topo.ownerOf(c.ID) == topo.self, now)
 		o.m.ownerOps[c.Op].Inc()
 		switch c.Op {
 		case OpLease:

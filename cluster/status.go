@@ -22,6 +22,10 @@ type Status struct {
 	HotKeys []HotKey
 	// Checks and Denied count every check decided here since start.
 	Checks, Denied uint64
+	// Alive and Remembered are the live members and those the cluster is
+	// remembered to have (partition.go). While Remembered is larger,
+	// cluster-wide limits are decided at the share Alive/Remembered.
+	Alive, Remembered int64
 }
 
 // MemberStatus is one member as the status page shows it.
@@ -48,6 +52,7 @@ func (n *Node) Status() Status {
 		st.Members = []MemberStatus{{Member: gossip.Member{Name: n.self, State: gossip.StateAlive, Self: true}, Share: 1}}
 	}
 	st.Checks, st.Denied = n.metrics.totals()
+	st.Alive, st.Remembered = topo.alive(), topo.remembered
 	return st
 }
 

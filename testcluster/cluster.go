@@ -170,6 +170,16 @@ func (c *Cluster) Add() int { return c.add().Index }
 // Member returns node i.
 func (c *Cluster) Member(i int) *Member { return c.nodes[i] }
 
+// Live returns node i's current life, or nil while it is stopped.
+func (c *Cluster) Live(i int) *cluster.Node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.nodes[i].running {
+		return nil
+	}
+	return c.nodes[i].Node
+}
+
 // Node returns node i's current life.
 func (c *Cluster) Node(i int) *cluster.Node { return c.nodes[i].Node }
 

@@ -29,7 +29,8 @@ type hotKey struct {
 }
 
 // hammer drives key at mult times limit's rate in mode, spread evenly over
-// nodes (two callers each, at fixed intervals), for d of virtual time, and
+// nodes (two callers each, at fixed intervals; a caller whose node is
+// stopped waits for its next life), for d of virtual time, and
 // records the admissions in each slice of the run. during, if set, runs
 // on its own goroutine meanwhile (faults, joins) and must return by d.
 func hammer(c *Cluster, mode rules.Sync, key string, limit bucket.Limit, mult float64, d, slice time.Duration, nodes []int, during func()) *hotKey {
@@ -40,13 +41,17 @@ func hammer(c *Cluster, mode rules.Sync, key string, limit bucket.Limit, mult fl
 	ctx, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for n, i := range nodes {
-		node := c.Node(i)
 		for g := range callers {
 			wg.Go(func() {
 				// Stagger the callers over one interval.
 				time.Sleep(every * time.Duration(n*callers+g) / time.Duration(len(nodes)*callers))
 				req := &cluster.Request{Key: key, Inline: limit, Cost: 1, Sync: mode, SyncSet: true}
 				for ctx.Err() == nil {
+					node := c.Live(i)
+					if node == nil {
+						time.Sleep(every)
+						continue
+					}
 					res, err := node.Check(ctx, req)
 					h.checks.Add(1)
 					switch {

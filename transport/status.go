@@ -20,6 +20,12 @@ type Status struct {
 	// Checks and Denied count every check decided here since start.
 	Checks uint64 `json:"checks"`
 	Denied uint64 `json:"denied"`
+	// PartitionShare is the share of each cluster-wide limit this node
+	// decides at: 1, or live / remembered members while some are missing
+	// (a partition, or a failure within the partition window).
+	PartitionShare float64 `json:"partition_share"`
+	// Remembered is how many members the cluster is remembered to have.
+	Remembered int64 `json:"members_remembered"`
 }
 
 // MemberStatus is one member on the status page.
@@ -47,7 +53,8 @@ type StatusSource interface {
 
 // NewStatus returns st as the status page shows it.
 func NewStatus(st cluster.Status) Status {
-	v := Status{Self: st.Self, Time: st.Time, Rules: RuleViews(st.Rules), HotKeys: []HotKeyView{}, Checks: st.Checks, Denied: st.Denied}
+	v := Status{Self: st.Self, Time: st.Time, Rules: RuleViews(st.Rules), HotKeys: []HotKeyView{}, Checks: st.Checks, Denied: st.Denied,
+		PartitionShare: float64(st.Alive) / float64(max(st.Remembered, 1)), Remembered: st.Remembered}
 	for _, m := range st.Members {
 		v.Members = append(v.Members, MemberStatus{Name: m.Name, Addr: m.Addr, State: m.State.String(), Share: m.Share, Self: m.Self})
 	}

@@ -84,16 +84,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	peers := transport.NewPeerClient(transport.PeerClientConfig{Keys: peerKeys, Logger: log, Registerer: reg})
 	defer peers.Close()
 	node, err = cluster.New(cluster.Config{
-		Store:        bucket.StoreConfig{MaxKeys: o.maxKeys},
-		Metrics:      reg,
-		Logger:       log,
-		Gossip:       gcfg,
-		Peers:        peers,
-		GossipSync:   cluster.GossipSyncConfig{Interval: o.gossipSyncInterval, MaxMembers: o.gossipMaxMembers},
-		Leases:       cluster.LeaseConfig{Threshold: leaseThreshold(o.leaseThreshold), Term: o.leaseTerm},
-		LeaveTimeout: o.shutdownTimeout,
-		Shadow:       o.shadow,
-		Persist:      persist,
+		Store:           bucket.StoreConfig{MaxKeys: o.maxKeys},
+		Metrics:         reg,
+		Logger:          log,
+		Gossip:          gcfg,
+		Peers:           peers,
+		GossipSync:      cluster.GossipSyncConfig{Interval: o.gossipSyncInterval, MaxMembers: o.gossipMaxMembers},
+		Leases:          cluster.LeaseConfig{Threshold: leaseThreshold(o.leaseThreshold), Term: o.leaseTerm},
+		LeaveTimeout:    o.shutdownTimeout,
+		PartitionWindow: partitionWindow(o.partitionWindow),
+		Shadow:          o.shadow,
+		Persist:         persist,
 	})
 	if err != nil {
 		return err
@@ -328,4 +329,13 @@ func serve(srv *http.Server, ln net.Listener) error {
 		return err
 	}
 	return nil
+}
+
+// partitionWindow maps the flag, where 0 turns the memory off, to the
+// Config field, where 0 means the default.
+func partitionWindow(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }

@@ -45,6 +45,7 @@ type options struct {
 	gossipMaxMembers   int
 	leaseThreshold     float64
 	leaseTerm          time.Duration
+	partitionWindow    time.Duration
 	shadow             bool
 }
 
@@ -93,6 +94,7 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.DurationVar(&o.gossipSyncInterval, "gossip-sync-interval", 50*time.Millisecond, "how often a node tells its peers what it admitted in gossip mode; bounds how long they decide without knowing")
 	fs.IntVar(&o.gossipMaxMembers, "gossip-max-members", 8, "largest cluster in which sync auto gossips counters; above it each key is decided by its owner on the hash ring")
 	fs.Float64Var(&o.leaseThreshold, "lease-threshold", 20, "checks per second of one key on this node from which it takes token leases from the key's owner (owner mode) and decides locally; 0 or less: never")
+	fs.DurationVar(&o.partitionWindow, "partition-window", 5*time.Minute, "how long a member that failed (not left) still counts in the cluster's size: while fewer members are alive, cluster-wide limits are decided at the live members' share (0: a failed member stops counting at once)")
 	fs.DurationVar(&o.leaseTerm, "lease-term", 250*time.Millisecond, "how long a token lease lasts before unspent tokens go back to the owner")
 	fs.BoolVar(&o.shadow, "shadow", false, "shadow mode for the whole node: every check is decided, counted and reported, and allowed (a dark launch); rules can also say shadow: true")
 	fs.Usage = func() {
@@ -134,6 +136,8 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 		return o, fmt.Errorf("--gossip-sync-interval must be positive, got %v", o.gossipSyncInterval)
 	case o.gossipMaxMembers < 1:
 		return o, fmt.Errorf("--gossip-max-members must be at least 1, got %d", o.gossipMaxMembers)
+	case o.partitionWindow < 0:
+		return o, fmt.Errorf("--partition-window must not be negative, got %v", o.partitionWindow)
 	case o.leaseTerm <= 0:
 		return o, fmt.Errorf("--lease-term must be positive, got %v", o.leaseTerm)
 	case len(o.seeds) > 0 && len(o.gossipKeys) == 0 && !o.insecureGossip:
