@@ -123,6 +123,18 @@ const maxPacketBytes = 1 << 20
 // maxNameBytes bounds a rule or node name on the wire.
 const maxNameBytes = 256
 
+// heartbeat is a totals packet with no totals: in a small cluster a node
+// sends one each sync interval it has nothing to say, so that its peers
+// know it is there (silence.go).
+func heartbeat(origin string) []byte {
+	var b bytes.Buffer
+	e := msgpack.NewEncoder(&b)
+	_ = e.EncodeArrayLen(2)
+	_ = e.EncodeString(origin)
+	_ = e.EncodeArrayLen(0)
+	return b.Bytes()
+}
+
 // decodeTotals decodes a packet made by encodeTotals. A malformed packet
 // is ErrMalformed and nothing of it is returned.
 func decodeTotals(b []byte) (totalsPacket, error) {
@@ -140,7 +152,7 @@ func decodeTotals(b []byte) (totalsPacket, error) {
 		return totalsPacket{}, ErrMalformed
 	}
 	n, err := d.DecodeArrayLen()
-	if err != nil || n < 1 || n > MaxBatch || n > len(b) {
+	if err != nil || n < 0 || n > MaxBatch || n > len(b) { // none: a heartbeat
 		return totalsPacket{}, ErrMalformed
 	}
 	p.Updates = make([]totalUpdate, n)

@@ -53,7 +53,7 @@ func remembered(alive int64, members []gossip.Member, now time.Time, window time
 
 // reduced reports whether t decides at a reduced share: fewer members are
 // alive than the cluster is remembered to have.
-func (t *topology) reduced() bool { return t.remembered > t.alive() }
+func (t *topology) reduced() bool { return t.remembered > t.reachable }
 
 // share is the limit l is decided at in t: l itself while the whole
 // cluster is alive, the side's share of it while members are missing.
@@ -64,7 +64,7 @@ func (t *topology) share(l bucket.Limit) bucket.Limit {
 	if !t.reduced() {
 		return l
 	}
-	return sideShare(l, t.alive(), t.remembered)
+	return sideShare(l, t.reachable, t.remembered)
 }
 
 // sideShare is the part of limit l that a side of a partition decides at
@@ -145,12 +145,12 @@ func newPartitionMetrics(reg Registerer) *partitionMetrics {
 // reduced.
 func (n *Node) observePartition(old, t *topology) {
 	n.partition.remembered.Set(float64(t.remembered))
-	n.partition.share.Set(float64(t.alive()) / float64(t.remembered))
+	n.partition.share.Set(float64(t.reachable) / float64(t.remembered))
 	switch {
-	case t.reduced() && (old == nil || !old.reduced() || old.alive() != t.alive() || old.remembered != t.remembered):
-		n.log.Warn("deciding cluster-wide keys at a reduced share: members are missing that failed within the partition window",
-			"alive", t.alive(), "remembered", t.remembered, "window", n.partitionWindow)
+	case t.reduced() && (old == nil || !old.reduced() || old.reachable != t.reachable || old.remembered != t.remembered):
+		n.log.Warn("deciding cluster-wide keys at a reduced share: members are missing (silent, or failed within the partition window)",
+			"alive", t.reachable, "remembered", t.remembered, "window", n.partitionWindow)
 	case !t.reduced() && old != nil && old.reduced():
-		n.log.Info("deciding cluster-wide keys at the full limit again", "alive", t.alive())
+		n.log.Info("deciding cluster-wide keys at the full limit again", "alive", t.reachable)
 	}
 }

@@ -27,6 +27,9 @@ type replicas struct {
 	gossip   *gossip.Gossip // nil when standalone
 	log      *slog.Logger
 	updates  prometheus.Counter // totals received
+	hearing  hearing            // when each peer was last heard (silence.go)
+	// onSilence is called when the set of silent peers changes.
+	onSilence func()
 }
 
 // replicaStore indexes replicas.stores by mode.
@@ -81,6 +84,7 @@ func (r *replicas) applyTotals(p *totalsPacket) {
 		return
 	}
 	now := r.now()
+	r.hearing.heardFrom(p.Origin, now.UnixNano())
 	for i := range p.Updates {
 		u := &p.Updates[i]
 		if d := r.totals.apply(p.Origin, u, now.UnixNano()); d > 0 {
@@ -108,15 +112,25 @@ func (r *replicas) syncLoop(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
-		ups = r.totals.flush(r.now().UnixNano(), idleRecord, forgetOrigin, ups[:0])
-		if len(ups) == 0 {
+		now := r.now().UnixNano()
+		topo := r.topo()
+		beat := beats(topo)
+		if r.hearing.update(topo, beat, now, silentAfter*int64(r.interval)) && r.onSilence != nil {
+			r.onSilence()
+		}
+		ups = r.totals.flush(now, idleRecord, forgetOrigin, ups[:0])
+		if len(ups) == 0 && !beat {
 			continue
 		}
 		to := alivePeers(r.gossip.Members())
 		if len(to) == 0 {
 			continue
 		}
-		for _, p := range encodeTotals(r.self, ups, gossip.MaxPacket) {
+		packets := encodeTotals(r.self, ups, gossip.MaxPacket)
+		if len(packets) == 0 {
+			packets = [][]byte{heartbeat(r.self)}
+		}
+		for _, p := range packets {
 			if err := r.gossip.Send(to, kindTotals, p); err != nil {
 				r.log.Debug("totals not sent", "err", err)
 			}

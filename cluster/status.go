@@ -52,7 +52,7 @@ func (n *Node) Status() Status {
 		st.Members = []MemberStatus{{Member: gossip.Member{Name: n.self, State: gossip.StateAlive, Self: true}, Share: 1}}
 	}
 	st.Checks, st.Denied = n.metrics.totals()
-	st.Alive, st.Remembered = topo.alive(), topo.remembered
+	st.Alive, st.Remembered = topo.reachable, topo.remembered
 	return st
 }
 

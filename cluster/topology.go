@@ -26,6 +26,9 @@ type topology struct {
 	// alive, and failed within the partition window (partition.go); at
 	// least alive.
 	remembered int64
+	// reachable is how many members are alive and heard (silence.go): at
+	// most alive.
+	reachable int64
 }
 
 // alive returns the number of live members (at least 1: this node).
@@ -52,6 +55,7 @@ func buildTopology(self string, members []gossip.Member, cfg ring.Config, gossip
 	}
 	t.ring = r
 	t.remembered = t.alive()
+	t.reachable = t.alive()
 	return t, nil
 }
 
@@ -70,6 +74,7 @@ func (t *topology) without(cfg ring.Config) (*topology, error) {
 	}
 	next := &topology{ring: r, addrs: t.addrs, self: t.self, gossipMax: t.gossipMax}
 	next.remembered = max(t.remembered-1, next.alive())
+	next.reachable = next.alive()
 	return next, nil
 }
 
@@ -152,6 +157,7 @@ func (n *Node) topologyLoop(ctx context.Context) error {
 		now := time.Now() // the clock of the members' Since
 		var next time.Time
 		topo.remembered, next = remembered(topo.alive(), members, now, n.partitionWindow)
+		topo.reachable = max(topo.alive()-n.replicas.hearing.silentOn(topo), 1)
 		expire.Stop()
 		if !next.IsZero() {
 			expire.Reset(next.Sub(now))

@@ -13,11 +13,11 @@ import (
 // TestPartitionAtAnyRate splits five nodes 2 | 3 while one key is driven
 // at 1,000 times its rate through all of them, for longer than failure
 // detection, then heals. Each side decides at its share of the limit
-// (2/5 and 3/5 of the members it remembers), so the sides together stay
-// within the limit however long the split lasts: over the whole run
-// admitted ≤ burst + rate × elapsed plus one burst (the split itself: a
-// side that lost the key's owner starts a fresh bucket of its share), and
-// at least 90% of it (each side is saturated, so it spends its share).
+// (2/5 and 3/5 of the members it remembers; from the first second, when
+// the other side falls silent, well before it is declared dead), so the
+// sides together stay within the limit however long the split lasts: over
+// the whole run admitted is within 5% of burst + rate × elapsed, from
+// above and from below (each side is saturated, so it spends its share).
 // With SLUICE_HOTKEY_MATRIX=1 it also runs a 120 s split.
 func TestPartitionAtAnyRate(t *testing.T) {
 	splits := []time.Duration{45 * time.Second}
@@ -53,11 +53,8 @@ func TestPartitionAtAnyRate(t *testing.T) {
 					if n := h.failed.Load(); n > 0 {
 						t.Errorf("%d checks failed", n)
 					}
-					if got > exact+abuseLimit.Burst {
-						t.Errorf("admitted %d > burst + rate × elapsed + one burst (%d)", got, exact+abuseLimit.Burst)
-					}
-					if got < exact*9/10 {
-						t.Errorf("admitted %d < 90%% of burst + rate × elapsed (%d)", got, exact)
+					if r := float64(got) / float64(exact); r < 0.95 || r > 1.05 {
+						t.Errorf("admitted %d, %.3f× burst + rate × elapsed (%d): want within [0.95, 1.05]", got, r, exact)
 					}
 				})
 			})

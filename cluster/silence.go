@@ -1,0 +1,84 @@
+package cluster
+
+import (
+	"slices"
+	"sync"
+	"sync/atomic"
+)
+
+// Failure detection takes seconds (longer on the minority side of a
+// partition, where Lifeguard slows its own probes down), and until a
+// member is declared dead each side of a partition would decide at the
+// full limit. In a cluster small enough for auto mode to gossip, every
+// node sends its totals packet every sync interval, empty if it has
+// nothing to say: a heartbeat. A live member not heard for silentAfter
+// (twenty intervals: no plausible run of lost packets) counts as missing
+// for the share (partition.go) at once, before memberlist declares it
+// dead; it stays on the ring, so no key moves. In a larger cluster there
+// are no heartbeats, and the share follows membership alone.
+
+// silentAfter is how many sync intervals without a packet make a live
+// member silent.
+const silentAfter = 20
+
+// hearing is when each peer was last heard by gossip, and which live
+// peers are silent.
+type hearing struct {
+	mu     sync.Mutex
+	heard  map[string]int64 // peer → Unix ns of its last totals packet
+	silent atomic.Pointer[[]string]
+}
+
+// heardFrom records a packet from origin at now.
+func (h *hearing) heardFrom(origin string, now int64) {
+	h.mu.Lock()
+	if h.heard == nil {
+		h.heard = make(map[string]int64)
+	}
+	h.heard[origin] = now
+	h.mu.Unlock()
+}
+
+// update recomputes the silent peers of topo at now: live members heard
+// before, but not within after. Peers no longer in topo are forgotten (a
+// member that comes back is not silent until it has been heard again). It
+// reports whether the set changed.
+func (h *hearing) update(topo *topology, beats bool, now, after int64) bool {
+	var silent []string
+	h.mu.Lock()
+	for name, at := range h.heard {
+		if _, live := topo.addrs[name]; !live {
+			delete(h.heard, name)
+			continue
+		}
+		if beats && now-at > after {
+			silent = append(silent, name)
+		}
+	}
+	h.mu.Unlock()
+	slices.Sort(silent)
+	if old := h.silent.Load(); old != nil && slices.Equal(*old, silent) || old == nil && len(silent) == 0 {
+		return false
+	}
+	h.silent.Store(&silent)
+	return true
+}
+
+// silentOn returns how many of topo's ring members are silent.
+func (h *hearing) silentOn(topo *topology) int64 {
+	p := h.silent.Load()
+	if p == nil {
+		return 0
+	}
+	var n int64
+	for _, name := range *p {
+		if _, live := topo.addrs[name]; live {
+			n++
+		}
+	}
+	return n
+}
+
+// beats reports whether nodes heartbeat in topo: auto mode gossips, and
+// there are peers.
+func beats(topo *topology) bool { return topo.autoGossips() && topo.alive() > 1 }
