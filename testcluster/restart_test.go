@@ -55,4 +55,3 @@ func TestRollingRestartAtAnyRate(t *testing.T) {
 		})
 	}
 }
-
