@@ -68,12 +68,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer peerLn.Close()
 	gcfg.Meta.PeerAddr = advertisedPeerAddr(peerLn.Addr().(*net.TCPAddr))
 	var persist *rules.Persist
-	if o.dataDir != "" {
-		if persist, err = openPersist(o, time.Now(), log); err != nil {
+	open := func(o options) (*rules.Persist, error) { return openPersist(o, time.Now(), log) }
+	switch {
+	case o.dataDirDefault:
+		if persist, o.dataDir, err = openDefaultPersist(o, open, log); err != nil {
 			return err
 		}
 		defer persist.Close()
-	} else {
+	case o.dataDir != "":
+		if persist, err = open(o); err != nil {
+			return err
+		}
+		defer persist.Close()
+	default:
 		log.Warn("no --data-dir: this node refuses rule changes through its API; changes made on peers are kept in memory only")
 	}
 	// Peer RPC: the client reaches the owners of this node's keys, the
@@ -191,7 +198,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		})
 	}
 	log.Info("sluice started", "http_addr", apiLn.Addr().String(), "admin_addr", adminLn.Addr().String(),
-		"node", node.Name(), "gossip_addr", node.GossipAddr())
+		"node", node.Name(), "gossip_addr", node.GossipAddr(), "data_dir", o.dataDir)
 
 	var errs []error
 	select {

@@ -40,6 +40,7 @@ type options struct {
 	peerAddr       string
 
 	dataDir            string
+	dataDirDefault     bool // --data-dir not given: derived from the node name (datadir.go)
 	recoverDataDir     bool
 	gossipSyncInterval time.Duration
 	gossipMaxMembers   int
@@ -88,7 +89,7 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.StringVar(&o.gossipProfile, "gossip-profile", "lan", "failure-detection timings: lan, wan or local")
 	fs.DurationVar(&o.rejoinInterval, "rejoin-interval", 30*time.Second, "how often seeds are re-resolved and failed peers re-joined")
 	fs.StringVar(&o.peerAddr, "peer-addr", "0.0.0.0:7947", "`host:port` where this node answers checks forwarded to it as a key's owner (TCP); peers reach it on the host of the gossip address")
-	fs.StringVar(&o.dataDir, "data-dir", "sluice-data", "`directory` where rules set through the API are stored, so they survive restarts; empty: this node refuses rule changes through its API")
+	fs.StringVar(&o.dataDir, "data-dir", "", "`directory` where rules set through the API are stored, so they survive restarts (default: sluice-data/<node name>, one per node); given empty, this node refuses rule changes through its API")
 	fs.BoolVar(&o.recoverDataDir, "recover-data-dir", false, "if the rules database in --data-dir is damaged or empty, move it aside (renamed rules.db.corrupt-<unix time>, never deleted) and start with no stored API rules, taking them from peers; without it, such a node refuses to start")
 	fs.DurationVar(&o.gossipSyncInterval, "gossip-sync-interval", 50*time.Millisecond, "how often a node tells its peers what it admitted in gossip mode; bounds how long they decide without knowing")
 	fs.IntVar(&o.gossipMaxMembers, "gossip-max-members", 8, "largest cluster in which sync auto gossips counters; above it each key is decided by its owner on the hash ring")
@@ -118,6 +119,10 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	})
 	if envErr != nil {
 		return o, envErr
+	}
+	if !set["data-dir"] && getenv("SLUICE_DATA_DIR") == "" {
+		o.dataDirDefault = true
+		o.dataDir = nodeDataDir(o.nodeName)
 	}
 	switch {
 	case o.denyStatus != 429 && o.denyStatus != 403:
