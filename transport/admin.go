@@ -50,6 +50,9 @@ type AdminConfig struct {
 	// Status serves the status page (/) and its data (/v1/status). If nil,
 	// they are absent.
 	Status StatusSource
+	// Version is the build's version, shown on the status page and in
+	// /v1/status.
+	Version string
 }
 
 // NewAdmin returns the admin handler: /healthz (the process answers),
@@ -75,7 +78,7 @@ func NewAdmin(cfg AdminConfig) http.Handler {
 		mux.Handle("/v1/keyring/", kh)
 	}
 	if cfg.Status != nil {
-		statusHandlers(mux, cfg.Status)
+		statusHandlers(mux, cfg.Status, cfg.Version)
 	}
 	// Go's profiler, here only, never on the API port.
 	mux.HandleFunc("/debug/pprof/", pprof.Index)

@@ -12,7 +12,9 @@ import (
 // Status is what the status page shows: the node's view of its cluster,
 // its rules, its hottest keys and its check counts so far.
 type Status struct {
-	Self    string         `json:"self"`
+	Self string `json:"self"`
+	// Version is the build's version (AdminConfig.Version).
+	Version string         `json:"version,omitempty"`
 	Time    time.Time      `json:"time"`
 	Members []MemberStatus `json:"members"`
 	Rules   []RuleView     `json:"rules"`
@@ -73,7 +75,7 @@ func RuleViews(rs []rules.Rule) []RuleView {
 //go:embed status.html
 var statusPage []byte
 
-func statusHandlers(mux *http.ServeMux, src StatusSource) {
+func statusHandlers(mux *http.ServeMux, src StatusSource, version string) {
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
 		h := w.Header()
 		h.Set("Content-Type", "text/html; charset=utf-8")
@@ -81,6 +83,8 @@ func statusHandlers(mux *http.ServeMux, src StatusSource) {
 		w.Write(statusPage)
 	})
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, _ *http.Request) {
-		writeValue(w, http.StatusOK, NewStatus(src.Status()))
+		st := NewStatus(src.Status())
+		st.Version = version
+		writeValue(w, http.StatusOK, st)
 	})
 }

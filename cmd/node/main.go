@@ -50,6 +50,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	build := readBuildInfo()
+	if o.showVersion {
+		fmt.Fprintln(stdout, build)
+		return nil
+	}
 	log, err := newLogger(o, stderr)
 	if err != nil {
 		return err
@@ -57,6 +62,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	build.register(reg)
 	gcfg, err := gossipConfig(o, log)
 	if err != nil {
 		return err
@@ -167,6 +173,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Gatherer: reg,
 		Keyring:  node,
 		Status:   node,
+		Version:  build.Version,
 	}), log)
 
 	runCtx, cancel := context.WithCancel(context.Background())
@@ -198,7 +205,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		})
 	}
 	log.Info("sluice started", "http_addr", apiLn.Addr().String(), "admin_addr", adminLn.Addr().String(),
-		"node", node.Name(), "gossip_addr", node.GossipAddr(), "data_dir", o.dataDir)
+		"node", node.Name(), "gossip_addr", node.GossipAddr(), "data_dir", o.dataDir, "version", build.Version)
 
 	var errs []error
 	select {

@@ -47,6 +47,8 @@ type options struct {
 	leaseThreshold     float64
 	leaseTerm          time.Duration
 	shadow             bool
+
+	showVersion bool // --version: print the build and exit
 }
 
 // listFlag is a repeatable flag; from the environment it takes a
@@ -96,6 +98,7 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.Float64Var(&o.leaseThreshold, "lease-threshold", 20, "checks per second of one key on this node from which it takes token leases from the key's owner (owner mode) and decides locally; 0 or less: never")
 	fs.DurationVar(&o.leaseTerm, "lease-term", 250*time.Millisecond, "how long a token lease lasts before unspent tokens go back to the owner")
 	fs.BoolVar(&o.shadow, "shadow", false, "shadow mode for the whole node: every check is decided, counted and reported, and allowed (a dark launch); rules can also say shadow: true")
+	fs.BoolVar(&o.showVersion, "version", false, "print the version, VCS revision and Go version, and exit")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: sluice [flags]\n\nRuns a sluice rate-limit node. Every flag can also be set through the\nenvironment: --http-addr as SLUICE_HTTP_ADDR, and so on; a flag on the\ncommand line wins.\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -105,6 +108,9 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if o.showVersion {
+		return o, nil
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
