@@ -90,6 +90,9 @@ func newMetrics(reg Registerer, stores []storeLabel) *metrics {
 		}),
 	}
 	m.byRule.Store(&map[ruleLabel]*ruleStats{})
+	for _, mode := range []rules.Sync{rules.SyncAuto, rules.SyncLocal, rules.SyncGossip, rules.SyncOwner} {
+		m.forRule("", mode) // inline limits in every mode, at zero from the start
+	}
 	if reg == nil {
 		return m
 	}

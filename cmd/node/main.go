@@ -118,6 +118,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Name: "sluice_rules_reloads_total",
 		Help: "Attempts to load changed rules, by result (ok or error); on error the rules in force stay.",
 	}, []string{"result"})
+	reloads.WithLabelValues("ok") // both at zero from start
+	reloads.WithLabelValues("error")
 	reg.MustRegister(reloads)
 	var watcher *rules.Watcher
 	if o.rulesPath == "" {
