@@ -118,6 +118,7 @@ type Node struct {
 
 	metrics *metrics
 	hot     *hotKeys
+	denied  *deniedKeys
 	shadow  bool
 	sweep   time.Duration
 	leaveIn time.Duration
@@ -174,6 +175,7 @@ func New(cfg Config) (*Node, error) {
 		ringCfg:    cfg.Peer.Ring,
 		gossipMax:  cfg.GossipSync.MaxMembers,
 		hot:        newHotKeys(cfg.Now()),
+		denied:     newDeniedKeys(cfg.Now()),
 		shadow:     cfg.Shadow,
 		sweep:      cfg.SweepInterval,
 		leaveIn:    cfg.LeaveTimeout,
@@ -199,6 +201,7 @@ func New(cfg Config) (*Node, error) {
 		ringCfg: cfg.Peer.Ring, owner: store("owner"), auto: auto, fallback: store("fallback"),
 		leases: newLeases(cfg.Leases, cfg.Metrics), jobs: make(chan peerJob, maxQueuedJobs), replicas: n.replicas,
 		m: newOwnerMetrics(cfg.Metrics)}
+	n.owners.reset = n.resetHere
 	n.metrics = newMetrics(cfg.Metrics, n.stores)
 	if cfg.Metrics != nil {
 		cfg.Metrics.MustRegister(updates)

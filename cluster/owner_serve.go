@@ -56,6 +56,12 @@ func (o *owners) serve(checks []PeerCheck) ([]bucket.Decision, error) {
 		case OpReturn:
 			store.RefundN(now, c.ID, c.Limit, c.Cost)
 			continue
+		case OpInspect:
+			out[i] = store.Peek(now, c.ID, c.Limit, 0)
+			continue
+		case OpReset:
+			o.reset(c.ID)
+			continue
 		case OpReserve:
 			out[i] = store.ReserveN(now, c.ID, c.Limit, c.Cost, c.MaxWait)
 		default:
