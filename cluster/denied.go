@@ -38,6 +38,9 @@ type DeniedKey struct {
 	Rule string
 	// Key is the key within the rule.
 	Key string
+	// Inline is an inline limit's limit (part of its bucket's identity);
+	// zero for a named rule.
+	Inline bucket.Limit
 	// Denied counts the denials over the last one to two windows; it may
 	// be over the truth by up to Overcount, never under.
 	Denied, Overcount uint64
@@ -72,7 +75,7 @@ func (d *deniedKeys) top(n int, now time.Time) []DeniedKey {
 	for _, s := range []*spaceSaving{&d.old, &d.cur} {
 		for _, e := range s.heap {
 			k := merged[e.id]
-			k.Rule, k.Key = e.id.Rule, e.id.Key
+			k.Rule, k.Key, k.Inline = e.id.Rule, e.id.Key, e.id.Inline
 			k.Denied += e.count
 			k.Overcount += e.over
 			merged[e.id] = k

@@ -49,8 +49,9 @@ type Inspection struct {
 
 // ResetReport says which members reset a key.
 type ResetReport struct {
-	// Rule, Key, Sync, Route and Owner are as in Inspection.
+	// Rule, Key, Limit, Sync, Route and Owner are as in Inspection.
 	Rule, Key string
+	Limit     bucket.Limit
 	Sync      rules.Sync
 	Route     string
 	Owner     string
@@ -186,7 +187,7 @@ func (n *Node) Reset(ctx context.Context, req *Request) (ResetReport, error) {
 		return ResetReport{}, err
 	}
 	topo := c.topo
-	rep := ResetReport{Rule: c.id.Rule, Key: c.id.Key, Sync: c.mode, Route: routeName(c.route)}
+	rep := ResetReport{Rule: c.id.Rule, Key: c.id.Key, Limit: c.limit, Sync: c.mode, Route: routeName(c.route)}
 	if c.route == routeOwners {
 		rep.Owner = topo.ownerOf(c.id)
 	}

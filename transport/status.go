@@ -19,6 +19,8 @@ type Status struct {
 	Members []MemberStatus `json:"members"`
 	Rules   []RuleView     `json:"rules"`
 	HotKeys []HotKeyView   `json:"hot_keys"`
+	// TopDenied are the keys denied most here lately.
+	TopDenied []DeniedKeyView `json:"top_denied"`
 	// Checks and Denied count every check decided here since start.
 	Checks uint64 `json:"checks"`
 	Denied uint64 `json:"denied"`
@@ -49,7 +51,8 @@ type StatusSource interface {
 
 // NewStatus returns st as the status page shows it.
 func NewStatus(st cluster.Status) Status {
-	v := Status{Self: st.Self, Time: st.Time, Rules: RuleViews(st.Rules), HotKeys: []HotKeyView{}, Checks: st.Checks, Denied: st.Denied}
+	v := Status{Self: st.Self, Time: st.Time, Rules: RuleViews(st.Rules), HotKeys: []HotKeyView{}, TopDenied: DeniedKeyViews(st.TopDenied),
+		Checks: st.Checks, Denied: st.Denied}
 	for _, m := range st.Members {
 		v.Members = append(v.Members, MemberStatus{Name: m.Name, Addr: m.Addr, State: m.State.String(), Share: m.Share, Self: m.Self})
 	}

@@ -46,6 +46,9 @@ func main() {
 // order within --shutdown-timeout: not ready, leave the cluster, drain the
 // API and admin servers, stop peer RPC.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "ctl" {
+		return runCtl(ctx, args[1:], getenv, stdout, stderr)
+	}
 	o, err := parseOptions(args, getenv, stderr)
 	if err != nil {
 		return err
@@ -158,6 +161,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("listen on --admin-addr: %w", err)
 	}
 	defer adminLn.Close()
+	if ip := adminLn.Addr().(*net.TCPAddr).IP; !ip.IsLoopback() && o.adminToken == "" {
+		log.Info("the admin port is reachable from the network: its key endpoints (inspect, reset, top denied keys) answer loopback clients only; give --admin-token to use them from elsewhere",
+			"admin_addr", adminLn.Addr().String())
+	}
 
 	var draining atomic.Bool
 	var asked lastAsked
@@ -176,6 +183,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Keyring:  node,
 		Status:   node,
 		Version:  build.Version,
+		Keys:     node,
+		Token:    o.adminToken,
 	}), log)
 
 	runCtx, cancel := context.WithCancel(context.Background())
