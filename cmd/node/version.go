@@ -8,15 +8,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// version is the release version, stamped when a release is built:
+// version and revision are the release version and its VCS revision,
+// stamped when a release is built:
 //
-//	go build -ldflags "-X main.version=v1.4.0" ./cmd/node
+//	go build -ldflags "-X main.version=v1.4.0 -X main.revision=$(git rev-parse HEAD)" ./cmd/node
 //
-// (deploy/docker/build.sh does it for the image). It is the one variable
-// of the package, because the linker can only set a variable; nothing
-// writes it at run time. Empty in other builds: then the module version Go
-// recorded is used, or "dev".
-var version string
+// (deploy/docker/build.sh does it for the image). They are the package's
+// only variables, because the linker can only set variables; nothing
+// writes them at run time. Empty in other builds: then what Go recorded is
+// used (the module version, the VCS revision), or "dev" and "unknown".
+var version, revision string
 
 // buildInfo is what a binary knows of its build.
 type buildInfo struct {
@@ -37,7 +38,11 @@ func (b buildInfo) String() string {
 // version.
 func readBuildInfo() buildInfo {
 	bi, ok := debug.ReadBuildInfo()
-	return newBuildInfo(version, bi, ok)
+	b := newBuildInfo(version, bi, ok)
+	if revision != "" {
+		b.Revision = revision
+	}
+	return b
 }
 
 func newBuildInfo(stamped string, bi *debug.BuildInfo, ok bool) buildInfo {

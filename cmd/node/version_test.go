@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"os/exec"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"testing"
@@ -51,11 +52,11 @@ func TestEndToEndVersionStamped(t *testing.T) {
 		t.Skip("builds a binary")
 	}
 	bin := t.TempDir() + "/sluice"
-	if out, err := exec.Command("go", "build", "-ldflags", "-X main.version=v9.8.7-test", "-o", bin, ".").CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-ldflags", "-X main.version=v9.8.7-test -X main.revision=0123abc", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
 	out, err := exec.Command(bin, "--version").Output()
-	if err != nil || !strings.HasPrefix(string(out), "sluice v9.8.7-test (revision ") {
+	if err != nil || string(out) != "sluice v9.8.7-test (revision 0123abc, "+runtime.Version()+")\n" {
 		t.Fatalf("--version: %q, %v", out, err)
 	}
 }
