@@ -38,10 +38,13 @@ type Inspection struct {
 	// ResetAfter is the time until the bucket is full again; RetryAfter
 	// the time until one token is there (0 if one is there now).
 	ResetAfter, RetryAfter time.Duration
-	// LeasedHere is, in owner mode, the tokens of the owner's bucket that
-	// this node holds as a lease (spendable now or soon); the owner's level
-	// already excludes them, and those of the other holders.
-	LeasedHere int64
+	// LeasedHere and LeasedOut are, in owner mode, the tokens of the
+	// owner's bucket that this node, and all the members that answered,
+	// hold as leases (spendable now or once earned); the owner's level
+	// already excludes them. LeasesUnknown are the members that could not
+	// be asked.
+	LeasedHere, LeasedOut int64
+	LeasesUnknown         []string
 	// Unreachable reports that the owner could not be asked: Remaining and
 	// the rest are then unknown (zero).
 	Unreachable bool
@@ -111,30 +114,35 @@ func (n *Node) Inspect(ctx context.Context, req *Request) (Inspection, error) {
 	case routeReplicas:
 		d = n.replicas.store(c.mode).Peek(now, c.id, c.limit, 0)
 	default:
-		topo := c.topo
-		in.Owner = topo.ownerOf(c.id)
-		in.LeasedHere = n.owners.leases.held(leaseKey{c.mode, c.id})
-		if in.Owner == topo.self {
-			d = n.owners.store(c.mode).Peek(now, c.id, c.limit, 0)
-			break
-		}
+		// The owner's bucket, and the tokens every member holds leased
+		// from it (the owner's level already excludes them).
+		in.Owner = c.topo.ownerOf(c.id)
 		in.DecidedBy = in.Owner
-		addr := topo.addrs[in.Owner]
-		if addr == "" {
-			in.Unreachable = true
-			return in, nil
-		}
-		ictx, cancel := context.WithTimeout(ctx, resetTimeout)
-		ds, err := n.owners.peers.Check(ictx, addr, []PeerCheck{c.peerCheck(OpInspect, 0)})
-		cancel()
-		if err != nil {
-			if ctx.Err() != nil {
-				return Inspection{}, ctx.Err()
+		lk := leaseKey{c.mode, c.id}
+		in.LeasedHere = n.owners.leases.held(lk)
+		for _, a := range n.askMembers(ctx, c.topo, c.peerCheck(OpInspect, 0), func() bucket.Decision {
+			d := n.owners.store(c.mode).Peek(now, c.id, c.limit, 0)
+			d.Granted = in.LeasedHere
+			return d
+		}) {
+			switch {
+			case a.err != nil && a.member == in.Owner:
+				in.Unreachable = true
+			case a.err != nil:
+				in.LeasesUnknown = append(in.LeasesUnknown, a.member)
+			default:
+				in.LeasedOut += a.d.Granted
+				if a.member == in.Owner {
+					d = a.d
+				}
 			}
-			in.Unreachable = true
+		}
+		if ctx.Err() != nil {
+			return Inspection{}, ctx.Err()
+		}
+		if in.Unreachable {
 			return in, nil
 		}
-		d = ds[0]
 	}
 	in.Remaining, in.ResetAfter = d.Remaining, d.ResetAfter
 	in.Level = levelOf(d, c.limit)
@@ -191,45 +199,60 @@ func (n *Node) Reset(ctx context.Context, req *Request) (ResetReport, error) {
 	if c.route == routeOwners {
 		rep.Owner = topo.ownerOf(c.id)
 	}
-	members := topo.ring.Members()
-	if len(members) == 0 {
-		members = []string{topo.self}
+	for _, a := range n.askMembers(ctx, topo, c.peerCheck(OpReset, 0), func() bucket.Decision {
+		n.resetHere(c.id)
+		return bucket.Decision{}
+	}) {
+		rep.Members = append(rep.Members, ResetAck{Member: a.member, Err: a.err})
 	}
-	rep.Members = make([]ResetAck, len(members))
-	var wg sync.WaitGroup
-	for i, m := range members {
-		rep.Members[i].Member = m
-		if m == topo.self {
-			n.resetHere(c.id)
-			continue
-		}
-		addr := topo.addrs[m]
-		if addr == "" {
-			rep.Members[i].Err = errNoPeerAddr
-			continue
-		}
-		wg.Go(func() {
-			rctx, cancel := context.WithTimeout(ctx, resetTimeout)
-			defer cancel()
-			if _, err := n.owners.peers.Check(rctx, addr, []PeerCheck{c.peerCheck(OpReset, 0)}); err != nil {
-				rep.Members[i].Err = fmt.Errorf("reset on %s: %w", m, err)
-			}
-		})
-	}
-	wg.Wait()
-	slices.SortFunc(rep.Members, func(a, b ResetAck) int {
-		switch {
-		case a.Member < b.Member:
-			return -1
-		case a.Member > b.Member:
-			return 1
-		}
-		return 0
-	})
 	if !rep.Complete() {
 		return rep, ErrResetIncomplete
 	}
 	return rep, nil
+}
+
+// memberAnswer is one member's answer to a peer op sent to every member.
+type memberAnswer struct {
+	member string
+	d      bucket.Decision
+	err    error
+}
+
+// askMembers sends pc to every live member of topo, all at once, each
+// within resetTimeout, and returns their answers sorted by member name;
+// this node's answer is here's, without a call.
+func (n *Node) askMembers(ctx context.Context, topo *topology, pc PeerCheck, here func() bucket.Decision) []memberAnswer {
+	members := topo.ring.Members()
+	if len(members) == 0 {
+		members = []string{topo.self}
+	}
+	slices.Sort(members)
+	out := make([]memberAnswer, len(members))
+	var wg sync.WaitGroup
+	for i, m := range members {
+		out[i].member = m
+		if m == topo.self {
+			out[i].d = here()
+			continue
+		}
+		addr := topo.addrs[m]
+		if addr == "" {
+			out[i].err = errNoPeerAddr
+			continue
+		}
+		wg.Go(func() {
+			actx, cancel := context.WithTimeout(ctx, resetTimeout)
+			defer cancel()
+			ds, err := n.owners.peers.Check(actx, addr, []PeerCheck{pc})
+			if err != nil {
+				out[i].err = fmt.Errorf("%s: %w", m, err)
+				return
+			}
+			out[i].d = ds[0]
+		})
+	}
+	wg.Wait()
+	return out
 }
 
 // resetHere drops id's bucket from every store of this node, and any

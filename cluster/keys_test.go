@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"errors"
+	"reflect"
 	"testing"
 	"time"
 
@@ -29,7 +30,7 @@ func TestInspectResetStandalone(t *testing.T) {
 	if in.Remaining != 0 || in.Level != 0 || in.ResetAfter != time.Minute || in.RetryAfter != 30*time.Second || in.Route != "gossip" || in.Key != "alice" {
 		t.Fatalf("inspection %+v: want an empty bucket, full in 1m, a token in 30s", in)
 	}
-	if again, _ := n.Inspect(ctx, req); again != in {
+	if again, _ := n.Inspect(ctx, req); !reflect.DeepEqual(again, in) {
 		t.Fatalf("inspecting changed the bucket: %+v then %+v", in, again)
 	}
 	if top := n.TopDenied(5); len(top) != 1 || top[0].Key != "alice" || top[0].Denied != 1 {

@@ -57,7 +57,10 @@ func (o *owners) serve(checks []PeerCheck) ([]bucket.Decision, error) {
 			store.RefundN(now, c.ID, c.Limit, c.Cost)
 			continue
 		case OpInspect:
+			// The bucket (meaningful on the owner), and what this node
+			// holds leased from it.
 			out[i] = store.Peek(now, c.ID, c.Limit, 0)
+			out[i].Granted = o.leases.held(leaseKey{c.Sync, c.ID})
 			continue
 		case OpReset:
 			o.reset(c.ID)

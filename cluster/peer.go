@@ -57,8 +57,10 @@ const (
 	// OpReserve reserves Cost tokens if they are available within MaxWait
 	// (a /v1/wait); the decision's Wait says when.
 	OpReserve
-	// OpInspect reads the owner's bucket without changing it (Cost 0): the
-	// decision's Remaining and ResetAfter describe it.
+	// OpInspect reads the receiver's bucket without changing it (Cost 0):
+	// the decision's Remaining and ResetAfter describe it (on the owner),
+	// and Granted the tokens the receiver holds leased for the key; sent
+	// to every live member.
 	OpInspect
 	// OpReset drops the key's bucket on the receiver, and any lease it
 	// holds for it (Node.Reset); sent to every live member.

@@ -103,3 +103,43 @@ func TestResetGossipMode(t *testing.T) {
 		}
 	})
 }
+
+// TestInspectShowsLeasesOut drives a hot owner-mode key through a node
+// that does not own it, until that node takes token leases from the
+// owner: an inspection from a third node counts the tokens leased out.
+func TestInspectShowsLeasesOut(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := New(t, 3)
+		c.AwaitConverged(joinBound, c.All()...)
+		awaitRings(c, 5*time.Second, c.All()...)
+		limit := bucket.Limit{Rate: 1000, Period: time.Second, Burst: 1000}
+		req := &cluster.Request{Key: "hot", Inline: limit, Sync: rules.SyncOwner, SyncSet: true}
+		ctx, stop := context.WithCancel(context.Background())
+		res, _ := c.Node(0).Check(ctx, req)
+		var others []int
+		for _, i := range c.All() {
+			if c.Member(i).Name != res.Owner {
+				others = append(others, i)
+			}
+		}
+		holder, asker := others[0], others[1]
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for ctx.Err() == nil {
+				c.Node(holder).Check(ctx, &cluster.Request{Key: "hot", Inline: limit, Cost: 1, Sync: rules.SyncOwner, SyncSet: true})
+				time.Sleep(2 * time.Millisecond)
+			}
+		}()
+		var in cluster.Inspection
+		c.Await(5*time.Second, "leases out seen from another node", func() bool {
+			in, _ = c.Node(asker).Inspect(ctx, req)
+			return in.LeasedOut > 0
+		})
+		stop()
+		<-done
+		if in.LeasedHere != 0 || len(in.LeasesUnknown) != 0 || in.DecidedBy != res.Owner {
+			t.Fatalf("inspection %+v: want the leases held on %s counted, none here, the owner's bucket read", in, c.Member(holder).Name)
+		}
+	})
+}

@@ -52,6 +52,9 @@ type InspectView struct {
 	ResetMs   int64   `json:"reset_after_ms"`
 	RetryMs   int64   `json:"retry_after_ms"`
 	Leased    int64   `json:"leased_here"`
+	LeasedOut int64   `json:"leased_out"`
+	// LeasesUnknown are members that could not be asked for their leases.
+	LeasesUnknown []string `json:"leases_unknown,omitempty"`
 	// Unreachable: the owner could not be asked; the figures are unknown.
 	Unreachable bool `json:"unreachable,omitempty"`
 }
@@ -104,7 +107,7 @@ func inspectView(in cluster.Inspection) InspectView {
 	v := InspectView{Rule: in.Rule, Key: in.Key, Limit: in.Limit.Rate, PeriodMs: in.Limit.Period.Milliseconds(),
 		Burst: in.Limit.Burst, Sync: in.Sync.String(), Route: in.Route, Owner: in.Owner, DecidedBy: in.DecidedBy,
 		Remaining: in.Remaining, Level: in.Level, ResetMs: ceilMillis(in.ResetAfter), RetryMs: ceilMillis(in.RetryAfter),
-		Leased: in.LeasedHere, Unreachable: in.Unreachable}
+		Leased: in.LeasedHere, LeasedOut: in.LeasedOut, LeasesUnknown: in.LeasesUnknown, Unreachable: in.Unreachable}
 	if in.Limit.Algo != bucket.TokenBucket {
 		v.Algorithm = in.Limit.Algo.String()
 	}

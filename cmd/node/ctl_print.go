@@ -70,7 +70,10 @@ func printInspect(w io.Writer, v *inspectAnswer) {
 		fmt.Fprintf(t, "next token in\t%s\n", millis(v.RetryMs))
 	}
 	if v.Route == "owner" {
-		fmt.Fprintf(t, "leased here\t%d tokens\n", v.Leased)
+		fmt.Fprintf(t, "leases out\t%d tokens (%d held here)\n", v.LeasedOut, v.Leased)
+		if len(v.LeasesUnknown) > 0 {
+			fmt.Fprintf(t, "not asked\t%v (their leases are not counted)\n", v.LeasesUnknown)
+		}
 	}
 	t.Flush()
 }
