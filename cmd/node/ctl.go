@@ -78,7 +78,7 @@ func runCtl(ctx context.Context, args []string, getenv func(string) string, stdo
 	case "inspect", "reset":
 		return c.key(ctx, cmd, rest, stderr)
 	case "members":
-		return c.members(ctx)
+		return c.members(ctx, rest, stderr)
 	case "rules":
 		return c.rules(ctx, rest, stderr)
 	case "top-denied":
@@ -188,8 +188,7 @@ func (s *selector) flags(fs *flag.FlagSet) {
 // key runs inspect or reset.
 func (c *ctlClient) key(ctx context.Context, cmd string, args []string, stderr io.Writer) error {
 	var s selector
-	fs := flag.NewFlagSet("sluice ctl "+cmd, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := c.flagSet(cmd, stderr)
 	s.flags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -253,8 +252,32 @@ func (c *ctlClient) key(ctx context.Context, cmd string, args []string, stderr i
 	return err
 }
 
+// flagSet returns the flags of a command, with --json (also taken after
+// the command).
+func (c *ctlClient) flagSet(cmd string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("sluice ctl "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.BoolVar(&c.o.json, "json", c.o.json, "print the node's JSON answer, for scripts")
+	return fs
+}
+
+// noArgs parses the flags of a command that takes no arguments.
+func (c *ctlClient) noArgs(cmd string, args []string, stderr io.Writer) error {
+	fs := c.flagSet(cmd, stderr)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("ctl %s: unexpected argument %q", cmd, fs.Arg(0))
+	}
+	return nil
+}
+
 // members lists the members as the node sees them.
-func (c *ctlClient) members(ctx context.Context) error {
+func (c *ctlClient) members(ctx context.Context, args []string, stderr io.Writer) error {
+	if err := c.noArgs("members", args, stderr); err != nil {
+		return err
+	}
 	var v statusAnswer
 	if err := c.call(ctx, http.MethodGet, c.o.admin, "/v1/status", nil, &v); err != nil {
 		return err
@@ -267,8 +290,7 @@ func (c *ctlClient) members(ctx context.Context) error {
 
 // topDenied lists the keys the node denied most lately.
 func (c *ctlClient) topDenied(ctx context.Context, args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("sluice ctl top-denied", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := c.flagSet("top-denied", stderr)
 	n := fs.Int("n", 20, "how many keys")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -288,7 +310,13 @@ func (c *ctlClient) topDenied(ctx context.Context, args []string, stderr io.Writ
 
 // rules lists, puts or deletes rules, on the API port.
 func (c *ctlClient) rules(ctx context.Context, args []string, stderr io.Writer) error {
-	if len(args) == 0 || args[0] == "list" {
+	if len(args) == 0 || args[0] == "list" || strings.HasPrefix(args[0], "-") {
+		if len(args) > 0 && args[0] == "list" {
+			args = args[1:]
+		}
+		if err := c.noArgs("rules", args, stderr); err != nil {
+			return err
+		}
 		var v rulesAnswer
 		if err := c.call(ctx, http.MethodGet, c.o.api, "/v1/rules", nil, &v); err != nil {
 			return err
@@ -300,8 +328,11 @@ func (c *ctlClient) rules(ctx context.Context, args []string, stderr io.Writer) 
 	}
 	switch args[0] {
 	case "delete":
-		if len(args) != 2 {
+		if len(args) < 2 || strings.HasPrefix(args[1], "-") {
 			return errors.New("ctl rules delete: give the rule's NAME")
+		}
+		if err := c.noArgs("rules delete", args[2:], stderr); err != nil {
+			return err
 		}
 		var v struct {
 			Deleted rules.Entry `json:"deleted"`
@@ -316,8 +347,7 @@ func (c *ctlClient) rules(ctx context.Context, args []string, stderr io.Writer) 
 	case "put":
 		var spec rules.Spec
 		var descs listFlag
-		fs := flag.NewFlagSet("sluice ctl rules put", flag.ContinueOnError)
-		fs.SetOutput(stderr)
+		fs := c.flagSet("rules put", stderr)
 		fs.Int64Var(&spec.Limit, "limit", 0, "tokens per period")
 		fs.StringVar(&spec.Period, "period", "", "the period, a Go duration (1s, 1m)")
 		fs.Int64Var(&spec.Burst, "burst", 0, "bucket size (default: limit)")

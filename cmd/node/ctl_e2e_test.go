@@ -157,3 +157,31 @@ func TestEndToEndCtl(t *testing.T) {
 		t.Fatalf("sluice ctl rules delete: %v\n%s", err, b)
 	}
 }
+
+// TestCtlUsage: the client's own mistakes are errors that say what to
+// give, before any node is asked; --json is taken after the command too.
+func TestCtlUsage(t *testing.T) {
+	n := ctlNode{process: &process{name: "none"}, admin: "127.0.0.1:1", apiAddr: "127.0.0.1:1"}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "a command is required"},
+		{[]string{"frobnicate"}, "unknown command"},
+		{[]string{"inspect"}, "give RULE KEY"},
+		{[]string{"inspect", "a", "b", "c"}, "give RULE KEY"},
+		{[]string{"reset", "--cost", "1", "k"}, "-cost"},
+		{[]string{"members", "extra"}, "unexpected argument"},
+		{[]string{"rules", "put"}, "give the rule's NAME"},
+		{[]string{"rules", "put", "x", "--limt", "1"}, "-limt"},
+		{[]string{"rules", "delete"}, "give the rule's NAME"},
+		{[]string{"rules", "rename"}, "unknown subcommand"},
+		{[]string{"top-denied", "--n", "x"}, "invalid value"},
+		{[]string{"members", "--json"}, "connection refused"}, // parsed; no node there
+	} {
+		out, err := n.ctl(t, tc.args...)
+		if err == nil || !strings.Contains(err.Error()+out, tc.want) {
+			t.Errorf("sluice ctl %v: %v\n%s\nwant an error saying %q", tc.args, err, out, tc.want)
+		}
+	}
+}
