@@ -82,7 +82,8 @@ func (r *ResetReport) Complete() bool {
 // ErrResetIncomplete is returned with a ResetReport whose Complete is false.
 var ErrResetIncomplete = errors.New("not every member reset the key")
 
-// resetTimeout bounds the wait for each member's answer to a reset.
+// resetTimeout bounds the wait for each member's answer to an inspection
+// or a reset.
 const resetTimeout = 2 * time.Second
 
 func routeName(r route) string {
@@ -97,7 +98,8 @@ func routeName(r route) string {
 
 // Inspect reads the bucket of req's key without spending from it: on this
 // node (local mode, or its replica in gossip mode) or on the key's owner,
-// asked over the peer protocol. req's cost is ignored. Its errors are
+// asked over the peer protocol; in owner mode every live member is asked
+// at the same time for the tokens it holds leased. req's cost is ignored. Its errors are
 // those of Check's resolution (bad input, ErrNotReady), or ctx's.
 func (n *Node) Inspect(ctx context.Context, req *Request) (Inspection, error) {
 	c, err := n.resolve(req)
