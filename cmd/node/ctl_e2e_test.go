@@ -185,3 +185,30 @@ func TestCtlUsage(t *testing.T) {
 		}
 	}
 }
+
+// TestCtlAdminToken: a node started with an admin token (from the
+// environment) refuses the key endpoints without it, even on loopback;
+// sluice ctl sends SLUICE_ADMIN_TOKEN.
+func TestCtlAdminToken(t *testing.T) {
+	_, logs, stop := startNode(t, localArgs(t.TempDir()), map[string]string{"SLUICE_ADMIN_TOKEN": "t0k3n"})
+	defer stop()
+	started, _ := logs.await(t, "sluice started", 0)
+	base := []string{"ctl", "--admin", started["admin_addr"].(string), "--api", started["http_addr"].(string), "top-denied"}
+	for _, tc := range []struct {
+		env  map[string]string
+		want string
+	}{
+		{nil, "401 Unauthorized: authorization: a valid admin token is required"},
+		{map[string]string{"SLUICE_ADMIN_TOKEN": "wrong"}, "401 Unauthorized"},
+		{map[string]string{"SLUICE_ADMIN_TOKEN": "t0k3n"}, ""},
+	} {
+		var out bytes.Buffer
+		err := run(context.Background(), base, func(k string) string { return tc.env[k] }, &out, &out)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("with the token: %v\n%s", err, out.String())
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("env %v: %v, want an error saying %q", tc.env, err, tc.want)
+		}
+	}
+}
