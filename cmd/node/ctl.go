@@ -26,7 +26,7 @@ const ctlUsage = `Usage: sluice ctl [flags] COMMAND [ARGS]
 
 Asks a running sluice node. Commands:
 
-  inspect [SELECTOR] KEY       a key's bucket: level, remaining, reset, owner, leases held here
+  inspect [SELECTOR] KEY       a key's bucket: level, remaining, reset, owner, leases out
   reset [SELECTOR] KEY         reset a key on every live member (a fresh burst)
   members                      the members as the node sees them
   rules                        the rules in force, with origin and version
@@ -39,7 +39,7 @@ SELECTOR is RULE as a first argument (inspect api-per-user alice), or
 limit: --limit N --period D [--burst B] [--algorithm A]; --sync overrides the
 mode, as in a check.
 
-Flags (before COMMAND; each also from the environment):
+Flags (before COMMAND; --json may also follow it):
 `
 
 // ctlOptions are the client's settings.
