@@ -293,6 +293,19 @@ func (sh *shard) remove(e *entry) {
 	delete(sh.entries, e.id)
 }
 
+// Delete drops the bucket id, so that its key starts again from a full
+// bucket, and reports whether the store held it.
+func (s *Store) Delete(id ID) bool {
+	sh := s.shard(id)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	e, ok := sh.entries[id]
+	if ok {
+		sh.remove(e)
+	}
+	return ok
+}
+
 // Sweep drops every bucket that has refilled completely by now and returns
 // how many it dropped. It locks one shard at a time, so checks on other
 // shards go on meanwhile. Dropping a full bucket changes no decision.

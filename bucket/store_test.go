@@ -244,3 +244,25 @@ func TestLevelsCopiesWithoutChanging(t *testing.T) {
 		t.Fatal("Merge must take a lower level and report it, and keep the lower one against a higher")
 	}
 }
+
+// TestStoreDelete: a deleted bucket starts full again; deleting one the
+// store does not hold reports false.
+func TestStoreDelete(t *testing.T) {
+	s := NewStore(StoreConfig{})
+	now := time.Unix(1_800_000_000, 0)
+	id := ID{Rule: "r", Key: "k"}
+	l := Limit{Rate: 2, Period: time.Hour, Burst: 2}
+	s.AllowN(now, id, l, 2)
+	if d := s.AllowN(now, id, l, 1); d.Allowed {
+		t.Fatal("spent bucket allowed a check")
+	}
+	if !s.Delete(id) || s.Len() != 0 {
+		t.Fatalf("Delete of a held bucket: store holds %d", s.Len())
+	}
+	if d := s.AllowN(now, id, l, 2); !d.Allowed {
+		t.Fatal("a deleted bucket did not start full")
+	}
+	if s.Delete(ID{Key: "other"}) {
+		t.Fatal("Delete of a bucket never held reported true")
+	}
+}

@@ -79,6 +79,9 @@ func (n *Node) Check(ctx context.Context, req *Request) (Result, error) {
 	if err := n.decide(ctx, &c, &res); err != nil {
 		return Result{}, err
 	}
+	if !res.Allowed {
+		n.denied.record(c.id, n.now())
+	}
 	return res, nil
 }
 
@@ -108,6 +111,12 @@ func (n *Node) CheckBatch(ctx context.Context, reqs []Request) ([]Result, error)
 			return nil, err
 		}
 	}
+	now := n.now()
+	for i := range out {
+		if !out[i].Allowed {
+			n.denied.record(cs[i].id, now)
+		}
+	}
 	return out, nil
 }
 
@@ -133,6 +142,9 @@ func (n *Node) Wait(ctx context.Context, req *Request, maxWait time.Duration) (R
 	res, giveBack, err := n.reserve(ctx, &c)
 	if err != nil {
 		return Result{}, err
+	}
+	if !res.Allowed {
+		n.denied.record(c.id, n.now())
 	}
 	if !res.Allowed || res.Wait == 0 {
 		return res, nil

@@ -334,3 +334,25 @@ func (o *owners) expireLeases() {
 		sh.mu.Unlock()
 	}
 }
+
+// held returns the tokens of k's lease, spendable now or once earned.
+func (l *leases) held(k leaseKey) int64 {
+	sh := l.shard(&k)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if ls := sh.m[k]; ls != nil {
+		return ls.ready + ls.pending
+	}
+	return 0
+}
+
+// drop lets k's lease lapse, unspent and not given back (the key was
+// reset: its owner's bucket starts full again).
+func (l *leases) drop(k leaseKey) {
+	sh := l.shard(&k)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if ls := sh.m[k]; ls != nil {
+		ls.ready, ls.pending, ls.denyUntil = 0, 0, 0
+	}
+}

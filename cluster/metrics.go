@@ -90,6 +90,9 @@ func newMetrics(reg Registerer, stores []storeLabel) *metrics {
 		}),
 	}
 	m.byRule.Store(&map[ruleLabel]*ruleStats{})
+	for _, mode := range []rules.Sync{rules.SyncAuto, rules.SyncLocal, rules.SyncGossip, rules.SyncOwner} {
+		m.forRule("", mode) // inline limits in every mode, at zero from the start
+	}
 	if reg == nil {
 		return m
 	}
@@ -194,7 +197,7 @@ type ownerMetrics struct {
 	// sluice_owner_checks_total, by route.
 	owned, forwarded, leased, leaseDenied, fallback prometheus.Counter
 	forwardSeconds                                  prometheus.Histogram
-	ownerOps                                        [4]prometheus.Counter // by PeerOp
+	ownerOps                                        [6]prometheus.Counter // by PeerOp
 	leaseEvents                                     *prometheus.CounterVec
 	handoff                                         *prometheus.CounterVec
 	ringMembers, ringShare                          prometheus.Gauge
@@ -207,7 +210,7 @@ func newOwnerMetrics(reg Registerer) *ownerMetrics {
 	}, []string{"route"})
 	ops := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "sluice_owner_requests_total",
-		Help: "Requests this node answered as a key's owner, by op: check (a forwarded check), lease, return (unspent leased or reserved tokens), reserve (a forwarded wait).",
+		Help: "Requests this node answered as a key's owner, by op: check (a forwarded check), lease, return (unspent leased or reserved tokens), reserve (a forwarded wait), inspect (an operator reading the bucket), reset (an operator resetting the key).",
 	}, []string{"op"})
 	m := &ownerMetrics{
 		owned: routes.WithLabelValues("owned"), forwarded: routes.WithLabelValues("forwarded"), leased: routes.WithLabelValues("leased"),
@@ -231,7 +234,7 @@ func newOwnerMetrics(reg Registerer) *ownerMetrics {
 			Help: "Fraction of the hash ring this node owns (owner mode): about 1/members when the ring is balanced.",
 		}),
 	}
-	for i, op := range []string{"check", "lease", "return", "reserve"} {
+	for i, op := range []string{"check", "lease", "return", "reserve", "inspect", "reset"} {
 		m.ownerOps[i] = ops.WithLabelValues(op)
 	}
 	for _, e := range []string{"granted", "refused", "empty"} {

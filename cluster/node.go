@@ -126,6 +126,7 @@ type Node struct {
 
 	metrics *metrics
 	hot     *hotKeys
+	denied  *deniedKeys
 	shadow  bool
 	sweep   time.Duration
 	leaveIn time.Duration
@@ -188,6 +189,7 @@ func New(cfg Config) (*Node, error) {
 		ringCfg:    cfg.Peer.Ring,
 		gossipMax:  cfg.GossipSync.MaxMembers,
 		hot:        newHotKeys(cfg.Now()),
+		denied:     newDeniedKeys(cfg.Now()),
 		shadow:     cfg.Shadow,
 		sweep:      cfg.SweepInterval,
 		leaveIn:    cfg.LeaveTimeout,
@@ -216,6 +218,7 @@ func New(cfg Config) (*Node, error) {
 		ringCfg: cfg.Peer.Ring, owner: store("owner"), auto: auto, fallback: store("fallback"),
 		leases: newLeases(cfg.Leases, cfg.Metrics), jobs: make(chan peerJob, maxQueuedJobs), replicas: n.replicas,
 		m: newOwnerMetrics(cfg.Metrics)}
+	n.owners.reset = n.resetHere
 	n.metrics = newMetrics(cfg.Metrics, n.stores)
 	if cfg.Metrics != nil {
 		cfg.Metrics.MustRegister(updates)

@@ -271,3 +271,16 @@ func counterValue(t *testing.T, reg *prometheus.Registry, name string, values ..
 	}
 	return 0
 }
+
+// BenchmarkCheckDenied checks a key that is always denied: the path that
+// counts the top denied keys.
+func BenchmarkCheckDenied(b *testing.B) {
+	n := readyNode(b, Config{})
+	req := inline("user:12345", 1, time.Hour, 1)
+	ctx := context.Background()
+	n.Check(ctx, req)
+	b.ReportAllocs()
+	for b.Loop() {
+		n.Check(ctx, req)
+	}
+}

@@ -43,6 +43,9 @@ type owners struct {
 	// on: its own checks go to their new owners.
 	after atomic.Pointer[topology]
 	m     *ownerMetrics
+	// reset drops a key's buckets and leases on this node (Node.resetHere),
+	// for a peer's OpReset.
+	reset func(bucket.ID)
 }
 
 // routing returns the topology a check routed in topo is decided in: topo,

@@ -58,6 +58,15 @@ func (o *owners) serve(checks []PeerCheck) ([]bucket.Decision, error) {
 		case OpReturn:
 			store.RefundN(now, c.ID, l, c.Cost)
 			continue
+		case OpInspect:
+			// The bucket (meaningful on the owner), and what this node
+			// holds leased from it.
+			out[i] = store.Peek(now, c.ID, c.Limit, 0)
+			out[i].Granted = o.leases.held(leaseKey{c.Sync, c.ID})
+			continue
+		case OpReset:
+			o.reset(c.ID)
+			continue
 		case OpReserve:
 			out[i] = store.ReserveN(now, c.ID, l, c.Cost, c.MaxWait)
 		default:

@@ -57,6 +57,14 @@ const (
 	// OpReserve reserves Cost tokens if they are available within MaxWait
 	// (a /v1/wait); the decision's Wait says when.
 	OpReserve
+	// OpInspect reads the receiver's bucket without changing it (Cost 0):
+	// the decision's Remaining and ResetAfter describe it (on the owner),
+	// and Granted the tokens the receiver holds leased for the key; sent
+	// to every live member.
+	OpInspect
+	// OpReset drops the key's bucket on the receiver, and any lease it
+	// holds for it (Node.Reset); sent to every live member.
+	OpReset
 )
 
 // MaxPeerWait bounds PeerCheck.MaxWait.
@@ -66,7 +74,7 @@ const MaxPeerWait = time.Hour
 // valid limits (bucket.Limit.Validate), a key within MaxKeyBytes, a cost
 // within bucket.MaxTokens and a wait only on a reservation.
 func (c *PeerCheck) Valid() bool {
-	return c.Op <= OpReserve && c.Sync <= rules.SyncOwner && c.Limit.Validate() == nil &&
+	return c.Op <= OpReset && c.Sync <= rules.SyncOwner && c.Limit.Validate() == nil &&
 		(c.ID.Inline == bucket.Limit{} || c.ID.Inline.Validate() == nil) &&
 		len(c.ID.Key) <= MaxKeyBytes && c.Cost >= 0 && c.Cost <= bucket.MaxTokens &&
 		c.MaxWait >= 0 && c.MaxWait <= MaxPeerWait && (c.Op == OpReserve || c.MaxWait == 0)

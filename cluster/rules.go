@@ -5,6 +5,7 @@ import (
 
 	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/sluicerl/sluice/bucket"
 	"github.com/sluicerl/sluice/gossip"
 	"github.com/sluicerl/sluice/rules"
 )
@@ -29,6 +30,15 @@ func (n *Node) recombineLocked() {
 	s := n.catalog.Combine(n.fileRules)
 	n.rules.Store(s)
 	n.metrics.rulesLoaded.Set(float64(s.Len()))
+	for _, r := range s.Rules() {
+		// Each rule's series in its mode, at zero from the start (a mode
+		// a check asks for instead appears with its first check).
+		mode := r.Sync
+		if r.Limit.Algo == bucket.SlidingWindowLog && mode == rules.SyncAuto {
+			mode = rules.SyncOwner // as resolve decides it
+		}
+		n.metrics.forRule(r.Name, mode)
+	}
 	var version uint64
 	for _, e := range n.catalog.Entries() {
 		version = max(version, e.Version.Clock)

@@ -20,6 +20,8 @@ type Status struct {
 	Rules []rules.Rule
 	// HotKeys are the keys this node checks most, hottest first.
 	HotKeys []HotKey
+	// TopDenied are the keys this node denied most lately, most first.
+	TopDenied []DeniedKey
 	// Checks and Denied count every check decided here since start.
 	Checks, Denied uint64
 	// Alive and Remembered are the live members and those the cluster is
@@ -40,7 +42,7 @@ type MemberStatus struct {
 func (n *Node) Status() Status {
 	now := n.now()
 	topo := n.topo.Load()
-	st := Status{Self: n.self, Time: now, Rules: n.RulesInForce(), HotKeys: n.hot.top(10, now)}
+	st := Status{Self: n.self, Time: now, Rules: n.RulesInForce(), HotKeys: n.hot.top(10, now), TopDenied: n.denied.top(10, now)}
 	for _, m := range n.Members() {
 		ms := MemberStatus{Member: m}
 		if m.State == gossip.StateAlive {
@@ -55,6 +57,11 @@ func (n *Node) Status() Status {
 	st.Alive, st.Remembered = topo.reachable, topo.remembered
 	return st
 }
+
+// TopDenied returns the at most max keys this node denied most over the
+// last one to two minutes, most first (see DeniedKey for the counts'
+// accuracy). It does not block on the network.
+func (n *Node) TopDenied(max int) []DeniedKey { return n.denied.top(max, n.now()) }
 
 // Name returns the node's name in its cluster ("" when standalone).
 func (n *Node) Name() string { return n.self }

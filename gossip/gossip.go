@@ -162,6 +162,13 @@ func New(cfg Config) (*Gossip, error) {
 		}, []string{"reason"}),
 	}
 	g.view = newView(cfg.Name, cfg.OnChange)
+	// Every label value known in advance, exported at zero from start.
+	for _, r := range []string{"ok", "error"} {
+		g.joins.WithLabelValues(r)
+	}
+	for _, r := range []string{rejectKey, rejectLabel, rejectMalformed} {
+		g.rejected.WithLabelValues(r)
+	}
 
 	mc, err := g.memberlistConfig()
 	if err != nil {

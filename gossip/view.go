@@ -62,7 +62,7 @@ func newView(self string, onChange func()) *view {
 	if onChange == nil {
 		onChange = func() {}
 	}
-	return &view{
+	v := &view{
 		self:     self,
 		onChange: onChange,
 		byName:   make(map[string]Member),
@@ -72,6 +72,10 @@ func newView(self string, onChange func()) *view {
 			Help: "Membership changes seen by this node: join, update, fail (declared dead) and leave (said goodbye).",
 		}, []string{"event"}),
 	}
+	for _, e := range []string{"join", "update", "fail", "leave"} {
+		v.events.WithLabelValues(e) // at zero from start
+	}
+	return v
 }
 
 func (v *view) set(n *memberlist.Node, s State, event string) {

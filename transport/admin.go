@@ -50,6 +50,16 @@ type AdminConfig struct {
 	// Status serves the status page (/) and its data (/v1/status). If nil,
 	// they are absent.
 	Status StatusSource
+	// Version is the build's version, shown on the status page and in
+	// /v1/status.
+	Version string
+	// Keys serves /v1/keys/inspect, /v1/keys/reset and /debug/top-denied.
+	// If nil, they are absent.
+	Keys KeyAdmin
+	// Token, if set, is required of every request to the Keys endpoints
+	// (Authorization: Bearer <token>); if empty, they answer loopback
+	// clients only.
+	Token string
 }
 
 // NewAdmin returns the admin handler: /healthz (the process answers),
@@ -74,8 +84,11 @@ func NewAdmin(cfg AdminConfig) http.Handler {
 		mux.Handle("/v1/keyring", kh)
 		mux.Handle("/v1/keyring/", kh)
 	}
+	if cfg.Keys != nil {
+		keysHandlers(mux, cfg.Keys, cfg.Token)
+	}
 	if cfg.Status != nil {
-		statusHandlers(mux, cfg.Status)
+		statusHandlers(mux, cfg.Status, cfg.Version)
 	}
 	// Go's profiler, here only, never on the API port.
 	mux.HandleFunc("/debug/pprof/", pprof.Index)

@@ -93,6 +93,8 @@ func NewPeerClient(cfg PeerClientConfig) *PeerClient {
 			Help: "Connections opened to peers, by result (ok, error).",
 		}, []string{"result"}),
 	}
+	c.dials.WithLabelValues("ok") // both at zero from start
+	c.dials.WithLabelValues("error")
 	if cfg.Registerer != nil {
 		cfg.Registerer.MustRegister(c.batches, c.dials)
 	}

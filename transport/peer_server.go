@@ -73,6 +73,9 @@ func NewPeerServer(cfg PeerServerConfig) *PeerServer {
 			Help: "Forwarded checks answered as owner.",
 		}),
 	}
+	for _, r := range []string{"auth", "malformed"} {
+		s.rejected.WithLabelValues(r) // at zero from start
+	}
 	if cfg.Registerer != nil {
 		cfg.Registerer.MustRegister(s.rejected, s.frames, s.checks)
 	}

@@ -12,11 +12,15 @@ import (
 // Status is what the status page shows: the node's view of its cluster,
 // its rules, its hottest keys and its check counts so far.
 type Status struct {
-	Self    string         `json:"self"`
+	Self string `json:"self"`
+	// Version is the build's version (AdminConfig.Version).
+	Version string         `json:"version,omitempty"`
 	Time    time.Time      `json:"time"`
 	Members []MemberStatus `json:"members"`
 	Rules   []RuleView     `json:"rules"`
 	HotKeys []HotKeyView   `json:"hot_keys"`
+	// TopDenied are the keys denied most here lately.
+	TopDenied []DeniedKeyView `json:"top_denied"`
 	// Checks and Denied count every check decided here since start.
 	Checks uint64 `json:"checks"`
 	Denied uint64 `json:"denied"`
@@ -53,7 +57,8 @@ type StatusSource interface {
 
 // NewStatus returns st as the status page shows it.
 func NewStatus(st cluster.Status) Status {
-	v := Status{Self: st.Self, Time: st.Time, Rules: RuleViews(st.Rules), HotKeys: []HotKeyView{}, Checks: st.Checks, Denied: st.Denied,
+	v := Status{Self: st.Self, Time: st.Time, Rules: RuleViews(st.Rules), HotKeys: []HotKeyView{}, TopDenied: DeniedKeyViews(st.TopDenied),
+		Checks: st.Checks, Denied: st.Denied,
 		PartitionShare: float64(st.Alive) / float64(max(st.Remembered, 1)), Remembered: st.Remembered}
 	for _, m := range st.Members {
 		v.Members = append(v.Members, MemberStatus{Name: m.Name, Addr: m.Addr, State: m.State.String(), Share: m.Share, Self: m.Self})
@@ -80,7 +85,7 @@ func RuleViews(rs []rules.Rule) []RuleView {
 //go:embed status.html
 var statusPage []byte
 
-func statusHandlers(mux *http.ServeMux, src StatusSource) {
+func statusHandlers(mux *http.ServeMux, src StatusSource, version string) {
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
 		h := w.Header()
 		h.Set("Content-Type", "text/html; charset=utf-8")
@@ -88,6 +93,8 @@ func statusHandlers(mux *http.ServeMux, src StatusSource) {
 		w.Write(statusPage)
 	})
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, _ *http.Request) {
-		writeValue(w, http.StatusOK, NewStatus(src.Status()))
+		st := NewStatus(src.Status())
+		st.Version = version
+		writeValue(w, http.StatusOK, st)
 	})
 }

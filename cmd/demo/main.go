@@ -28,20 +28,23 @@ import (
 )
 
 // stats is what the demo counted. Fallbacks are checks the sidecar could
-// not answer, decided by the local bucket; errors are checks that could not
-// be decided at all.
+// not answer, decided by the local bucket (FallbackAllowed of them
+// allowed); errors are checks that could not be decided at all.
 type stats struct {
-	Checks    int64 `json:"checks"`
-	Allowed   int64 `json:"allowed"`
-	Denied    int64 `json:"denied"`
-	Fallbacks int64 `json:"fallbacks"`
-	Errors    int64 `json:"errors"`
+	Checks          int64 `json:"checks"`
+	Allowed         int64 `json:"allowed"`
+	Denied          int64 `json:"denied"`
+	Fallbacks       int64 `json:"fallbacks"`
+	FallbackAllowed int64 `json:"fallback_allowed"`
+	Errors          int64 `json:"errors"`
 }
 
-type counters struct{ checks, allowed, denied, fallbacks, errors atomic.Int64 }
+type counters struct {
+	checks, allowed, denied, fallbacks, fallbackAllowed, errors atomic.Int64
+}
 
 func (c *counters) snapshot() stats {
-	return stats{c.checks.Load(), c.allowed.Load(), c.denied.Load(), c.fallbacks.Load(), c.errors.Load()}
+	return stats{c.checks.Load(), c.allowed.Load(), c.denied.Load(), c.fallbacks.Load(), c.fallbackAllowed.Load(), c.errors.Load()}
 }
 
 func main() {
@@ -118,6 +121,9 @@ func run(ctx context.Context, args []string) error {
 				}
 				if res.Unavailable {
 					n.fallbacks.Add(1)
+					if res.Allowed {
+						n.fallbackAllowed.Add(1)
+					}
 				}
 			}()
 		}

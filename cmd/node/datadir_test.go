@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -140,4 +141,86 @@ func startNode(t *testing.T, args []string, env map[string]string) (api string, 
 			t.Fatalf("node: %v", err)
 		}
 	}
+}
+
+// TestDefaultDataDir: without --data-dir each node gets sluice-data/<its
+// name>, and a name cannot reach outside sluice-data; an explicit flag
+// (even empty) and the environment win.
+func TestDefaultDataDir(t *testing.T) {
+	for name, want := range map[string]string{
+		"node-2": "sluice-data/node-2", "pod.ns_1": "sluice-data/pod.ns_1",
+		"../etc": "sluice-data/.._etc", "..": "sluice-data/_..", "a/b c": "sluice-data/a_b_c",
+	} {
+		o, err := parseOptions([]string{"--node-name", name}, func(string) string { return "" }, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o.dataDir != filepath.FromSlash(want) || !o.dataDirDefault {
+			t.Errorf("node %q: data dir %q (default %v), want %q", name, o.dataDir, o.dataDirDefault, want)
+		}
+	}
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{[]string{"--data-dir", "mine"}, nil, "mine"},
+		{[]string{"--data-dir", ""}, nil, ""},
+		{nil, map[string]string{"SLUICE_DATA_DIR": "/data"}, "/data"},
+	} {
+		o, err := parseOptions(append(tc.args, "--node-name", "n"), func(k string) string { return tc.env[k] }, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o.dataDir != tc.want || o.dataDirDefault {
+			t.Errorf("%v %v: data dir %q (default %v), want %q", tc.args, tc.env, o.dataDir, o.dataDirDefault, tc.want)
+		}
+	}
+}
+
+// TestDefaultDataDirKeepsLegacy: a node started without --data-dir where
+// an earlier release left sluice-data/rules.db, and with no directory of
+// its own, keeps using the old database (and logs it), unless another
+// node holds it: then it opens its own. Once it has its own, it uses it.
+func TestDefaultDataDirKeepsLegacy(t *testing.T) {
+	t.Chdir(t.TempDir())
+	legacy, err := rules.OpenPersist(legacyDataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := func(o options) (*rules.Persist, error) { return rules.OpenPersist(o.dataDir) }
+	logs := &strings.Builder{}
+	log := slog.New(slog.NewTextHandler(logs, nil))
+	o := options{nodeName: "a", dataDir: nodeDataDir("a"), dataDirDefault: true}
+
+	// Held by another node (legacy is open): this one opens its own.
+	p, dir, err := openDefaultPersist(o, open, log)
+	if err != nil || dir != nodeDataDir("a") {
+		t.Fatalf("legacy held elsewhere: opened %q, %v; want %q", dir, err, nodeDataDir("a"))
+	}
+	p.Close()
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	legacy.Close()
+
+	// Free, and no directory of its own: the node keeps the old one.
+	p, dir, err = openDefaultPersist(o, open, log)
+	if err != nil || dir != legacyDataDir {
+		t.Fatalf("legacy free: opened %q, %v; want %q", dir, err, legacyDataDir)
+	}
+	p.Close()
+	if !strings.Contains(logs.String(), "using the rules database of an earlier release") {
+		t.Errorf("the use of the old database is not logged: %s", logs)
+	}
+
+	// With a directory of its own, the node uses it.
+	if err := os.MkdirAll(nodeDataDir("b"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	p, dir, err = openDefaultPersist(options{nodeName: "b", dataDir: nodeDataDir("b"), dataDirDefault: true}, open, log)
+	if err != nil || dir != nodeDataDir("b") {
+		t.Fatalf("own directory present: opened %q, %v", dir, err)
+	}
+	p.Close()
 }

@@ -46,9 +46,17 @@ func main() {
 // order within --shutdown-timeout: not ready, leave the cluster, drain the
 // API and admin servers, stop peer RPC.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "ctl" {
+		return runCtl(ctx, args[1:], getenv, stdout, stderr)
+	}
 	o, err := parseOptions(args, getenv, stderr)
 	if err != nil {
 		return err
+	}
+	build := readBuildInfo()
+	if o.showVersion {
+		fmt.Fprintln(stdout, build)
+		return nil
 	}
 	log, err := newLogger(o, stderr)
 	if err != nil {
@@ -57,6 +65,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	build.register(reg)
 	gcfg, err := gossipConfig(o, log)
 	if err != nil {
 		return err
@@ -68,12 +77,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer peerLn.Close()
 	gcfg.Meta.PeerAddr = advertisedPeerAddr(peerLn.Addr().(*net.TCPAddr))
 	var persist *rules.Persist
-	if o.dataDir != "" {
-		if persist, err = openPersist(o, time.Now(), log); err != nil {
+	open := func(o options) (*rules.Persist, error) { return openPersist(o, time.Now(), log) }
+	switch {
+	case o.dataDirDefault:
+		if persist, o.dataDir, err = openDefaultPersist(o, open, log); err != nil {
 			return err
 		}
 		defer persist.Close()
-	} else {
+	case o.dataDir != "":
+		if persist, err = open(o); err != nil {
+			return err
+		}
+		defer persist.Close()
+	default:
 		log.Warn("no --data-dir: this node refuses rule changes through its API; changes made on peers are kept in memory only")
 	}
 	// Peer RPC: the client reaches the owners of this node's keys, the
@@ -106,6 +122,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Name: "sluice_rules_reloads_total",
 		Help: "Attempts to load changed rules, by result (ok or error); on error the rules in force stay.",
 	}, []string{"result"})
+	reloads.WithLabelValues("ok") // both at zero from start
+	reloads.WithLabelValues("error")
 	reg.MustRegister(reloads)
 	var watcher *rules.Watcher
 	if o.rulesPath == "" {
@@ -144,6 +162,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("listen on --admin-addr: %w", err)
 	}
 	defer adminLn.Close()
+	if ip := adminLn.Addr().(*net.TCPAddr).IP; !ip.IsLoopback() && o.adminToken == "" {
+		log.Info("the admin port is reachable from the network: its key endpoints (inspect, reset, top denied keys) answer loopback clients only; give --admin-token to use them from elsewhere",
+			"admin_addr", adminLn.Addr().String())
+	}
 
 	var draining atomic.Bool
 	var asked lastAsked
@@ -161,6 +183,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Gatherer: reg,
 		Keyring:  node,
 		Status:   node,
+		Version:  build.Version,
+		Keys:     node,
+		Token:    o.adminToken,
 	}), log)
 
 	runCtx, cancel := context.WithCancel(context.Background())
@@ -192,7 +217,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		})
 	}
 	log.Info("sluice started", "http_addr", apiLn.Addr().String(), "admin_addr", adminLn.Addr().String(),
-		"node", node.Name(), "gossip_addr", node.GossipAddr())
+		"node", node.Name(), "gossip_addr", node.GossipAddr(), "data_dir", o.dataDir, "version", build.Version)
 
 	var errs []error
 	select {

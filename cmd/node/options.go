@@ -40,6 +40,7 @@ type options struct {
 	peerAddr       string
 
 	dataDir            string
+	dataDirDefault     bool // --data-dir not given: derived from the node name (datadir.go)
 	recoverDataDir     bool
 	gossipSyncInterval time.Duration
 	gossipMaxMembers   int
@@ -47,6 +48,9 @@ type options struct {
 	leaseTerm          time.Duration
 	partitionWindow    time.Duration
 	shadow             bool
+
+	adminToken  string
+	showVersion bool // --version: print the build and exit
 }
 
 // listFlag is a repeatable flag; from the environment it takes a
@@ -70,6 +74,7 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.httpAddr, "http-addr", "127.0.0.1:8080", "`host:port` of the API the application calls; keep it on loopback")
 	fs.StringVar(&o.adminAddr, "admin-addr", "127.0.0.1:8081", "`host:port` of /healthz, /readyz and /metrics")
+	fs.StringVar(&o.adminToken, "admin-token", "", "`token` the admin port's key endpoints (inspect, reset, top denied keys) require as \"Authorization: Bearer <token>\"; without it they answer loopback clients only")
 	fs.StringVar(&o.rulesPath, "rules", "", "rules `file` (YAML), or a directory of *.yaml files; reloaded on change and on SIGHUP")
 	fs.IntVar(&o.maxKeys, "max-keys", 1_000_000, "most buckets held in memory; past it the least recently used are evicted")
 	fs.IntVar(&o.denyStatus, "deny-status", 429, "HTTP status of a denied check: 429, or 403 for nginx auth_request")
@@ -89,7 +94,7 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.StringVar(&o.gossipProfile, "gossip-profile", "lan", "failure-detection timings: lan, wan or local")
 	fs.DurationVar(&o.rejoinInterval, "rejoin-interval", 30*time.Second, "how often seeds are re-resolved and failed peers re-joined")
 	fs.StringVar(&o.peerAddr, "peer-addr", "0.0.0.0:7947", "`host:port` where this node answers checks forwarded to it as a key's owner (TCP); peers reach it on the host of the gossip address")
-	fs.StringVar(&o.dataDir, "data-dir", "sluice-data", "`directory` where rules set through the API are stored, so they survive restarts; empty: this node refuses rule changes through its API")
+	fs.StringVar(&o.dataDir, "data-dir", "", "`directory` where rules set through the API are stored, so they survive restarts (default: sluice-data/<node name>, one per node); given empty, this node refuses rule changes through its API")
 	fs.BoolVar(&o.recoverDataDir, "recover-data-dir", false, "if the rules database in --data-dir is damaged or empty, move it aside (renamed rules.db.corrupt-<unix time>, never deleted) and start with no stored API rules, taking them from peers; without it, such a node refuses to start")
 	fs.DurationVar(&o.gossipSyncInterval, "gossip-sync-interval", 50*time.Millisecond, "how often a node tells its peers what it admitted in gossip mode; bounds how long they decide without knowing")
 	fs.IntVar(&o.gossipMaxMembers, "gossip-max-members", 8, "largest cluster in which sync auto gossips counters; above it each key is decided by its owner on the hash ring")
@@ -97,8 +102,9 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.DurationVar(&o.partitionWindow, "partition-window", 5*time.Minute, "how long a member that failed (not left) still counts in the cluster's size: while fewer members are alive, cluster-wide limits are decided at the live members' share (0: a failed member stops counting at once)")
 	fs.DurationVar(&o.leaseTerm, "lease-term", 250*time.Millisecond, "how long a token lease lasts before unspent tokens go back to the owner")
 	fs.BoolVar(&o.shadow, "shadow", false, "shadow mode for the whole node: every check is decided, counted and reported, and allowed (a dark launch); rules can also say shadow: true")
+	fs.BoolVar(&o.showVersion, "version", false, "print the version, VCS revision and Go version, and exit")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: sluice [flags]\n\nRuns a sluice rate-limit node. Every flag can also be set through the\nenvironment: --http-addr as SLUICE_HTTP_ADDR, and so on; a flag on the\ncommand line wins.\n\nFlags:\n")
+		fmt.Fprintf(fs.Output(), "Usage: sluice [flags]\n       sluice ctl [flags] COMMAND (the command-line client; sluice ctl --help)\n\nRuns a sluice rate-limit node. Every flag can also be set through the\nenvironment: --http-addr as SLUICE_HTTP_ADDR, and so on; a flag on the\ncommand line wins.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -106,6 +112,9 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if o.showVersion {
+		return o, nil
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -120,6 +129,10 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	})
 	if envErr != nil {
 		return o, envErr
+	}
+	if !set["data-dir"] && getenv("SLUICE_DATA_DIR") == "" {
+		o.dataDirDefault = true
+		o.dataDir = nodeDataDir(o.nodeName)
 	}
 	switch {
 	case o.denyStatus != 429 && o.denyStatus != 403:

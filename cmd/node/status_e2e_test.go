@@ -17,7 +17,8 @@ import (
 // TestStatusPage loads the admin status page of a real node in a real
 // headless browser (Debian's Chromium), lets its script run, and checks the
 // page it renders: the node among the members, alive, its rule, and checks
-// counted; and a screenshot that is not blank.
+// counted, the keys denied most, the version; and a screenshot that is
+// not blank.
 func TestStatusPage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a browser")
@@ -70,7 +71,11 @@ func TestStatusPage(t *testing.T) {
 	if !strings.Contains(hot, ">alice<") {
 		t.Fatalf("the hottest keys lack alice:\n%s", hot)
 	}
-	for _, want := range []string{"48 checks since start", ">api<", "1 of 1 alive"} {
+	denied := regexp.MustCompile(`(?s)<table id="denied">.*?</table>`).FindString(dom)
+	if !regexp.MustCompile(`<td>api</td><td>alice</td><td>46</td>`).MatchString(denied) {
+		t.Fatalf("the top denied keys lack alice, denied 46 times:\n%s", denied)
+	}
+	for _, want := range []string{"48 checks since start", ">api<", "1 of 1 alive", `<span id="version">dev</span>`} {
 		if !strings.Contains(dom, want) {
 			t.Fatalf("the page lacks %q:\n%s", want, dom)
 		}

@@ -45,14 +45,34 @@ const (
 // counts is an application's GET /stats.
 type counts struct {
 	Checks, Allowed, Denied, Fallbacks, Errors int64
+	FallbackAllowed                            int64 `json:"fallback_allowed"`
 }
 
 func (c counts) minus(o counts) counts {
-	return counts{c.Checks - o.Checks, c.Allowed - o.Allowed, c.Denied - o.Denied, c.Fallbacks - o.Fallbacks, c.Errors - o.Errors}
+	return counts{c.Checks - o.Checks, c.Allowed - o.Allowed, c.Denied - o.Denied, c.Fallbacks - o.Fallbacks, c.Errors - o.Errors, c.FallbackAllowed - o.FallbackAllowed}
 }
 
 func (c counts) plus(o counts) counts {
-	return counts{c.Checks + o.Checks, c.Allowed + o.Allowed, c.Denied + o.Denied, c.Fallbacks + o.Fallbacks, c.Errors + o.Errors}
+	return counts{c.Checks + o.Checks, c.Allowed + o.Allowed, c.Denied + o.Denied, c.Fallbacks + o.Fallbacks, c.Errors + o.Errors, c.FallbackAllowed + o.FallbackAllowed}
+}
+
+// spec is what a fleet's applications check, and how hard.
+type spec struct {
+	rules   string // the rules file every sidecar reads
+	rule    string // the rule each application checks
+	appRate int    // each application's checks per second
+	// fallbackLimit per fallbackPeriod is each application's own bucket
+	// while its sidecar is unreachable.
+	fallbackLimit  int
+	fallbackPeriod time.Duration
+}
+
+// chaosSpec: 50 a second for the whole fleet, bursts of 100, auto mode;
+// 4× the limit in all.
+var chaosSpec = spec{
+	rules:   fmt.Sprintf("rules:\n  - {name: demo, limit: %d, period: 1s, burst: %d}\n", rate, burst),
+	rule:    "demo",
+	appRate: appRate, fallbackLimit: fallbackLimit, fallbackPeriod: time.Second,
 }
 
 // fleet is the pods of one run.
@@ -88,9 +108,9 @@ func (f *fleet) docker(args ...string) string {
 	return out
 }
 
-// start builds the image and starts the pods. Everything is removed when
-// the test ends, whether it passed or not.
-func start(t *testing.T) *fleet {
+// start builds the image and starts the pods, as sp says. Everything is
+// removed when the test ends, whether it passed or not.
+func start(t *testing.T, sp spec) *fleet {
 	if testing.Short() {
 		t.Skip("runs containers")
 	}
@@ -112,8 +132,7 @@ func start(t *testing.T) *fleet {
 		t.Fatalf("building the image: %v\n%s", err, out)
 	}
 	f.rules = t.TempDir()
-	rules := fmt.Sprintf("rules:\n  - {name: demo, limit: %d, period: 1s, burst: %d}\n", rate, burst)
-	if err := os.WriteFile(filepath.Join(f.rules, "rules.yaml"), []byte(rules), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(f.rules, "rules.yaml"), []byte(sp.rules), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	os.Chmod(f.rules, 0o755)
@@ -121,7 +140,8 @@ func start(t *testing.T) *fleet {
 	for i := range pods {
 		f.docker("run", "-d", "--name", f.app(i), "--network", f.network, "--network-alias", "sluice",
 			"--entrypoint", "/demo", f.image,
-			"--rate", strconv.Itoa(appRate), "--rule", "demo", "--fallback-limit", strconv.Itoa(fallbackLimit))
+			"--rate", strconv.Itoa(sp.appRate), "--rule", sp.rule,
+			"--fallback-limit", strconv.Itoa(sp.fallbackLimit), "--fallback-period", sp.fallbackPeriod.String())
 		f.ips = append(f.ips, f.docker("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", f.app(i)))
 	}
 	for i := range pods {
@@ -291,7 +311,7 @@ func (f *fleet) phase(name string, disrupt func() (nodes int, outage float64)) {
 // frozen and thawed (a gray failure); a pod cut off the network and
 // reconnected (a partition); every sidecar restarted in turn.
 func TestChaos(t *testing.T) {
-	f := start(t)
+	f := start(t, chaosSpec)
 	took := f.awaitConverged(pods, all()...)
 	t.Logf("5 pods converged %v after their sidecars started", took.Round(100*time.Millisecond))
 	time.Sleep(3 * time.Second) // past the start-up fallbacks
