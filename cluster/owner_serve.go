@@ -49,23 +49,25 @@ func (o *owners) serve(checks []PeerCheck) ([]bucket.Decision, error) {
 		}
 		store := o.store(mode)
 		l := topo.share(c.Limit) // decided at this side's share, whatever the asker sees
-		o.seedTakeover(store, c.ID, l, topo, topo.ownerOf(c.ID) == topo.self, now)
 		o.m.ownerOps[c.Op].Inc()
 		switch c.Op {
-		case OpLease:
-			out[i] = o.grantLease(now, store, c, l)
-			continue
-		case OpReturn:
-			store.RefundN(now, c.ID, l, c.Cost)
-			continue
 		case OpInspect:
 			// The bucket (meaningful on the owner), and what this node
 			// holds leased from it.
-			out[i] = store.Peek(now, c.ID, c.Limit, 0)
+			out[i] = store.Peek(now, c.ID, l, 0)
 			out[i].Granted = o.leases.held(leaseKey{c.Sync, c.ID})
 			continue
 		case OpReset:
 			o.reset(c.ID)
+			continue
+		case OpReturn:
+			store.RefundN(now, c.ID, l, c.Cost)
+			continue
+		}
+		o.seedTakeover(store, c.ID, l, topo, topo.ownerOf(c.ID) == topo.self, now)
+		switch c.Op {
+		case OpLease:
+			out[i] = o.grantLease(now, store, c, l)
 			continue
 		case OpReserve:
 			out[i] = store.ReserveN(now, c.ID, l, c.Cost, c.MaxWait)
