@@ -134,6 +134,8 @@ type Node struct {
 
 	partitionWindow time.Duration
 	partition       *partitionMetrics
+	boot            bootMemory   // the size stored before a restart
+	sizeSavedAt     atomic.Int64 // Unix ns the remembered size was last stored
 
 	// Rules: the file's, and the API's catalog; in force, their
 	// combination.
@@ -233,6 +235,10 @@ func New(cfg Config) (*Node, error) {
 	topo, err := buildTopology(self, nil, n.ringCfg, n.gossipMax)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.Gossip != nil {
+		n.boot = n.storedSize(cfg.Persist)
+		topo.remembered = max(topo.remembered, n.boot.size)
 	}
 	n.topo.Store(topo)
 	if cfg.Gossip == nil {
@@ -337,6 +343,7 @@ func (n *Node) sweepLoop(ctx context.Context) error {
 				dropped += s.store.Sweep(now)
 			}
 			n.metrics.swept.Add(float64(dropped))
+			n.saveSize(n.topo.Load(), false)
 		}
 	}
 }

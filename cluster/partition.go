@@ -9,6 +9,7 @@ import (
 
 	"github.com/sluicerl/sluice/bucket"
 	"github.com/sluicerl/sluice/gossip"
+	"github.com/sluicerl/sluice/rules"
 )
 
 // A partition cannot be told from a crash: either way some members stop
@@ -153,4 +154,77 @@ func (n *Node) observePartition(old, t *topology) {
 	case !t.reduced() && old != nil && old.reduced():
 		n.log.Info("deciding cluster-wide keys at the full limit again", "alive", t.reachable)
 	}
+}
+
+// bootMemory is the cluster size a node stored before it restarted: until
+// it has found its peers again, it decides at its share of that many
+// members, not at the whole limit alone. It lasts until the partition
+// window after the size was stored, and ends once the node sees that many
+// members alive, or joinSettle after its first peer appeared (by then the
+// join's state exchange has told it of every member).
+type bootMemory struct {
+	size      int64
+	until     time.Time
+	firstPeer time.Time // set by the topology loop
+}
+
+// joinSettle is how long after a restarted node finds its first peer it
+// keeps the stored size: a full state exchange.
+const joinSettle = 10 * time.Second
+
+// remembered returns the stored size still in force at now with alive
+// members seen, and until when it may be (0 when over).
+func (b *bootMemory) remembered(alive int64, now time.Time) (int64, time.Time) {
+	if b.size == 0 {
+		return 0, time.Time{}
+	}
+	if alive > 1 && b.firstPeer.IsZero() {
+		b.firstPeer = now
+	}
+	until := b.until
+	if !b.firstPeer.IsZero() && b.firstPeer.Add(joinSettle).Before(until) {
+		until = b.firstPeer.Add(joinSettle)
+	}
+	if alive >= b.size || !now.Before(until) {
+		b.size = 0
+		return 0, time.Time{}
+	}
+	return b.size, until
+}
+
+// storedSize reads the size stored before a restart, if it is recent
+// enough to matter (within the partition window).
+func (n *Node) storedSize(p *rules.Persist) bootMemory {
+	if p == nil || n.partitionWindow <= 0 {
+		return bootMemory{}
+	}
+	size, at, err := p.ClusterSize()
+	if err != nil {
+		n.log.Warn("stored cluster size not read; deciding as if alone until peers are found", "err", err)
+		return bootMemory{}
+	}
+	if size <= 1 || time.Since(at) >= n.partitionWindow {
+		return bootMemory{}
+	}
+	n.log.Info("deciding cluster-wide keys at a share of the cluster size stored before the restart, until the peers are found",
+		"members", size, "stored", at)
+	return bootMemory{size: size, until: at.Add(n.partitionWindow)}
+}
+
+// saveSize stores t's remembered size in the data directory, when it
+// changed or the stored one is half a window old, so that a restart finds
+// it (bootMemory).
+func (n *Node) saveSize(t *topology, changed bool) {
+	if n.persist == nil || n.gossip == nil || n.partitionWindow <= 0 {
+		return
+	}
+	now := time.Now()
+	if !changed && now.UnixNano()-n.sizeSavedAt.Load() < int64(n.partitionWindow/2) {
+		return
+	}
+	if err := n.persist.SaveClusterSize(t.remembered, now); err != nil {
+		n.log.Warn("cluster size not stored", "err", err)
+		return
+	}
+	n.sizeSavedAt.Store(now.UnixNano())
 }

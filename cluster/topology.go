@@ -158,12 +158,19 @@ func (n *Node) topologyLoop(ctx context.Context) error {
 		var next time.Time
 		topo.remembered, next = remembered(topo.alive(), members, now, n.partitionWindow)
 		topo.reachable = max(topo.alive()-n.replicas.hearing.silentOn(topo), 1)
+		if size, until := n.boot.remembered(topo.alive(), now); size > 0 {
+			topo.remembered = max(topo.remembered, size)
+			if next.IsZero() || until.Before(next) {
+				next = until
+			}
+		}
 		expire.Stop()
 		if !next.IsZero() {
 			expire.Reset(next.Sub(now))
 		}
 		old := n.topo.Swap(topo)
 		n.observePartition(old, topo)
+		n.saveSize(topo, topo.remembered != old.remembered)
 		n.owners.topologyChanged(ctx, old, topo)
 	}
 }

@@ -258,3 +258,29 @@ func TestPersistLockedIsNotDamage(t *testing.T) {
 		t.Fatalf("second open: %v, want ErrLocked naming the file", err)
 	}
 }
+
+func TestClusterSizeSurvivesReopen(t *testing.T) {
+	dir := t.TempDir()
+	p, err := OpenPersist(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, at, err := p.ClusterSize(); err != nil || n != 0 || !at.IsZero() {
+		t.Fatalf("fresh database: ClusterSize() = %d, %v, %v; want 0, zero time, nil", n, at, err)
+	}
+	at := time.Date(2026, 11, 28, 8, 0, 0, 0, time.UTC)
+	if err := p.SaveClusterSize(5, at); err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+	if p, err = OpenPersist(dir); err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if n, got, err := p.ClusterSize(); err != nil || n != 5 || !got.Equal(at) {
+		t.Fatalf("after reopening: ClusterSize() = %d, %v, %v; want 5, %v, nil", n, got, err, at)
+	}
+	if entries, err := p.Load(); err != nil || len(entries) != 0 {
+		t.Fatalf("the size is not a rule: Load() = %v, %v", entries, err)
+	}
+}
