@@ -50,6 +50,7 @@ func (n *Node) decide(ctx context.Context, c *check, res *Result) error {
 		return nil
 	case routeReplicas:
 		if n.leftGossip(c) {
+			n.seedLeftShare(c)
 			var out [1]Result
 			n.owners.fallBack(c.topo, "", []*check{c}, out[:])
 			*res = out[0]
@@ -68,6 +69,16 @@ func (n *Node) leftGossip(c *check) bool {
 	return n.owners.left.Load() && c.topo.alive() > 1
 }
 
+// seedLeftShare starts the fair share a node that has left decides a
+// gossip-mode key from at its share of what its replica holds, not at a
+// fresh share of the burst: for a hot key, near empty.
+func (n *Node) seedLeftShare(c *check) {
+	now := n.now()
+	if level, ok := n.replicas.store(c.mode).Level(now, c.id); ok {
+		n.owners.fallback.Seed(now, c.id, fairShare(c.limit, c.topo.remembered), level/c.topo.remembered)
+	}
+}
+
 // reserve makes c's reservation on its decider.
 func (n *Node) reserve(ctx context.Context, c *check) (Result, func(), error) {
 	switch c.route {
@@ -76,6 +87,7 @@ func (n *Node) reserve(ctx context.Context, c *check) (Result, func(), error) {
 		return res, giveBack, nil
 	case routeReplicas:
 		if n.leftGossip(c) {
+			n.seedLeftShare(c)
 			var out [1]Result
 			n.owners.fallBack(c.topo, "", []*check{c}, out[:])
 			share := fairShare(c.limit, c.topo.remembered)
