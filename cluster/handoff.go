@@ -57,8 +57,9 @@ const takeoverTerm = int64(10 * time.Second)
 // as many times as members are alive, at most the burst: for a hot key,
 // near empty, as it was at the old owner, and not a fresh burst.
 //
-// For a while after joining (joinGrace), a key this node gained by the
-// join starts from a fair share of its burst, not all of it: its bucket is
+// For a while after a join (joinGrace), a key this node gained by it (a
+// member's new life gains its old keys back) starts from a fair share of
+// its burst, not all of it: its bucket is
 // on its way from the old owner, which hands it on when it sees the join,
 // and the first checks may arrive before it. The handed bucket is merged
 // in (the lower level stays), so a restart costs at most that share.
@@ -77,7 +78,7 @@ func (o *owners) seedTakeover(store *bucket.Store, id bucket.ID, l bucket.Limit,
 			return
 		}
 	}
-	if j := o.joined.Load(); j != nil && ns < j.until && (j.before == nil || j.before.ownerOf(id) != topo.self) {
+	if j := o.joined.Load(); j != nil && ns < j.until {
 		store.Seed(now, id, l, l.Burst/topo.remembered)
 	}
 }
@@ -86,26 +87,20 @@ func (o *owners) seedTakeover(store *bucket.Store, id bucket.ID, l bucket.Limit,
 // a share of their burst: long enough for the old owners' handoffs.
 const joinGrace = int64(handoffTimeout)
 
-// joined is a join that gave this node keys: until when, and the topology
-// before it (nil if this node was alone: every key may be gained).
+// joined is a join that gave this node keys back, until when its grace
+// lasts.
 type joined struct {
-	until  int64
-	before *topology
+	until int64
 }
 
-// noteJoin records a join in the change from old to topo: this node's
-// first ring with peers, or a member new to it.
+// noteJoin records a join in the change from old to topo that may give
+// this node keys held elsewhere: a new life of a member (it stored its
+// cluster's size) finding its peers, which hold its old keys and hand them
+// back. A node new to the cluster, or a cluster forming, has nothing on
+// its way, and decides from full buckets at once.
 func (o *owners) noteJoin(old, topo *topology) {
-	switch {
-	case old.alive() <= 1 && topo.alive() > 1:
+	if o.restarted && old.alive() <= 1 && topo.alive() > 1 {
 		o.joined.Store(&joined{until: o.now().UnixNano() + joinGrace})
-	case topo.alive() > 1:
-		for name := range topo.addrs {
-			if _, had := old.addrs[name]; !had {
-				o.joined.Store(&joined{until: o.now().UnixNano() + joinGrace, before: old})
-				return
-			}
-		}
 	}
 }
 

@@ -239,6 +239,7 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Gossip != nil {
 		n.boot = n.storedSize(cfg.Persist)
 		topo.remembered = max(topo.remembered, n.boot.size)
+		n.owners.restarted = n.boot.size > 0
 	}
 	n.topo.Store(topo)
 	if cfg.Gossip == nil {

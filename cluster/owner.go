@@ -36,6 +36,7 @@ type owners struct {
 	stalls       stalls                 // owners that did not answer in time
 	lastFallback atomic.Int64           // Unix ns of the last check decided from the fair share
 	joined       atomic.Pointer[joined] // the last join that gave this node keys
+	restarted    bool                   // a new life of a member: it stored its cluster's size
 	jobs         chan peerJob           // lease requests and returns, run by jobLoop
 	replicas     *replicas              // where auto checks served while this node gossips are counted
 	left         atomic.Bool            // this node is leaving: it answers no peer any more

@@ -18,7 +18,7 @@ func TestRollingRestartAtAnyRate(t *testing.T) {
 	for _, mode := range []rules.Sync{rules.SyncAuto, rules.SyncGossip, rules.SyncOwner} {
 		t.Run(mode.String(), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				c := New(t, 5)
+				c := New(t, 5, Options{Persist: true}) // a new life finds its cluster's size stored
 				c.AwaitConverged(joinBound, c.All()...)
 				awaitRings(c, 5*time.Second, c.All()...)
 				const run = 90 * time.Second
