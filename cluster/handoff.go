@@ -63,12 +63,18 @@ const takeoverTerm = int64(10 * time.Second)
 // on its way from the old owner, which hands it on when it sees the join,
 // and the first checks may arrive before it. The handed bucket is merged
 // in (the lower level stays), so a restart costs at most that share.
-func (o *owners) seedTakeover(store *bucket.Store, id bucket.ID, l bucket.Limit, topo *topology, owned bool, now time.Time) {
+func (o *owners) seedTakeover(store *bucket.Store, id bucket.ID, l bucket.Limit, topo *topology, owned, hot bool, now time.Time) {
 	if !owned {
 		// A peer with an older view of the ring asked: the key's bucket
-		// is at its owner, or on its way there. It starts empty here, and
-		// refills at the rate, rather than minting a fresh burst.
-		store.Seed(now, id, l, 0)
+		// is at its owner, or on its way there. It starts here from a
+		// fair share of the burst, not a fresh burst; empty if the peer
+		// asked for a lease (it checks the key often: near empty at its
+		// owner), and refills at the rate.
+		if !hot {
+			store.Seed(now, id, l, l.Burst/topo.remembered)
+		} else {
+			store.Seed(now, id, l, 0)
+		}
 		return
 	}
 	ns := now.UnixNano()

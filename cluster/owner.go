@@ -112,7 +112,7 @@ func (o *owners) decide(ctx context.Context, c *check, res *Result) error {
 func (o *owners) decideHere(c *check, owner string) Result {
 	now, store := o.now(), o.store(c.mode)
 	l := c.topo.share(c.limit)
-	o.seedTakeover(store, c.id, l, c.topo, true, now)
+	o.seedTakeover(store, c.id, l, c.topo, true, false, now)
 	d := store.AllowN(now, c.id, l, c.cost)
 	o.m.owned.Inc()
 	return c.resultFrom(d, owner, false)
@@ -134,7 +134,7 @@ func (o *owners) reserve(ctx context.Context, c *check) (Result, func(), error) 
 		o.m.owned.Inc()
 		store := o.store(c.mode)
 		l := topo.share(c.limit)
-		o.seedTakeover(store, c.id, l, topo, true, o.now())
+		o.seedTakeover(store, c.id, l, topo, true, false, o.now())
 		d := store.ReserveN(o.now(), c.id, l, c.cost, c.maxWait)
 		return c.resultFrom(d, owner, false), func() { store.RefundN(o.now(), c.id, l, c.cost) }, nil
 	}

@@ -64,7 +64,7 @@ func (o *owners) serve(checks []PeerCheck) ([]bucket.Decision, error) {
 			store.RefundN(now, c.ID, l, c.Cost)
 			continue
 		}
-		o.seedTakeover(store, c.ID, l, topo, topo.ownerOf(c.ID) == topo.self, now)
+		o.seedTakeover(store, c.ID, l, topo, topo.ownerOf(c.ID) == topo.self, c.Op == OpLease, now)
 		switch c.Op {
 		case OpLease:
 			out[i] = o.grantLease(now, store, c, l)
