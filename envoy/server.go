@@ -28,6 +28,9 @@ type ServerConfig struct {
 	MaxStreams uint32
 	// Registerer receives the gRPC metrics. If nil, they are not registered.
 	Registerer prometheus.Registerer
+	// Asked, if not nil, is called as each call arrives (a node that is
+	// shutting down waits until its application has stopped asking).
+	Asked func()
 }
 
 // ServiceName is the full name of Envoy's rate limit service, as the
@@ -54,6 +57,9 @@ func NewServer(cfg ServerConfig) *grpc.Server {
 		cfg.Registerer.MustRegister(calls)
 	}
 	observe := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		if cfg.Asked != nil {
+			cfg.Asked()
+		}
 		start := time.Now()
 		resp, err := handler(ctx, req)
 		calls.WithLabelValues(info.FullMethod, status.Code(err).String()).Observe(time.Since(start).Seconds())

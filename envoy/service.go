@@ -91,6 +91,22 @@ func (s *Service) ShouldRateLimit(ctx context.Context, req *rls.RateLimitRequest
 		return nil, err
 	}
 	cfg := s.config.Load()
+	resp, err := s.decide(ctx, cfg, req, hits)
+	if errors.As(err, new(*rules.FieldError)) && s.config.Load() != cfg {
+		// A reload removed a rule between match and check: the new
+		// configuration no longer holds it.
+		resp, err = s.decide(ctx, s.config.Load(), req, hits)
+	}
+	if err != nil {
+		return nil, s.fail(err)
+	}
+	return resp, nil
+}
+
+// decide answers req, of hits per descriptor, under cfg. Its errors are
+// bad input (a key too long, as a gRPC status) and the node's.
+func (s *Service) decide(ctx context.Context, cfg *Config, req *rls.RateLimitRequest, hits []int64) (*rls.RateLimitResponse, error) {
+	var err error
 	resp := &rls.RateLimitResponse{OverallCode: rls.RateLimitResponse_OK,
 		Statuses: make([]*rls.RateLimitResponse_DescriptorStatus, len(req.Descriptors))}
 	checks, keys := s.match(cfg, req)
@@ -123,7 +139,7 @@ func (s *Service) ShouldRateLimit(ctx context.Context, req *rls.RateLimitRequest
 	var results []cluster.Result
 	if len(reqs) > 0 {
 		if results, err = s.cfg.Limiter.CheckAll(ctx, reqs); err != nil {
-			return nil, s.fail(err)
+			return nil, err
 		}
 	}
 	for i := range req.Descriptors {
@@ -267,6 +283,8 @@ func invalid(msg string) error { return status.Error(codes.InvalidArgument, msg)
 // fail maps the node's errors to gRPC statuses.
 func (s *Service) fail(err error) error {
 	switch {
+	case status.Code(err) != codes.Unknown:
+		return err // already a status
 	case errors.Is(err, cluster.ErrNotReady):
 		return status.Error(codes.Unavailable, "sluice node not ready")
 	case errors.As(err, new(*rules.FieldError)):
