@@ -177,6 +177,9 @@ func run(ctx context.Context, cfg Config) (Result, error) {
 		MaxConnsPerHost:     cfg.Concurrency + 16,
 	}, Timeout: 30 * time.Second}
 	keys := newKeys(cfg)
+	// Calls in flight when the run ends are answered, not cut off (the
+	// HTTP client's are not either): they use the caller's context.
+	callCtx := ctx
 	var ec *envoyCaller
 	if cfg.Op == "envoy" {
 		var err error
@@ -235,7 +238,7 @@ func run(ctx context.Context, cfg Config) (Result, error) {
 		var verdicts []bool
 		var err error
 		if ec != nil {
-			verdicts, err = ec.call(ctx, keysOf)
+			verdicts, err = ec.call(callCtx, keysOf)
 		} else {
 			verdicts, err = post(cfg.Targets[next.Add(1)%uint64(len(cfg.Targets))], keysOf)
 		}
