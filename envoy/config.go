@@ -135,6 +135,16 @@ func UnitPeriod(unit rls.RateLimitResponse_RateLimit_Unit) (time.Duration, bool)
 	return 0, false
 }
 
+// unitOf returns the unit whose window is period, if there is one.
+func unitOf(period time.Duration) (rls.RateLimitResponse_RateLimit_Unit, bool) {
+	for _, u := range units {
+		if p, _ := UnitPeriod(u); p == period {
+			return u, true
+		}
+	}
+	return 0, false
+}
+
 // unitNames lists the units for error messages, shortest first.
 const unitNames = "second, minute, hour, day, week, month, year"
 

@@ -45,7 +45,12 @@ func newHarness(t *testing.T, yaml string, opts ...harnessOption) *harness {
 	h := &harness{}
 	h.now.Store(t0.UnixNano())
 	h.ready.Store(true)
-	node, err := cluster.New(cluster.Config{Now: func() time.Time { return time.Unix(0, h.now.Load()) }})
+	persist, err := rules.OpenPersist(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { persist.Close() })
+	node, err := cluster.New(cluster.Config{Now: func() time.Time { return time.Unix(0, h.now.Load()) }, Persist: persist})
 	if err != nil {
 		t.Fatal(err)
 	}

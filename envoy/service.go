@@ -162,6 +162,13 @@ func (s *Service) decide(ctx context.Context, cfg *Config, req *rls.RateLimitReq
 		c := checks[idx[j]]
 		st := resp.Statuses[c.desc]
 		st.DurationUntilReset = durationpb.New(r.ResetAfter)
+		if r.Policy.Rate != int64(c.limit.RequestsPerUnit) && r.Rule != "" {
+			// The rule was changed through the API: say what was applied.
+			st.CurrentLimit.RequestsPerUnit = clampRemaining(r.Policy.Rate)
+			if u, ok := unitOf(r.Policy.Period); ok {
+				st.CurrentLimit.Unit = u
+			}
+		}
 		switch {
 		case !r.Allowed:
 			st.Code = rls.RateLimitResponse_OVER_LIMIT

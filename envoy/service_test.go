@@ -12,6 +12,8 @@ import (
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
+
+	"github.com/sluicerl/sluice/rules"
 )
 
 // TestNestedDescriptorCountsInItsWindow checks the documented nested match
@@ -310,4 +312,19 @@ func TestReloadedConfigTakesEffect(t *testing.T) {
 	h.node.SetRules(set)
 	h.svc.SetConfig(cfg)
 	check(t, "after", h.call(t, "edge", 0, desc("new", "x")).Statuses[0], want{false, 8, 9})
+}
+
+// TestAPIRuleChangesAnEnvoyLimit checks that an Envoy limit is a sluice
+// rule like any other: an API rule of its name changes it, and the answer's
+// current_limit says what was applied.
+func TestAPIRuleChangesAnEnvoyLimit(t *testing.T) {
+	h := newHarness(t, exampleConfig)
+	if _, err := h.node.PutRules([]rules.Spec{{Name: "envoy.edge.remote_address", Limit: 7, Period: "1m", Algorithm: "fixed_window"}}); err != nil {
+		t.Fatal(err)
+	}
+	st := h.call(t, "edge", 0, desc("remote_address", "api")).Statuses[0]
+	check(t, "changed through the API", st, want{false, 6, 7})
+	if st.CurrentLimit.Unit != rls.RateLimitResponse_RateLimit_MINUTE {
+		t.Fatalf("unit %v, want MINUTE", st.CurrentLimit.Unit)
+	}
 }
