@@ -123,6 +123,11 @@ func reportCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			note: "Envoy's rate limit protocol on --grpc-addr, one descriptor per call, 32 callers over 4 connections; 10,000 keys, uniform, limit never reached (fixed window, as the configuration format counts)"},
 		scenario{name: "1 node: Envoy ShouldRateLimit, 2 descriptors", nodes: 1, cfg: func(t []string, _ map[string]Result) Config { return envoyCheck(t, 2) },
 			note: "two descriptors per call: both are read before either is spent (a call over on one spends nothing on the other), so each call decides twice"},
+		scenario{name: "3 nodes: /v1/check, auto (beside Envoy)", nodes: 3, cfg: func(t []string, _ map[string]Result) Config {
+			c := closed(t, 32)
+			c.Sync = "auto"
+			return c
+		}, note: "the HTTP check the next line is read against: the same keys and callers, round-robin over the nodes"},
 		scenario{name: "3 nodes: Envoy ShouldRateLimit, auto", nodes: 3, cfg: func(t []string, _ map[string]Result) Config { return envoyCheck(t, 1) },
 			note: "one descriptor per call, round-robin over the nodes' gRPC endpoints; auto mode (gossip at this size)"},
 	)
