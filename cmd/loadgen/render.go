@@ -78,6 +78,10 @@ func render(scenarios []scenario, med map[string]Result, runs int, d time.Durati
 		fmt.Fprintf(&b, "- Envoy's ShouldRateLimit (gRPC) at **%.2f×** `/v1/check`'s throughput in the same run (target ≥ 1); p99 **%.3f ms** (Envoy's default timeout: 20 ms).\n",
 			e.RequestsPS/one.RequestsPS, e.Latency.P99)
 	}
+	if e, h := med["3 nodes: Envoy ShouldRateLimit, auto"], med["3 nodes: /v1/check, auto (beside Envoy)"]; e.RequestsPS > 0 && h.RequestsPS > 0 {
+		fmt.Fprintf(&b, "- 3 nodes: Envoy's ShouldRateLimit at **%.2f×** `/v1/check`'s throughput; p99 %.3f ms against %.3f ms.\n",
+			e.RequestsPS/h.RequestsPS, e.Latency.P99, h.Latency.P99)
+	}
 	for _, n := range []int{3, 5} {
 		local := med[fmt.Sprintf("%d nodes: one key far above its rate, local", n)]
 		for _, mode := range []string{"gossip", "owner", "auto"} {
