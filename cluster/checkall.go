@@ -28,6 +28,9 @@ func (n *Node) CheckAll(ctx context.Context, reqs []Request) ([]Result, error) {
 	out := make([]Result, len(cs))
 	binding := 0
 	for i := range cs {
+		if n.hot.sampled() {
+			n.hot.record(cs[i].id, n.now())
+		}
 		if cs[i].cost > 0 && !cs[i].shadow {
 			binding++
 		}
