@@ -99,17 +99,16 @@ type Limit struct {
 	Path string
 }
 
-// Units are the units a limit may be counted in, as envoyproxy/ratelimit
-// reads them (any case): a month is 30 days and a year 365, and every
-// window is aligned to the Unix epoch.
-var units = map[string]rls.RateLimitResponse_RateLimit_Unit{
-	"second": rls.RateLimitResponse_RateLimit_SECOND,
-	"minute": rls.RateLimitResponse_RateLimit_MINUTE,
-	"hour":   rls.RateLimitResponse_RateLimit_HOUR,
-	"day":    rls.RateLimitResponse_RateLimit_DAY,
-	"week":   rls.RateLimitResponse_RateLimit_WEEK,
-	"month":  rls.RateLimitResponse_RateLimit_MONTH,
-	"year":   rls.RateLimitResponse_RateLimit_YEAR,
+// parseUnit returns the unit named name, as envoyproxy/ratelimit reads
+// units (any case): second to year, a month being 30 days and a year 365.
+func parseUnit(name string) (rls.RateLimitResponse_RateLimit_Unit, bool) {
+	u, ok := rls.RateLimitResponse_RateLimit_Unit_value[strings.ToUpper(name)]
+	if !ok {
+		return 0, false
+	}
+	unit := rls.RateLimitResponse_RateLimit_Unit(u)
+	_, known := UnitPeriod(unit)
+	return unit, known
 }
 
 // UnitPeriod returns the length of unit's window, and false for an unknown
@@ -137,9 +136,9 @@ func UnitPeriod(unit rls.RateLimitResponse_RateLimit_Unit) (time.Duration, bool)
 
 // unitOf returns the unit whose window is period, if there is one.
 func unitOf(period time.Duration) (rls.RateLimitResponse_RateLimit_Unit, bool) {
-	for _, u := range units {
-		if p, _ := UnitPeriod(u); p == period {
-			return u, true
+	for u := range rls.RateLimitResponse_RateLimit_Unit_name {
+		if p, ok := UnitPeriod(rls.RateLimitResponse_RateLimit_Unit(u)); ok && p == period {
+			return rls.RateLimitResponse_RateLimit_Unit(u), true
 		}
 	}
 	return 0, false

@@ -286,3 +286,21 @@ func TestRuleNamesAreValidAndUnique(t *testing.T) {
 		}
 	}
 }
+
+// TestUnitsRoundTrip checks that every unit the format accepts has its
+// window and is found again from it (as an answer's current_limit does).
+func TestUnitsRoundTrip(t *testing.T) {
+	for _, name := range strings.Split(unitNames, ", ") {
+		u, ok := parseUnit(strings.ToUpper(name))
+		if !ok {
+			t.Fatalf("unit %q not parsed", name)
+		}
+		p, _ := UnitPeriod(u)
+		if back, ok := unitOf(p); !ok || back != u {
+			t.Fatalf("unit %s: window %v gives back %v", name, p, back)
+		}
+	}
+	if _, ok := parseUnit("unknown"); ok {
+		t.Fatal(`"unknown" parsed as a unit`)
+	}
+}

@@ -225,7 +225,7 @@ func (p *parser) rateLimit(rn *yaml.Node, path, stat string, shadow bool) (*Limi
 			return nil, err
 		}
 	}
-	switch unit, known := units[strings.ToLower(unitName)]; {
+	switch unit, known := parseUnit(unitName); {
 	case l.Unlimited && hasUnit && known:
 		return nil, p.errf(un, path+".unit", "an unlimited descriptor takes no unit")
 	case l.Unlimited:
