@@ -15,9 +15,12 @@ import "context"
 // the metrics). If a check cannot fit its cost, only those checks are
 // decided: they are denied and counted, nothing is spent, and the others
 // answer allowed with what their buckets hold, unspent. If every check
-// fits, all are decided, spending. Between the two steps a concurrent
-// check may take the last tokens of one: that check is then denied and
-// the others keep what they spent, as if decided one by one. The results
+// fits, all are decided, spending. A check can still be denied then: a
+// concurrent check took the last tokens between the two steps, or, in
+// gossip mode, this node has spent its share of a key that peers also
+// spend on (the read sees the replica, the decision the share). That
+// check is denied and the others keep what they spent, as if decided one
+// by one. The results
 // are in request order; Result.Unspent marks the answers of the first
 // step.
 func (n *Node) CheckAll(ctx context.Context, reqs []Request) ([]Result, error) {
