@@ -21,6 +21,8 @@ descriptors:
     rate_limit: {unit: hour, requests_per_unit: 20}
   - key: tenant
     rate_limit: {unit: hour, requests_per_unit: 20, sluice: {sync: owner}}
+  - key: plan
+    rate_limit: {unit: hour, requests_per_unit: 2, sluice: {sync: owner}}
 `
 
 // TestEnvoyLimitsHoldAcrossTheCluster puts one Envoy configuration on
@@ -28,7 +30,9 @@ descriptors:
 // service in turn (the service in process: the simulated network carries
 // no gRPC; cmd/node's TestEndToEndEnvoyCluster sends them over real gRPC):
 // owner mode admits exactly the limit; gossip mode admits at most the
-// limit in the hour, however the calls are spread over time.
+// limit in the hour, however the calls are spread over time; a request
+// over on one descriptor spends nothing on the other, whichever nodes own
+// their keys.
 func TestEnvoyLimitsHoldAcrossTheCluster(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c := New(t, 3)
@@ -67,6 +71,22 @@ func TestEnvoyLimitsHoldAcrossTheCluster(t *testing.T) {
 		}
 		if n := admitted("tenant", "acme", 60, 0); n != 20 {
 			t.Fatalf("owner mode: %d of 60 admitted, want exactly 20", n)
+		}
+		pair := &rls.RateLimitRequest{Domain: "shop", Descriptors: []*rlcommon.RateLimitDescriptor{
+			{Entries: []*rlcommon.RateLimitDescriptor_Entry{{Key: "tenant", Value: "t9"}}},
+			{Entries: []*rlcommon.RateLimitDescriptor_Entry{{Key: "plan", Value: "free"}}},
+		}}
+		for i := range 6 {
+			resp, err := svcs[i%len(svcs)].ShouldRateLimit(context.Background(), pair)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if over := resp.OverallCode == rls.RateLimitResponse_OVER_LIMIT; over != (i >= 2) {
+				t.Fatalf("pair %d: over=%v, want %v", i, over, i >= 2)
+			}
+		}
+		if n := admitted("tenant", "t9", 60, 0); n != 18 {
+			t.Fatalf("tenant after 2 admitted and 4 denied pairs: %d admitted, want 18 (denied pairs spend nothing)", n)
 		}
 		// At once, then spread over 30 virtual seconds (gossip syncs
 		// between calls): never more than the hour's 20.
