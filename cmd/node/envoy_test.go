@@ -71,3 +71,27 @@ func TestRunReloadsEnvoyConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestRunWithoutGRPC checks that an empty --grpc-addr turns the gRPC
+// service off: the node starts and serves no gRPC address.
+func TestRunWithoutGRPC(t *testing.T) {
+	pr, pw := io.Pipe()
+	logs := newLogWatcher()
+	go logs.consume(pr)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() {
+		done <- run(ctx, []string{"--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--grpc-addr", "",
+			"--gossip-addr", "127.0.0.1:0", "--peer-addr", "127.0.0.1:0", "--data-dir", t.TempDir()},
+			func(string) string { return "" }, io.Discard, pw)
+		pw.Close()
+	}()
+	started, _ := logs.await(t, "sluice started", 0)
+	if addr := started["grpc_addr"]; addr != "" {
+		t.Fatalf("grpc_addr %v, want none", addr)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
