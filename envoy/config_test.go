@@ -92,6 +92,9 @@ descriptors:
       sluice: {algorithm: token_bucket, sync: owner, burst: 20}
   - key: blocked
     rate_limit: {unit: second, requests_per_unit: 0}
+  # An empty rate_limit is no limit, as for the reference.
+  - key: empty
+    rate_limit:
 `
 
 func parseOne(t *testing.T, name, yaml string) (*Config, error) {
@@ -141,6 +144,7 @@ func TestMatchAsDocumented(t *testing.T) {
 		{"other parent value", "edge", entries("tenant", "other", "user", "bob"), 0, "", false},
 		{"deeper than the config", "edge", entries("remote_address", "1.2.3.4", "x", "y"), 0, "", false},
 		{"allow-list entry", "edge", entries("allowed", "x"), 0, "", false},
+		{"empty rate_limit", "edge", entries("empty", "x"), 0, "", false},
 		{"unknown domain", "other", entries("remote_address", "1.2.3.4"), 0, "", false},
 		{"week", "edge", entries("weekly", "a"), 70, "weekly=a", false},
 	}

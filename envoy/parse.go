@@ -177,7 +177,7 @@ func (p *parser) descriptor(dn *yaml.Node, path, stat string, parent *node) erro
 		return p.errf(dn, path, "duplicate descriptor %s (key %q, value %q, given twice at this level)", strings.TrimPrefix(stat, "."), key, value)
 	}
 	n := &node{}
-	if rn, ok := f["rate_limit"]; ok {
+	if rn, ok := f["rate_limit"]; ok && rn.Tag != "!!null" {
 		if n.limit, err = p.rateLimit(rn, path+".rate_limit", stat, shadow); err != nil {
 			return err
 		}
