@@ -46,6 +46,9 @@ type node struct {
 	wildcards []wildcard
 	// limit is this descriptor's limit; nil when it has none.
 	limit *Limit
+	// shared is set on a wildcard descriptor with share_threshold: every
+	// value it matches counts in one bucket, keyed by the pattern.
+	shared bool
 }
 
 // childKey names a child: Value is "" for a key-only descriptor.
@@ -54,9 +57,10 @@ type childKey struct{ Key, Value string }
 // wildcard is a descriptor whose value is a pattern: '*' matches any run
 // of characters (a trailing '*' is a prefix match).
 type wildcard struct {
-	key   string
-	parts []string // the value split at '*'
-	node  *node
+	key     string
+	pattern string   // the value as written
+	parts   []string // the value split at '*'
+	node    *node
 }
 
 // matches reports whether v matches the pattern split into parts.
@@ -172,12 +176,15 @@ type Entry struct{ Key, Value string }
 // level the last entry reaches; a walk that stops short of the last entry,
 // an unknown domain, or a level without a limit give nil. The key lists
 // the entries as "k=v" pairs joined by "&", values query-escaped, so each
-// value (of a key-only or wildcard descriptor too) counts on its own.
+// value (of a key-only or wildcard descriptor too) counts on its own,
+// except the values a wildcard with share_threshold matches: they count
+// together, under the pattern.
 func (c *Config) Match(domain string, entries []Entry) (*Limit, string) {
 	n := c.domains[domain]
 	if n == nil || len(entries) == 0 {
 		return nil, ""
 	}
+	keyed := entries // the entries as the key names them
 	for i, e := range entries {
 		var next *node
 		if e.Value != "" {
@@ -187,6 +194,12 @@ func (c *Config) Match(domain string, entries []Entry) (*Limit, string) {
 			for j := range n.wildcards {
 				if w := &n.wildcards[j]; w.key == e.Key && w.matches(e.Value) {
 					next = w.node
+					if next.shared {
+						if &keyed[0] == &entries[0] {
+							keyed = slices.Clone(entries)
+						}
+						keyed[i].Value = w.pattern
+					}
 					break
 				}
 			}
@@ -201,7 +214,7 @@ func (c *Config) Match(domain string, entries []Entry) (*Limit, string) {
 			if next.limit == nil {
 				return nil, ""
 			}
-			return next.limit, bucketKey(entries)
+			return next.limit, bucketKey(keyed)
 		}
 		if len(next.children) == 0 && len(next.wildcards) == 0 {
 			return nil, ""

@@ -92,6 +92,11 @@ descriptors:
       sluice: {algorithm: token_bucket, sync: owner, burst: 20}
   - key: blocked
     rate_limit: {unit: second, requests_per_unit: 0}
+  # share_threshold: every value the wildcard matches counts together.
+  - key: file
+    value: files/*
+    share_threshold: true
+    rate_limit: {unit: minute, requests_per_unit: 2}
   # An empty rate_limit is no limit, as for the reference.
   - key: empty
     rate_limit:
@@ -145,6 +150,8 @@ func TestMatchAsDocumented(t *testing.T) {
 		{"deeper than the config", "edge", entries("remote_address", "1.2.3.4", "x", "y"), 0, "", false},
 		{"allow-list entry", "edge", entries("allowed", "x"), 0, "", false},
 		{"empty rate_limit", "edge", entries("empty", "x"), 0, "", false},
+		{"shared wildcard", "edge", entries("file", "files/a.pdf"), 2, "file=files%2F%2A", false},
+		{"shared wildcard, another value", "edge", entries("file", "files/b.csv"), 2, "file=files%2F%2A", false},
 		{"unknown domain", "other", entries("remote_address", "1.2.3.4"), 0, "", false},
 		{"week", "edge", entries("weekly", "a"), 70, "weekly=a", false},
 	}
@@ -223,6 +230,7 @@ func TestBadConfigNamesFileAndPath(t *testing.T) {
 		{"replaces itself", "domain: d\ndescriptors:\n  - key: a\n    rate_limit: {name: n, unit: second, requests_per_unit: 1, replaces: [{name: n}]}\n", "replaces[0].name: a limit cannot replace itself"},
 		{"empty replaces", "domain: d\ndescriptors:\n  - key: a\n    rate_limit: {unit: second, requests_per_unit: 1, replaces: [{name: \"\"}]}\n", "replaces[0].name: is required"},
 		{"quota mode", "domain: d\ndescriptors:\n  - key: a\n    quota_mode: true\n", "descriptors[0].quota_mode: is not supported"},
+		{"share_threshold without wildcard", "domain: d\ndescriptors:\n  - key: a\n    value: b\n    share_threshold: true\n", "edge.yaml:5: descriptors[0].share_threshold: needs a wildcard value"},
 		{"bad extension", "domain: d\ndescriptors:\n  - key: a\n    rate_limit: {unit: second, requests_per_unit: 1, sluice: {sync: everywhere}}\n", "descriptors[0].rate_limit.sluice.sync: unknown sync mode"},
 		{"burst on a window", "domain: d\ndescriptors:\n  - key: a\n    rate_limit: {unit: second, requests_per_unit: 1, sluice: {burst: 5}}\n", "descriptors[0].rate_limit.sluice.burst"},
 		{"not a mapping", "domain: d\ndescriptors:\n  - just a string\n", "descriptors[0]: must be a mapping"},

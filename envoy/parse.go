@@ -31,7 +31,8 @@ func Load(path string) (*Config, error) {
 // an optional rate_limit (unit, requests_per_unit, unlimited, name,
 // replaces), shadow_mode and nested descriptors. detailed_metric,
 // value_to_metric and metadata are accepted and have no effect;
-// quota_mode and share_threshold are refused. A rate_limit may hold the
+// share_threshold on a wildcard makes the values it matches count together;
+// quota_mode is refused. A rate_limit may hold the
 // sluice extension "sluice: {algorithm, sync, burst}"; without it a limit
 // counts in fixed windows aligned to the Unix epoch, in sync mode auto.
 //
@@ -148,11 +149,18 @@ func (p *parser) descriptor(dn *yaml.Node, path, stat string, parent *node) erro
 			return err
 		}
 	}
-	for _, name := range []string{"quota_mode", "share_threshold"} {
-		if n, ok := f[name]; ok {
-			if on, err := p.boolean(n, path+"."+name); err != nil || on {
-				return cmpErr(err, p.errf(n, path+"."+name, "is not supported by sluice"))
-			}
+	if n, ok := f["quota_mode"]; ok {
+		if on, err := p.boolean(n, path+".quota_mode"); err != nil || on {
+			return cmpErr(err, p.errf(n, path+".quota_mode", "is not supported by sluice"))
+		}
+	}
+	shared := false
+	if n, ok := f["share_threshold"]; ok {
+		if shared, err = p.boolean(n, path+".share_threshold"); err != nil {
+			return err
+		}
+		if shared && !strings.Contains(value, "*") {
+			return p.errf(n, path+".share_threshold", "needs a wildcard value (one with '*'), got %q", value)
 		}
 	}
 	for _, name := range []string{"detailed_metric", "value_to_metric"} {
@@ -176,7 +184,7 @@ func (p *parser) descriptor(dn *yaml.Node, path, stat string, parent *node) erro
 	if parent.children[ck] != nil {
 		return p.errf(dn, path, "duplicate descriptor %s (key %q, value %q, given twice at this level)", strings.TrimPrefix(stat, "."), key, value)
 	}
-	n := &node{}
+	n := &node{shared: shared}
 	if rn, ok := f["rate_limit"]; ok && rn.Tag != "!!null" {
 		if n.limit, err = p.rateLimit(rn, path+".rate_limit", stat, shadow); err != nil {
 			return err
@@ -192,7 +200,7 @@ func (p *parser) descriptor(dn *yaml.Node, path, stat string, parent *node) erro
 	}
 	parent.children[ck] = n
 	if strings.Contains(value, "*") {
-		parent.wildcards = append(parent.wildcards, wildcard{key: key, parts: strings.Split(value, "*"), node: n})
+		parent.wildcards = append(parent.wildcards, wildcard{key: key, pattern: value, parts: strings.Split(value, "*"), node: n})
 	}
 	return nil
 }

@@ -180,6 +180,15 @@ func TestWildcardCountsEachValue(t *testing.T) {
 	check(t, "v2", h.call(t, "edge", 0, desc("path", "/api/v2/items")).Statuses[0], want{})
 }
 
+// TestSharedWildcardCountsTogether checks share_threshold: all values a
+// wildcard matches share one counter (files/* at 2 a minute).
+func TestSharedWildcardCountsTogether(t *testing.T) {
+	h := newHarness(t, exampleConfig)
+	check(t, "a.pdf", h.call(t, "edge", 0, desc("file", "files/a.pdf")).Statuses[0], want{false, 1, 2})
+	check(t, "b.csv", h.call(t, "edge", 0, desc("file", "files/b.csv")).Statuses[0], want{false, 0, 2})
+	check(t, "c.txt", h.call(t, "edge", 0, desc("file", "files/c.txt")).Statuses[0], want{true, 0, 2})
+}
+
 // TestKeyOnlyChildOfFixedParent checks a parent with a value and no limit
 // whose key-only child limits each user under that parent only.
 func TestKeyOnlyChildOfFixedParent(t *testing.T) {
