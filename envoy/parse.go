@@ -340,4 +340,3 @@ func (p *parser) extension(n *yaml.Node, path string) (extension, error) {
 	}
 	return ext, nil
 }
-
