@@ -36,6 +36,11 @@ type harness struct {
 
 type harnessOption func(*ServiceConfig, *ServerConfig)
 
+// withShadow puts the node, and so the service, in shadow mode.
+func withShadow() harnessOption {
+	return func(s *ServiceConfig, _ *ServerConfig) { s.Shadow = true }
+}
+
 func withHeaders() harnessOption {
 	return func(s *ServiceConfig, _ *ServerConfig) { s.ResponseHeaders = true }
 }
@@ -45,12 +50,17 @@ func newHarness(t *testing.T, yaml string, opts ...harnessOption) *harness {
 	h := &harness{}
 	h.now.Store(t0.UnixNano())
 	h.ready.Store(true)
+	scfg := ServiceConfig{}
+	gcfg := ServerConfig{}
+	for _, o := range opts {
+		o(&scfg, &gcfg)
+	}
 	persist, err := rules.OpenPersist(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { persist.Close() })
-	node, err := cluster.New(cluster.Config{Now: func() time.Time { return time.Unix(0, h.now.Load()) }, Persist: persist})
+	node, err := cluster.New(cluster.Config{Now: func() time.Time { return time.Unix(0, h.now.Load()) }, Persist: persist, Shadow: scfg.Shadow})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,11 +73,7 @@ func newHarness(t *testing.T, yaml string, opts ...harnessOption) *harness {
 	}
 	node.SetRules(set)
 	ready := func() bool { return h.ready.Load() && node.Ready() }
-	scfg := ServiceConfig{Limiter: node, Ready: ready}
-	gcfg := ServerConfig{Ready: ready}
-	for _, o := range opts {
-		o(&scfg, &gcfg)
-	}
+	scfg.Limiter, scfg.Ready, gcfg.Ready = node, ready, ready
 	h.svc = NewService(scfg)
 	h.svc.SetConfig(cfg)
 	gcfg.Service = h.svc

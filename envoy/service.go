@@ -38,6 +38,10 @@ type ServiceConfig struct {
 	// for the descriptor closest to its limit, as envoyproxy/ratelimit does
 	// with LIMIT_RESPONSE_HEADERS_ENABLED. If false, no headers are added.
 	ResponseHeaders bool
+	// Shadow is the node's shadow mode (cluster.Config.Shadow): limits of
+	// zero requests, which the node does not decide, are then not enforced
+	// either.
+	Shadow bool
 	// Logger receives internal errors. If nil, they are discarded.
 	Logger *slog.Logger
 }
@@ -120,7 +124,7 @@ func (s *Service) decide(ctx context.Context, cfg *Config, req *rls.RateLimitReq
 	blocked := false
 	for i := range checks {
 		c := &checks[i]
-		if c.block && !c.limit.Shadow {
+		if c.block && !c.limit.Shadow && !s.cfg.Shadow {
 			blocked = true
 		}
 		if c.limit.Rule == "" && !c.block && !c.limit.Unlimited {
@@ -152,7 +156,7 @@ func (s *Service) decide(ctx context.Context, cfg *Config, req *rls.RateLimitReq
 			st.LimitRemaining = math.MaxUint32
 			continue
 		case c.block:
-			if !c.limit.Shadow {
+			if !c.limit.Shadow && !s.cfg.Shadow {
 				st.Code = rls.RateLimitResponse_OVER_LIMIT
 			}
 		}

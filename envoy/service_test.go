@@ -88,6 +88,20 @@ func TestShadowModeNeverDenies(t *testing.T) {
 	}
 }
 
+// TestNodeShadowModeAllowsEverything checks the node-wide shadow mode (the
+// reference's SHADOW_MODE): every call is OK, limits of zero included,
+// and statuses still report the limits.
+func TestNodeShadowModeAllowsEverything(t *testing.T) {
+	h := newHarness(t, exampleConfig, withShadow())
+	for range 3 {
+		resp := h.call(t, "edge", 0, desc("plan", "free"), desc("blocked", "x"))
+		if resp.OverallCode != rls.RateLimitResponse_OK {
+			t.Fatalf("overall %v, want OK", resp.OverallCode)
+		}
+	}
+	check(t, "plan, over but in shadow", h.call(t, "edge", 0, desc("plan", "free")).Statuses[0], want{false, 0, 2})
+}
+
 // TestHitsAddend checks the request's hits_addend (3 against 5 an hour:
 // OK with 2 left, then over) and a descriptor's own, which overrides it;
 // 0 or unset means 1. Unlike envoyproxy/ratelimit, a denied call spends

@@ -110,7 +110,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	reg.MustRegister(reloads)
 	var draining atomic.Bool
 	var asked lastAsked
-	svc := envoy.NewService(envoy.ServiceConfig{Limiter: node, Ready: node.Ready, ResponseHeaders: o.grpcHeaders, Logger: log})
+	svc := envoy.NewService(envoy.ServiceConfig{Limiter: node, Ready: node.Ready, ResponseHeaders: o.grpcHeaders, Shadow: o.shadow, Logger: log})
 	src := &ruleSources{node: node, svc: svc}
 	var watcher *rules.Watcher
 	if o.rulesPath == "" {
