@@ -62,6 +62,9 @@ type Result struct {
 	// mode): it is allowed whatever the decision, and ShadowDenied says
 	// that the limit would have denied it.
 	Shadow, ShadowDenied bool
+	// Unspent reports, for CheckAll, a check that was only read, not
+	// decided, because another check of the same call was denied.
+	Unspent bool
 }
 
 // Check decides one check. Its errors are bad input (*rules.FieldError),
@@ -90,6 +93,20 @@ func (n *Node) Check(ctx context.Context, req *Request) (Result, error) {
 // error names it, with the field prefixed by "checks[i].". Checks decided
 // by owners go to each owner in one call, to all owners at once.
 func (n *Node) CheckBatch(ctx context.Context, reqs []Request) ([]Result, error) {
+	cs, err := n.resolveAll(reqs)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Result, len(cs))
+	if err := n.decideSome(ctx, cs, every(len(cs)), out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// resolveAll resolves every request, or none: the error names the first
+// bad one, with the field prefixed by "checks[i].".
+func (n *Node) resolveAll(reqs []Request) ([]check, error) {
 	cs := make([]check, len(reqs))
 	for i := range reqs {
 		var err error
@@ -97,9 +114,24 @@ func (n *Node) CheckBatch(ctx context.Context, reqs []Request) ([]Result, error)
 			return nil, rules.PrefixField(err, "checks["+strconv.Itoa(i)+"].")
 		}
 	}
-	out := make([]Result, len(cs))
+	return cs, nil
+}
+
+// every returns the indices 0 to n-1.
+func every(n int) []int {
+	idx := make([]int, n)
+	for i := range idx {
+		idx[i] = i
+	}
+	return idx
+}
+
+// decideSome decides the checks cs[i] for i in idx, writing out[i].
+// Checks decided by owners go to each owner in one call, to all owners at
+// once.
+func (n *Node) decideSome(ctx context.Context, cs []check, idx []int, out []Result) error {
 	var owned []int
-	for i := range cs {
+	for _, i := range idx {
 		if cs[i].route == routeOwners {
 			owned = append(owned, i)
 			continue
@@ -108,16 +140,16 @@ func (n *Node) CheckBatch(ctx context.Context, reqs []Request) ([]Result, error)
 	}
 	if len(owned) > 0 {
 		if err := n.owners.decideBatch(ctx, cs, owned, out); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	now := n.now()
-	for i := range out {
+	for _, i := range idx {
 		if !out[i].Allowed {
 			n.denied.record(cs[i].id, now)
 		}
 	}
-	return out, nil
+	return nil
 }
 
 // Wait reserves the check's tokens and holds the call until they are due.

@@ -17,6 +17,7 @@ type check struct {
 	route  route      // decides it now: local, replicas or owners
 	topo   *topology  // the topology it was routed in, and is decided in
 	shadow bool       // allowed whatever the decision
+	quiet  bool       // a peek before deciding (CheckAll): not counted
 	stats  *ruleStats
 	// op and maxWait make a wait's reservation of a check (OpReserve);
 	// op is OpCheck otherwise.
@@ -166,12 +167,16 @@ func (c *check) result(d bucket.Decision) Result {
 
 // answer writes c's answer, decided d, to res.
 func (c *check) answer(res *Result, d bucket.Decision) {
-	c.stats.observe(&d, c.limit)
+	if !c.quiet {
+		c.stats.observe(&d, c.limit)
+	}
 	*res = Result{Decision: d, Rule: c.id.Rule, Policy: c.limit, Sync: c.mode, Shadow: c.shadow}
 	if c.shadow && !d.Allowed {
 		res.ShadowDenied = true
 		res.Allowed, res.RetryAfter, res.TooLarge = true, 0, false
-		c.stats.shadowAllowed.Add(1)
+		if !c.quiet {
+			c.stats.shadowAllowed.Add(1)
+		}
 	}
 }
 

@@ -341,3 +341,24 @@ func TestShadowParses(t *testing.T) {
 		t.Fatal("a rule is in shadow by default")
 	}
 }
+
+func TestSetWithAddsRulesAndRefusesDuplicateNames(t *testing.T) {
+	base, err := Parse([]byte("rules:\n  - name: a\n    limit: 1\n    period: 1s\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	extra := Rule{Name: "b", Limit: base.Rules()[0].Limit}
+	s, err := base.With([]Rule{extra})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Len() != 2 || base.Len() != 1 {
+		t.Fatalf("With: got %d rules (base %d), want 2 (base 1)", s.Len(), base.Len())
+	}
+	if _, err := s.Get("b"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := base.With([]Rule{{Name: "a"}}); err == nil || !strings.Contains(err.Error(), `"a"`) {
+		t.Fatalf("With a duplicate name: err = %v, want one naming it", err)
+	}
+}

@@ -105,28 +105,29 @@ var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$`)
 // Parse parses and validates one rules document. Unknown fields are errors.
 // The error names the file position or the rule and field at fault.
 func Parse(data []byte) (*Set, error) {
-	return parse([]namedDoc{{data: data}})
+	return parse([]Doc{{Data: data}})
 }
 
-type namedDoc struct {
-	name string
-	data []byte
+// Doc is one file read from a rules path: its path and content.
+type Doc struct {
+	Name string
+	Data []byte
 }
 
-func parse(docs []namedDoc) (*Set, error) {
+func parse(docs []Doc) (*Set, error) {
 	s := &Set{byName: make(map[string]Rule)}
 	var all []Rule
 	for _, doc := range docs {
-		if doc.name != "" && len(bytes.TrimSpace(doc.data)) == 0 {
+		if doc.Name != "" && len(bytes.TrimSpace(doc.Data)) == 0 {
 			// Most likely caught mid-write (truncated, not yet written):
 			// never let that wipe the rules in force.
-			return nil, withSource(doc.name, errors.New("empty rules file (write \"rules: []\" for no rules)"))
+			return nil, withSource(doc.Name, errors.New("empty rules file (write \"rules: []\" for no rules)"))
 		}
-		dec := yaml.NewDecoder(bytes.NewReader(doc.data))
+		dec := yaml.NewDecoder(bytes.NewReader(doc.Data))
 		dec.KnownFields(true)
 		var f file
 		if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
-			return nil, withSource(doc.name, err)
+			return nil, withSource(doc.Name, err)
 		}
 		for i, ry := range f.Rules {
 			r, err := ry.Rule()
@@ -134,10 +135,10 @@ func parse(docs []namedDoc) (*Set, error) {
 				if fe, ok := errors.AsType[*FieldError](err); ok {
 					fe.Field = fmt.Sprintf("rules[%d]%s.%s", i, nameSuffix(ry.Name), fe.Field)
 				}
-				return nil, withSource(doc.name, err)
+				return nil, withSource(doc.Name, err)
 			}
 			if _, dup := s.byName[r.Name]; dup {
-				return nil, withSource(doc.name, fieldErr(fmt.Sprintf("rules[%d].name", i), "duplicate rule name %q", r.Name))
+				return nil, withSource(doc.Name, fieldErr(fmt.Sprintf("rules[%d].name", i), "duplicate rule name %q", r.Name))
 			}
 			s.byName[r.Name] = r
 			all = append(all, r)
@@ -145,6 +146,27 @@ func parse(docs []namedDoc) (*Set, error) {
 	}
 	s.index(all)
 	return s, nil
+}
+
+// With returns a Set holding s's rules followed by extra (rules made from
+// another source, such as Envoy's rate limit configuration). A name in
+// extra that s already holds, or that extra holds twice, is an error
+// naming it, and s is unchanged. A nil s counts as empty.
+func (s *Set) With(extra []Rule) (*Set, error) {
+	out := &Set{byName: make(map[string]Rule)}
+	var all []Rule
+	if s != nil {
+		all = append(all, s.ordered...)
+	}
+	all = append(all, extra...)
+	for _, r := range all {
+		if _, dup := out.byName[r.Name]; dup {
+			return nil, fmt.Errorf("rule name %q is defined twice", r.Name)
+		}
+		out.byName[r.Name] = r
+	}
+	out.index(all)
+	return out, nil
 }
 
 // index records the rules, in definition order, and orders the matchers.
@@ -234,14 +256,16 @@ func (ry Spec) Rule() (Rule, error) {
 // *.yml files (not hidden ones, so Kubernetes' "..data" links are skipped)
 // are read in name order and merged. Rule names are unique across files.
 func Load(path string) (*Set, error) {
-	docs, err := read(path)
+	docs, err := ReadDocs(path)
 	if err != nil {
 		return nil, err
 	}
 	return parse(docs)
 }
 
-func read(path string) ([]namedDoc, error) {
+// ReadDocs reads the files at path as Load does: one file, or the *.yaml
+// and *.yml files of a directory in name order, hidden ones skipped.
+func ReadDocs(path string) ([]Doc, error) {
 	info, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("read rules: %w", err)
@@ -251,13 +275,13 @@ func read(path string) ([]namedDoc, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read rules: %w", err)
 		}
-		return []namedDoc{{name: path, data: data}}, nil
+		return []Doc{{Name: path, Data: data}}, nil
 	}
 	entries, err := os.ReadDir(path)
 	if err != nil {
 		return nil, fmt.Errorf("read rules: %w", err)
 	}
-	var docs []namedDoc
+	var docs []Doc
 	for _, e := range entries {
 		name := e.Name()
 		ext := filepath.Ext(name)
@@ -272,7 +296,7 @@ func read(path string) ([]namedDoc, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read rules: %w", err)
 		}
-		docs = append(docs, namedDoc{name: p, data: data})
+		docs = append(docs, Doc{Name: p, Data: data})
 	}
 	return docs, nil
 }

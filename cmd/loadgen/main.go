@@ -4,6 +4,7 @@
 //
 //	loadgen run --targets http://127.0.0.1:8080 --rate 5000 --duration 10s --dist zipf --keys 10000 --limit 100 --period 1s
 //	loadgen run --closed --concurrency 32 --op batch --batch 100 ...
+//	loadgen run --op envoy --grpc-targets 127.0.0.1:8082 --domain loadgen --limit 100 --period 1s --algorithm fixed_window
 //	loadgen trivial --addr 127.0.0.1:9000     # the ceiling: a trivial net/http JSON handler
 //	loadgen report --out docs/report.md       # the benchmark report (starts its own nodes)
 //
@@ -72,8 +73,10 @@ func runFlags(args []string, stderr io.Writer) (Config, string, error) {
 	burst := fs.Int64("burst", 0, "inline limit: burst, or a leaky bucket's depth (default: the limit; none for the window algorithms)")
 	algorithm := fs.String("algorithm", "", "inline limit: token_bucket (default), leaky_bucket, fixed_window, sliding_window_log or sliding_window")
 	fs.StringVar(&cfg.Sync, "sync", "", "sync mode: local, gossip, owner or auto (default: the rule's)")
-	fs.StringVar(&cfg.Op, "op", "check", "check, batch or wait")
-	fs.IntVar(&cfg.Batch, "batch", 100, "checks per batch (--op batch)")
+	fs.StringVar(&cfg.Op, "op", "check", "check, batch, wait, or envoy (Envoy's ShouldRateLimit over gRPC, one descriptor {key: <key>} per check; give --limit, --period and --algorithm as the Envoy configuration has them, for the exactness figures)")
+	fs.IntVar(&cfg.Batch, "batch", 100, "checks per batch (--op batch), or descriptors per request (--op envoy, default 1)")
+	grpcTargets := fs.String("grpc-targets", "127.0.0.1:8082", "--op envoy: comma-separated host:port of the nodes' --grpc-addr; calls go round-robin")
+	fs.StringVar(&cfg.Domain, "domain", "loadgen", "--op envoy: the domain of the requests")
 	fs.Uint64Var(&cfg.Seed, "seed", 1, "random seed of the key draws")
 	jsonOut := fs.String("json", "", "write the result as JSON to this `file` (- for stdout)")
 	quiet := fs.Bool("quiet", false, "no progress lines")
@@ -81,6 +84,13 @@ func runFlags(args []string, stderr io.Writer) (Config, string, error) {
 		return cfg, "", err
 	}
 	cfg.Targets = strings.Split(*targets, ",")
+	if cfg.Op == "envoy" {
+		cfg.GRPCTargets = strings.Split(*grpcTargets, ",")
+		cfg.Targets = cfg.GRPCTargets
+		if !batchSet(fs) {
+			cfg.Batch = 1
+		}
+	}
 	cfg.Open = !*closed
 	if cfg.Rule == "" {
 		algo, err := rules.ParseAlgorithm(*algorithm)
@@ -97,6 +107,13 @@ func runFlags(args []string, stderr io.Writer) (Config, string, error) {
 		cfg.Progress = stderr
 	}
 	return cfg, *jsonOut, nil
+}
+
+// batchSet reports whether --batch was given.
+func batchSet(fs *flag.FlagSet) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == "batch" })
+	return set
 }
 
 func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {

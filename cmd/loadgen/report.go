@@ -11,8 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -36,6 +34,14 @@ type scenario struct {
 const reportRules = `rules:
   - {name: limited, limit: 100, period: 1s, burst: 100}
   - {name: abused, limit: 300, period: 1m}
+`
+
+// reportEnvoy is the Envoy rate limit configuration of the report's
+// nodes: one limit per key, never reached, as for the /v1/check line.
+const reportEnvoy = `domain: loadgen
+descriptors:
+  - key: key
+    rate_limit: {unit: second, requests_per_unit: 1000000}
 `
 
 // abusedRate is the rate of the rule "abused", per second: a key checked
@@ -70,6 +76,9 @@ func reportCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := os.WriteFile(rulesPath, []byte(reportRules), 0o644); err != nil {
 		return err
 	}
+	if err := os.WriteFile(filepath.Join(dir, "envoy.yaml"), []byte(reportEnvoy), 0o644); err != nil {
+		return err
+	}
 
 	inline := func(limit, burst int64) bucket.Limit {
 		return bucket.Limit{Rate: limit, Period: time.Second, Burst: burst}
@@ -99,6 +108,28 @@ func reportCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			c.Open, c.Rate = true, base["1 node: /v1/check"].RequestsPS/2
 			return c
 		}, note: "fixed arrival rate, 32 senders; latency counted from when each request was due"},
+	)
+	envoyCheck := func(t []string, descriptors int) Config {
+		c := closed(t, 32)
+		c.Op, c.Batch, c.Domain = "envoy", descriptors, "loadgen"
+		c.Limit = bucket.Limit{Rate: 1_000_000, Period: time.Second, Burst: 1_000_000, Algo: bucket.FixedWindow}
+		for _, target := range t {
+			c.GRPCTargets = append(c.GRPCTargets, strings.Replace(strings.TrimPrefix(target, "http://"), ":18080", ":18082", 1))
+		}
+		return c
+	}
+	scenarios = append(scenarios,
+		scenario{name: "1 node: Envoy ShouldRateLimit (gRPC)", nodes: 1, cfg: func(t []string, _ map[string]Result) Config { return envoyCheck(t, 1) },
+			note: "Envoy's rate limit protocol on --grpc-addr, one descriptor per call, 32 callers over 4 connections; 10,000 keys, uniform, limit never reached (fixed window, as the configuration format counts)"},
+		scenario{name: "1 node: Envoy ShouldRateLimit, 2 descriptors", nodes: 1, cfg: func(t []string, _ map[string]Result) Config { return envoyCheck(t, 2) },
+			note: "two descriptors per call: both are read before either is spent (a call over on one spends nothing on the other), so each call decides twice"},
+		scenario{name: "3 nodes: /v1/check, auto (beside Envoy)", nodes: 3, cfg: func(t []string, _ map[string]Result) Config {
+			c := closed(t, 32)
+			c.Sync = "auto"
+			return c
+		}, note: "the HTTP check the next line is read against: the same keys and callers, round-robin over the nodes"},
+		scenario{name: "3 nodes: Envoy ShouldRateLimit, auto", nodes: 3, cfg: func(t []string, _ map[string]Result) Config { return envoyCheck(t, 1) },
+			note: "one descriptor per call, round-robin over the nodes' gRPC endpoints; auto mode (gossip at this size)"},
 	)
 	for _, n := range []int{3, 5} {
 		for _, mode := range []string{"local", "gossip", "owner", "auto"} {
@@ -213,6 +244,7 @@ func startTargets(ctx context.Context, bin, self, dir, rulesPath string, n int, 
 			"--node-name", "load-" + strconv.Itoa(i), "--log-level", "warn",
 			"--http-addr", ip + ":18080", "--admin-addr", ip + ":18081",
 			"--gossip-addr", ip + ":17946", "--peer-addr", ip + ":17947",
+			"--grpc-addr", ip + ":18082", "--envoy-config", filepath.Join(dir, "envoy.yaml"),
 			"--rules", rulesPath, "--data-dir", filepath.Join(dir, "data-"+strconv.Itoa(i)),
 			"--gossip-key", key, "--gossip-profile", "local",
 		}
@@ -276,102 +308,4 @@ func awaitMembers(ctx context.Context, target string, n int) error {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-}
-
-// median returns the run with the median throughput, with the medians of
-// the latencies and the worst exactness of all runs.
-func median(rs []Result) Result {
-	byRate := slices.Clone(rs)
-	slices.SortFunc(byRate, func(a, b Result) int {
-		return int(a.DecisionsPS - b.DecisionsPS)
-	})
-	m := byRate[len(byRate)/2]
-	pick := func(f func(Result) float64) float64 {
-		v := make([]float64, len(rs))
-		for i, r := range rs {
-			v[i] = f(r)
-		}
-		slices.Sort(v)
-		return v[len(v)/2]
-	}
-	m.Latency = Latency{
-		P50: pick(func(r Result) float64 { return r.Latency.P50 }), P90: pick(func(r Result) float64 { return r.Latency.P90 }),
-		P99: pick(func(r Result) float64 { return r.Latency.P99 }), P999: pick(func(r Result) float64 { return r.Latency.P999 }),
-		Max: pick(func(r Result) float64 { return r.Latency.Max }),
-	}
-	for _, r := range rs {
-		if r.Exactness.WorstRatio > m.Exactness.WorstRatio {
-			m.Exactness = r.Exactness
-		}
-		m.Errors = max(m.Errors, r.Errors)
-		m.Fallbacks = max(m.Fallbacks, r.Fallbacks)
-	}
-	return m
-}
-
-func render(scenarios []scenario, med map[string]Result, runs int, d time.Duration) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "# Benchmark report\n\nGenerated by `go run ./cmd/loadgen report` on %s: %s, %d CPUs, %s.\n",
-		time.Now().UTC().Format("2006-01-02"), cpuModel(), runtime.NumCPU(), runtime.Version())
-	fmt.Fprintf(&b, "Each line is the median of %d runs of %v (the run with the median throughput; latency\n"+
-		"percentiles are medians over the runs; exactness is the worst run). The load generator and\n"+
-		"every node share the same cores, so the absolute figures are low; compare ratios.\n\n", runs, d)
-	fmt.Fprintf(&b, "| Scenario | Requests/s | Decisions/s | p50 ms | p90 ms | p99 ms | p99.9 ms | Errors | Fallbacks | Worst key: admitted / bound | Keys over |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
-	for _, sc := range scenarios {
-		r, ok := med[sc.name]
-		if !ok {
-			continue
-		}
-		fmt.Fprintf(&b, "| %s | %.0f | %.0f | %.3f | %.3f | %.3f | %.3f | %d | %d | %.3f | %d |\n", sc.name, r.RequestsPS, r.DecisionsPS,
-			r.Latency.P50, r.Latency.P90, r.Latency.P99, r.Latency.P999, r.Errors, r.Fallbacks, r.Exactness.WorstRatio, r.Exactness.Over)
-	}
-	b.WriteString("\nScenarios:\n\n")
-	for _, sc := range scenarios {
-		if _, ok := med[sc.name]; ok {
-			fmt.Fprintf(&b, "- **%s**: %s.\n", sc.name, sc.note)
-		}
-	}
-	triv, one := med["trivial net/http JSON handler"], med["1 node: /v1/check"]
-	batch, half := med["1 node: /v1/check/batch of 100"], med["1 node: /v1/check, open loop at half the maximum"]
-	if triv.RequestsPS > 0 && one.RequestsPS > 0 {
-		fmt.Fprintf(&b, "\nTargets:\n\n- `/v1/check` at **%.0f%%** of the trivial handler's throughput (target ≥ 70%%).\n", 100*one.RequestsPS/triv.RequestsPS)
-	}
-	if batch.DecisionsPS > 0 {
-		fmt.Fprintf(&b, "- Batches of 100: **%.0f decisions/s** on one node (target ≥ 500,000).\n", batch.DecisionsPS)
-	}
-	if half.Requests > 0 {
-		fmt.Fprintf(&b, "- At half the maximum (%.0f requests/s, open loop): **p99 %.3f ms** (target < 2 ms); the trivial handler at the same rate: p99 %.3f ms.\n",
-			half.Config.Rate, half.Latency.P99, med["trivial handler, open loop at half of /v1/check's maximum"].Latency.P99)
-	}
-	for _, n := range []int{3, 5} {
-		local := med[fmt.Sprintf("%d nodes: one key far above its rate, local", n)]
-		for _, mode := range []string{"gossip", "owner", "auto"} {
-			r, ok := med[fmt.Sprintf("%d nodes: one key far above its rate, %s", n, mode)]
-			if !ok || local.Latency.P50 == 0 {
-				continue
-			}
-			fmt.Fprintf(&b, "- %d nodes, one key at %.0f× its rate, %s: admitted / bound **%.3f** (target within [0.95, 1.05]); p50 %.2f× the local mode's.\n",
-				n, r.RequestsPS/abusedRate, mode, r.Exactness.WorstRatio, r.Latency.P50/local.Latency.P50)
-		}
-	}
-	for _, n := range []int{3, 5} {
-		auto, gossip, owner := med[fmt.Sprintf("%d nodes: auto", n)], med[fmt.Sprintf("%d nodes: gossip", n)], med[fmt.Sprintf("%d nodes: owner", n)]
-		if auto.RequestsPS > 0 && gossip.RequestsPS > 0 && owner.RequestsPS > 0 {
-			fmt.Fprintf(&b, "- %d nodes, spread load: auto at **%.2f×** the faster of gossip and owner (target ≥ 1).\n", n, auto.RequestsPS/max(gossip.RequestsPS, owner.RequestsPS))
-		}
-	}
-	return b.String()
-}
-
-func cpuModel() string {
-	data, err := os.ReadFile("/proc/cpuinfo")
-	if err != nil {
-		return runtime.GOARCH
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, "model name"); ok {
-			return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
-		}
-	}
-	return runtime.GOARCH
 }

@@ -7,13 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,8 +32,10 @@ type Config struct {
 	Rule        string        // a named rule, or
 	Limit       bucket.Limit  // an inline limit
 	Sync        string        // the sync mode, "" for the rule's
-	Op          string        // check, batch or wait
-	Batch       int           // checks per batch
+	Op          string        // check, batch, wait or envoy
+	Batch       int           // checks per batch, or descriptors per Envoy request
+	GRPCTargets []string      // envoy: host:port of each node's --grpc-addr
+	Domain      string        // envoy: the domain of the requests
 	Seed        uint64        // of the key draws
 	Progress    io.Writer     // a line a second; nil for none
 }
@@ -167,6 +166,8 @@ func run(ctx context.Context, cfg Config) (Result, error) {
 		path, per = "/v1/check/batch", max(cfg.Batch, 1)
 	case "wait":
 		path = "/v1/wait"
+	case "envoy":
+		per = max(cfg.Batch, 1)
 	default:
 		return Result{}, fmt.Errorf("unknown op %q", cfg.Op)
 	}
@@ -176,6 +177,17 @@ func run(ctx context.Context, cfg Config) (Result, error) {
 		MaxConnsPerHost:     cfg.Concurrency + 16,
 	}, Timeout: 30 * time.Second}
 	keys := newKeys(cfg)
+	// Calls in flight when the run ends are answered, not cut off (the
+	// HTTP client's are not either): they use the caller's context.
+	callCtx := ctx
+	var ec *envoyCaller
+	if cfg.Op == "envoy" {
+		var err error
+		if ec, err = newEnvoyCaller(cfg.GRPCTargets, cfg.Domain); err != nil {
+			return Result{}, err
+		}
+		defer ec.close()
+	}
 
 	var (
 		requests, decisions, allowed, denied, errs, late, fallbacks atomic.Int64
@@ -185,40 +197,50 @@ func run(ctx context.Context, cfg Config) (Result, error) {
 		admitted                                                    = map[string]int64{}
 		next                                                        atomic.Uint64
 	)
-	one := func(due time.Time, key func() string, local *[]time.Duration, adm map[string]int64) {
-		target := cfg.Targets[next.Add(1)%uint64(len(cfg.Targets))]
-		keysOf := make([]string, per)
+	post := func(target string, keysOf []string) ([]bool, error) {
 		body := make([]byte, 0, 128*per)
 		if cfg.Op == "batch" {
 			body = append(body, `{"checks":[`...)
 		}
-		for i := range keysOf {
-			keysOf[i] = key()
+		for i, k := range keysOf {
 			if i > 0 {
 				body = append(body, ',')
 			}
-			body = appendCheck(body, keysOf[i], cfg, limit)
+			body = appendCheck(body, k, cfg, limit)
 		}
 		if cfg.Op == "batch" {
 			body = append(body, "]}"...)
 		}
 		resp, err := client.Post(target+path, "application/json", bytes.NewReader(body))
+		if err != nil {
+			return nil, err
+		}
+		raw, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		switch {
+		case err != nil:
+			return nil, err
+		case resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusTooManyRequests:
+			return nil, fmt.Errorf("%d: %s", resp.StatusCode, bytes.TrimSpace(raw))
+		}
+		verdicts := allowedFlags(raw)
+		fallbacks.Add(int64(bytes.Count(raw, []byte(`"fallback":true`))))
+		if len(verdicts) != per {
+			return nil, fmt.Errorf("%d answers to %d checks: %s", len(verdicts), per, raw)
+		}
+		return verdicts, nil
+	}
+	one := func(due time.Time, key func() string, local *[]time.Duration, adm map[string]int64) {
+		keysOf := make([]string, per)
+		for i := range keysOf {
+			keysOf[i] = key()
+		}
 		var verdicts []bool
-		if err == nil {
-			var raw []byte
-			raw, err = io.ReadAll(resp.Body)
-			resp.Body.Close()
-			switch {
-			case err != nil:
-			case resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusTooManyRequests:
-				err = fmt.Errorf("%d: %s", resp.StatusCode, bytes.TrimSpace(raw))
-			default:
-				verdicts = allowedFlags(raw)
-				fallbacks.Add(int64(bytes.Count(raw, []byte(`"fallback":true`))))
-				if len(verdicts) != per {
-					err = fmt.Errorf("%d answers to %d checks: %s", len(verdicts), per, raw)
-				}
-			}
+		var err error
+		if ec != nil {
+			verdicts, err = ec.call(callCtx, keysOf)
+		} else {
+			verdicts, err = post(cfg.Targets[next.Add(1)%uint64(len(cfg.Targets))], keysOf)
 		}
 		*local = append(*local, time.Since(due))
 		requests.Add(1)
@@ -361,97 +383,4 @@ func ruleLimit(ctx context.Context, target, name string) (bucket.Limit, error) {
 		}
 	}
 	return bucket.Limit{}, fmt.Errorf("no rule %q on %s", name, target)
-}
-
-func percentiles(lat []time.Duration) Latency {
-	if len(lat) == 0 {
-		return Latency{}
-	}
-	slices.Sort(lat)
-	at := func(q float64) float64 {
-		i := min(int(math.Ceil(q*float64(len(lat))))-1, len(lat)-1)
-		return float64(lat[max(i, 0)]) / float64(time.Millisecond)
-	}
-	return Latency{P50: at(0.5), P90: at(0.9), P99: at(0.99), P999: at(0.999), Max: at(1)}
-}
-
-func exactness(admitted map[string]int64, l bucket.Limit, elapsed time.Duration) Exactness {
-	bound := bucket.Bound(l, elapsed)
-	e := Exactness{Bound: bound, KeysSeen: len(admitted)}
-	for k, n := range admitted {
-		r := float64(n) / float64(bound)
-		if r > e.WorstRatio {
-			e.WorstRatio, e.WorstKey = r, k
-		}
-		if n > bound {
-			e.Over++
-		}
-	}
-	return e
-}
-
-func view(cfg Config, l bucket.Limit) ConfigView {
-	loop := "closed"
-	if cfg.Open {
-		loop = "open"
-	}
-	return ConfigView{
-		Targets: cfg.Targets, Loop: loop, Rate: cfg.Rate, Concurrency: cfg.Concurrency,
-		Duration: cfg.Duration.Seconds(), Keys: cfg.Keys, Dist: cfg.Dist, Rule: cfg.Rule,
-		Limit: limitView(l), Sync: cfg.Sync,
-		Op: cfg.Op, Batch: cfg.Batch,
-	}
-}
-
-// limitView describes a limit for the report.
-func limitView(l bucket.Limit) string {
-	switch {
-	case l.Algo.Windowed():
-		return fmt.Sprintf("%d per %v, %v", l.Rate, l.Period, l.Algo)
-	case l.Algo == bucket.LeakyBucket:
-		return fmt.Sprintf("%d per %v, leaky_bucket of depth %d", l.Rate, l.Period, l.Burst)
-	}
-	return fmt.Sprintf("%d per %v, burst %d", l.Rate, l.Period, l.Burst)
-}
-
-// progress prints a line a second until the returned func is called.
-func progress(w io.Writer, start time.Time, requests, decisions, errs *atomic.Int64) func() {
-	if w == nil {
-		return func() {}
-	}
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		var last int64
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				n := requests.Load()
-				fmt.Fprintf(w, "%5.1fs  %8d requests  %7d/s  %9d decisions  %d errors\n",
-					time.Since(start).Seconds(), n, n-last, decisions.Load(), errs.Load())
-				last = n
-			}
-		}
-	})
-	return func() { close(done); wg.Wait() }
-}
-
-// summary is the human-readable result.
-func summary(r Result) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s loop, %s, %d keys (%s), %s, %.1fs\n", r.Config.Loop, r.Config.Op, r.Config.Keys, r.Config.Dist, r.Config.Limit, r.Elapsed)
-	fmt.Fprintf(&b, "requests   %d (%.0f/s), decisions %d (%.0f/s): %d allowed, %d denied; %d errors, %d late, %d fallbacks\n",
-		r.Requests, r.RequestsPS, r.Decisions, r.DecisionsPS, r.Allowed, r.Denied, r.Errors, r.Late, r.Fallbacks)
-	fmt.Fprintf(&b, "latency    p50 %.3fms  p90 %.3fms  p99 %.3fms  p99.9 %.3fms  max %.3fms\n",
-		r.Latency.P50, r.Latency.P90, r.Latency.P99, r.Latency.P999, r.Latency.Max)
-	fmt.Fprintf(&b, "exactness  bound %d per key; worst %.4f of it (%s); %d of %d keys over\n",
-		r.Exactness.Bound, r.Exactness.WorstRatio, r.Exactness.WorstKey, r.Exactness.Over, r.Exactness.KeysSeen)
-	if r.FirstError != "" {
-		fmt.Fprintf(&b, "first error: %s\n", r.FirstError)
-	}
-	return b.String()
 }

@@ -54,7 +54,7 @@ func TestEndToEndCluster(t *testing.T) {
 			"--gossip-key", key,
 			"--cluster-label", "e2e",
 			"--http-addr", "127.0.0.1:0",
-			"--admin-addr", "127.0.0.1:0",
+			"--admin-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0",
 			"--rejoin-interval", "5s",
 			"--data-dir", dataDirs[i],
 		)
@@ -265,6 +265,7 @@ type process struct {
 	cmd  *exec.Cmd
 	logs *logWatcher
 	api  string
+	grpc string // host:port of Envoy's rate limit service, if served
 }
 
 func startProcess(t *testing.T, ctx context.Context, bin string, args ...string) *process {
@@ -287,6 +288,7 @@ func startProcess(t *testing.T, ctx context.Context, bin string, args ...string)
 	go p.logs.consume(stderr)
 	started, _ := p.logs.await(t, "sluice started", 0)
 	p.api = "http://" + started["http_addr"].(string)
+	p.grpc, _ = started["grpc_addr"].(string)
 	return p
 }
 

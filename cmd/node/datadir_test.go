@@ -17,7 +17,7 @@ import (
 // localArgs are the flags of a node on loopback with ports chosen by the
 // system, storing its rules in dataDir.
 func localArgs(dataDir string, more ...string) []string {
-	return append([]string{"--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--gossip-addr", "127.0.0.1:0",
+	return append([]string{"--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--gossip-addr", "127.0.0.1:0",
 		"--peer-addr", "127.0.0.1:0", "--data-dir", dataDir}, more...)
 }
 

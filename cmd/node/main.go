@@ -24,9 +24,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
 
 	"github.com/sluicerl/sluice/bucket"
 	"github.com/sluicerl/sluice/cluster"
+	"github.com/sluicerl/sluice/envoy"
 	"github.com/sluicerl/sluice/rules"
 	"github.com/sluicerl/sluice/transport"
 )
@@ -125,18 +127,26 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	reloads.WithLabelValues("ok") // both at zero from start
 	reloads.WithLabelValues("error")
 	reg.MustRegister(reloads)
+	var draining atomic.Bool
+	var asked lastAsked
+	svc := envoy.NewService(envoy.ServiceConfig{Limiter: node, Ready: node.Ready, ResponseHeaders: o.grpcHeaders, Shadow: o.shadow, Logger: log})
+	src := &ruleSources{node: node, svc: svc}
 	var watcher *rules.Watcher
 	if o.rulesPath == "" {
-		node.SetRules(&rules.Set{})
+		if err := src.setFile(&rules.Set{}); err != nil {
+			return err
+		}
 	} else {
 		watcher, err = rules.NewWatcher(o.rulesPath, func(s *rules.Set, err error) {
+			if err == nil {
+				err = src.setFile(s)
+			}
 			if err != nil {
 				reloads.WithLabelValues("error").Inc()
 				log.Error("rules rejected; the rules in force stay", "path", o.rulesPath, "err", err)
 				return
 			}
 			reloads.WithLabelValues("ok").Inc()
-			node.SetRules(s)
 			log.Info("rules loaded", "path", o.rulesPath, "rules", s.Len())
 		})
 		if err != nil {
@@ -144,11 +154,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		defer watcher.Close() // Run closes it too; this covers an early return
 		s, _, err := watcher.Load()
+		if err == nil {
+			err = src.setFile(s)
+		}
 		if err != nil {
 			return fmt.Errorf("load rules: %w", err)
 		}
-		node.SetRules(s)
 		log.Info("rules loaded", "path", o.rulesPath, "rules", s.Len())
+	}
+	var envoyWatcher *rules.FileWatcher[*envoy.Config]
+	if o.envoyConfig != "" {
+		envoyWatcher, err = watchEnvoy(o.envoyConfig, src, log, func(r string) { reloads.WithLabelValues(r).Inc() })
+		if err != nil {
+			return err
+		}
+		defer envoyWatcher.Close()
 	}
 
 	// Listen first, so a bad address fails at once and port 0 can be used.
@@ -166,9 +186,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		log.Info("the admin port is reachable from the network: its key endpoints (inspect, reset, top denied keys) answer loopback clients only; give --admin-token to use them from elsewhere",
 			"admin_addr", adminLn.Addr().String())
 	}
+	var grpcLn net.Listener
+	if o.grpcAddr != "" {
+		if grpcLn, err = net.Listen("tcp", o.grpcAddr); err != nil {
+			return fmt.Errorf("listen on --grpc-addr: %w", err)
+		}
+		defer grpcLn.Close()
+	}
+	ready := func() bool { return !draining.Load() && node.Ready() }
 
-	var draining atomic.Bool
-	var asked lastAsked
 	api := transport.NewHTTPServer(asked.track(transport.NewServer(transport.ServerConfig{
 		Limiter:    node,
 		DenyStatus: o.denyStatus,
@@ -179,7 +205,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Rules:      node,
 	})), log)
 	admin := transport.NewHTTPServer(transport.NewAdmin(transport.AdminConfig{
-		Ready:    func() bool { return !draining.Load() && node.Ready() },
+		Ready:    ready,
 		Gatherer: reg,
 		Keyring:  node,
 		Status:   node,
@@ -193,6 +219,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	g, gctx := errgroup.WithContext(runCtx)
 	g.Go(func() error { return serve(api, apiLn) })
 	g.Go(func() error { return serve(admin, adminLn) })
+	var grpcSrv *grpc.Server
+	if grpcLn != nil {
+		// Health says NOT_SERVING while draining; the service keeps
+		// answering Envoy until it stops asking, as the API does.
+		grpcSrv = envoy.NewServer(envoy.ServerConfig{Service: svc, Ready: ready, Registerer: reg, Asked: asked.mark})
+		g.Go(func() error { return grpcSrv.Serve(grpcLn) })
+	}
 	peerCtx, stopPeers := context.WithCancel(runCtx) // outlives gctx: peers are told when this node leaves
 	defer stopPeers()
 	g.Go(func() error { return peerServer.Serve(peerCtx, peerLn) })
@@ -200,8 +233,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer stopNode()
 	nodeDone := make(chan error, 1)
 	go func() { nodeDone <- node.Run(nodeCtx) }()
-	if watcher != nil {
-		g.Go(func() error { return watcher.Run(gctx) })
+	if watcher != nil || envoyWatcher != nil {
+		if watcher != nil {
+			g.Go(func() error { return watcher.Run(gctx) })
+		}
+		if envoyWatcher != nil {
+			g.Go(func() error { return envoyWatcher.Run(gctx) })
+		}
 		hup := make(chan os.Signal, 1)
 		signal.Notify(hup, syscall.SIGHUP)
 		defer signal.Stop(hup)
@@ -211,13 +249,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 				case <-gctx.Done():
 					return nil
 				case <-hup:
-					watcher.Reload()
+					if watcher != nil {
+						watcher.Reload()
+					}
+					if envoyWatcher != nil {
+						envoyWatcher.Reload()
+					}
 				}
 			}
 		})
 	}
+	grpcAddr := ""
+	if grpcLn != nil {
+		grpcAddr = grpcLn.Addr().String()
+	}
 	log.Info("sluice started", "http_addr", apiLn.Addr().String(), "admin_addr", adminLn.Addr().String(),
-		"node", node.Name(), "gossip_addr", node.GossipAddr(), "data_dir", o.dataDir, "version", build.Version)
+		"grpc_addr", grpcAddr, "node", node.Name(), "gossip_addr", node.GossipAddr(), "data_dir", o.dataDir, "version", build.Version)
 
 	var errs []error
 	select {
@@ -253,6 +300,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	quietCtx, cancelQuiet := context.WithDeadline(shutCtx, quietBy)
 	asked.awaitQuiet(quietCtx, drainQuiet)
 	cancelQuiet()
+	if grpcSrv != nil {
+		stopGRPC(shutCtx, grpcSrv)
+	}
 	for _, srv := range []*http.Server{api, admin} {
 		if err := srv.Shutdown(shutCtx); err != nil {
 			// Requests still in flight (long waits): cut them off; their
@@ -281,10 +331,13 @@ type lastAsked struct{ ns atomic.Int64 }
 // track returns h, recording each request's arrival.
 func (a *lastAsked) track(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		a.ns.Store(time.Now().UnixNano())
+		a.mark()
 		h.ServeHTTP(w, r)
 	})
 }
+
+// mark records that the application asked now.
+func (a *lastAsked) mark() { a.ns.Store(time.Now().UnixNano()) }
 
 // awaitQuiet returns once nothing has been asked for quiet, or ctx ends.
 func (a *lastAsked) awaitQuiet(ctx context.Context, quiet time.Duration) {

@@ -154,7 +154,7 @@ func TestEndToEndBinary(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--gossip-addr", "127.0.0.1:0", "--peer-addr", "127.0.0.1:0", "--rules", rulesPath, "--data-dir", t.TempDir())
+	cmd := exec.CommandContext(ctx, bin, "--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--gossip-addr", "127.0.0.1:0", "--peer-addr", "127.0.0.1:0", "--rules", rulesPath, "--data-dir", t.TempDir())
 	cmd.Env = append(os.Environ(), "SLUICE_LOG_LEVEL=debug")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -221,7 +221,7 @@ func TestRunRejectsBadRulesAndKeepsOld(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() {
-		done <- run(ctx, []string{"--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--gossip-addr", "127.0.0.1:0", "--peer-addr", "127.0.0.1:0", "--rules", rulesPath, "--data-dir", t.TempDir()}, func(string) string { return "" }, io.Discard, pw)
+		done <- run(ctx, []string{"--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--gossip-addr", "127.0.0.1:0", "--peer-addr", "127.0.0.1:0", "--rules", rulesPath, "--data-dir", t.TempDir()}, func(string) string { return "" }, io.Discard, pw)
 		pw.Close()
 	}()
 	started, at := logs.await(t, "sluice started", 0)
@@ -244,7 +244,7 @@ func TestRunRejectsBadRulesAndKeepsOld(t *testing.T) {
 func TestRunFailsOnBadStartupRules(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "rules.yaml")
 	write(t, path, "rules: [{name: api, limit: 1}]")
-	err := run(context.Background(), []string{"--rules", path, "--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--gossip-addr", "127.0.0.1:0", "--data-dir", t.TempDir()}, func(string) string { return "" }, io.Discard, io.Discard)
+	err := run(context.Background(), []string{"--rules", path, "--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--gossip-addr", "127.0.0.1:0", "--peer-addr", "127.0.0.1:0", "--data-dir", t.TempDir()}, func(string) string { return "" }, io.Discard, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "period") {
 		t.Fatalf("run with invalid rules: %v, want an error naming period", err)
 	}

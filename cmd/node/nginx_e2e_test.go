@@ -47,7 +47,7 @@ func TestNginxAuthRequest(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	sluice := startProcess(t, ctx, bin, "--node-name", "nginx-e2e", "--rules", rulesPath, "--deny-status", "403",
-		"--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--gossip-addr", "127.0.0.1:0",
+		"--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--gossip-addr", "127.0.0.1:0",
 		"--peer-addr", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "data"))
 
 	port := freePort(t)

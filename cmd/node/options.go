@@ -19,7 +19,10 @@ import (
 type options struct {
 	httpAddr        string
 	adminAddr       string
+	grpcAddr        string
 	rulesPath       string
+	envoyConfig     string
+	grpcHeaders     bool
 	maxKeys         int
 	denyStatus      int
 	maxWait         time.Duration
@@ -75,6 +78,9 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.StringVar(&o.httpAddr, "http-addr", "127.0.0.1:8080", "`host:port` of the API the application calls; keep it on loopback")
 	fs.StringVar(&o.adminAddr, "admin-addr", "127.0.0.1:8081", "`host:port` of /healthz, /readyz and /metrics")
 	fs.StringVar(&o.adminToken, "admin-token", "", "`token` the admin port's key endpoints (inspect, reset, top denied keys) require as \"Authorization: Bearer <token>\"; without it they answer loopback clients only")
+	fs.StringVar(&o.grpcAddr, "grpc-addr", "127.0.0.1:8082", "`host:port` of Envoy's rate limit service (gRPC envoy.service.ratelimit.v3) and gRPC health; keep it on loopback; empty: off")
+	fs.StringVar(&o.envoyConfig, "envoy-config", "", "Envoy rate limit configuration in envoyproxy/ratelimit's YAML format: a `file`, or a directory of *.yaml files, one domain each; reloaded on change and on SIGHUP")
+	fs.BoolVar(&o.grpcHeaders, "grpc-response-headers", false, "add RateLimit-Limit, RateLimit-Remaining and RateLimit-Reset to Envoy's answers (response_headers_to_add), as envoyproxy/ratelimit's LIMIT_RESPONSE_HEADERS_ENABLED")
 	fs.StringVar(&o.rulesPath, "rules", "", "rules `file` (YAML), or a directory of *.yaml files; reloaded on change and on SIGHUP")
 	fs.IntVar(&o.maxKeys, "max-keys", 1_000_000, "most buckets held in memory; past it the least recently used are evicted")
 	fs.IntVar(&o.denyStatus, "deny-status", 429, "HTTP status of a denied check: 429, or 403 for nginx auth_request")

@@ -57,7 +57,7 @@ func TestReadmeClusterCommandStartsFiveNodes(t *testing.T) {
 		if err != nil {
 			t.Fatalf("node %s: %v", i, err)
 		}
-		for what, v := range map[string]string{"--data-dir": o.dataDir, "--http-addr": o.httpAddr, "--gossip-addr": o.gossipAddr, "--peer-addr": o.peerAddr} {
+		for what, v := range map[string]string{"--data-dir": o.dataDir, "--http-addr": o.httpAddr, "--gossip-addr": o.gossipAddr, "--peer-addr": o.peerAddr, "--grpc-addr": o.grpcAddr} {
 			key := what + "=" + v
 			if prev, ok := seen[key]; ok {
 				t.Errorf("README: nodes %s and %s both get %s %q: the second one cannot start", prev, i, what, v)

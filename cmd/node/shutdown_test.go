@@ -28,7 +28,7 @@ func TestRunReleasesGossipOnEarlyError(t *testing.T) {
 	}
 	gossipAddr := free.Addr().String()
 	free.Close()
-	err = run(context.Background(), []string{"--http-addr", taken.Addr().String(), "--admin-addr", "127.0.0.1:0",
+	err = run(context.Background(), []string{"--http-addr", taken.Addr().String(), "--admin-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0",
 		"--gossip-addr", gossipAddr, "--peer-addr", "127.0.0.1:0", "--data-dir", ""}, func(string) string { return "" }, io.Discard, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "http-addr") {
 		t.Fatalf("run with --http-addr taken: %v, want an error naming it", err)
@@ -113,7 +113,7 @@ func runInProcess(t *testing.T, extra ...string) (*logWatcher, context.CancelFun
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	done := make(chan error, 1)
-	args := append([]string{"--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--gossip-addr", "127.0.0.1:0",
+	args := append([]string{"--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--gossip-addr", "127.0.0.1:0",
 		"--peer-addr", "127.0.0.1:0", "--data-dir", t.TempDir()}, extra...)
 	go func() {
 		done <- run(ctx, args, func(string) string { return "" }, io.Discard, pw)

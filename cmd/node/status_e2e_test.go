@@ -40,7 +40,7 @@ func TestStatusPage(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	p := startProcess(t, ctx, bin, "--node-name", "status-e2e", "--rules", rulesPath,
-		"--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--gossip-addr", "127.0.0.1:0",
+		"--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--gossip-addr", "127.0.0.1:0",
 		"--peer-addr", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "data"))
 	started, _ := p.logs.await(t, "sluice started", 0)
 	admin := "http://" + started["admin_addr"].(string)
