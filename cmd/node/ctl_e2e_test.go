@@ -73,7 +73,7 @@ func TestEndToEndCtl(t *testing.T) {
 			"--gossip-addr", net.JoinHostPort(ip, strconv.Itoa(port)),
 			"--peer-addr", net.JoinHostPort(ip, strconv.Itoa(peerPort)),
 			"--seed", net.JoinHostPort(ips[0], strconv.Itoa(port)), "--gossip-key", key, "--cluster-label", "ctl",
-			"--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--data-dir", t.TempDir(), "--lease-threshold", "0")
+			"--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--data-dir", t.TempDir(), "--lease-threshold", "0")
 		started, _ := p.logs.await(t, "sluice started", 0)
 		nodes = append(nodes, ctlNode{p, started["admin_addr"].(string), started["http_addr"].(string)})
 		names = append(names, p.name)
