@@ -1,6 +1,7 @@
 package transport_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/sluicerl/sluice/cluster"
 	"github.com/sluicerl/sluice/rules"
@@ -38,6 +40,83 @@ func BenchmarkHandlerCheck(b *testing.B) {
 		req := httptest.NewRequest("POST", "/v1/check", strings.NewReader(benchBody))
 		h.ServeHTTP(httptest.NewRecorder(), req)
 	}
+}
+
+// BenchmarkHandlerCheckMsgpack is BenchmarkHandlerCheck with a msgpack
+// body and answer.
+func BenchmarkHandlerCheckMsgpack(b *testing.B) {
+	h := benchAPI(b)
+	body := benchMsgpack(b, benchBody)
+	b.ReportAllocs()
+	for b.Loop() {
+		req := httptest.NewRequest("POST", "/v1/check", bytes.NewReader(body))
+		req.Header["Content-Type"] = []string{transport.MsgpackType}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != 200 {
+			b.Fatalf("%d %s", rec.Code, rec.Body)
+		}
+	}
+}
+
+// BenchmarkHandlerBatch is a batch of 100 checks through ServeHTTP, in
+// JSON and in msgpack.
+func BenchmarkHandlerBatch(b *testing.B) {
+	js := benchBatch()
+	for _, tc := range []struct {
+		name, contentType string
+		body              []byte
+	}{
+		{"json", "application/json", []byte(js)},
+		{"msgpack", transport.MsgpackType, benchMsgpack(b, js)},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			h := benchAPI(b)
+			b.ReportAllocs()
+			for b.Loop() {
+				req := httptest.NewRequest("POST", "/v1/check/batch", bytes.NewReader(tc.body))
+				req.Header["Content-Type"] = []string{tc.contentType}
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, req)
+				if rec.Code != 200 {
+					b.Fatalf("%d %s", rec.Code, rec.Body)
+				}
+			}
+		})
+	}
+}
+
+func benchBatch() string {
+	return `{"checks": [` + strings.Repeat(`{"key": "k", "limit": 1000000000, "period": "1s"},`, 99) + `{"key": "k", "limit": 1000000000, "period": "1s"}]}`
+}
+
+// benchMsgpack re-encodes a JSON body as msgpack.
+func benchMsgpack(b *testing.B, js string) []byte {
+	var v any
+	if err := json.Unmarshal([]byte(js), &v); err != nil {
+		b.Fatal(err)
+	}
+	var fix func(any) any // JSON's numbers are floats; the API wants integers
+	fix = func(v any) any {
+		switch x := v.(type) {
+		case float64:
+			return int64(x)
+		case map[string]any:
+			for k, e := range x {
+				x[k] = fix(e)
+			}
+		case []any:
+			for i, e := range x {
+				x[i] = fix(e)
+			}
+		}
+		return v
+	}
+	out, err := msgpack.Marshal(fix(v))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return out
 }
 
 // trivial is the ceiling the check endpoint is held against: a net/http

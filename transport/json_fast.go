@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"bytes"
 	"unicode/utf8"
 )
 
@@ -50,7 +51,8 @@ func fastBatchJSON(body []byte, b *batchJSON) bool {
 	if !p.is('[') {
 		return false
 	}
-	checks := make([]checkJSON, 0, 16)
+	// Each check opens a brace: room for them all, so the slice rarely grows.
+	checks := make([]checkJSON, 0, min(bytes.Count(p.data[p.pos:], []byte{'{'}), MaxBatch))
 	p.space()
 	if !p.is(']') {
 		for {
