@@ -9,8 +9,8 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
-	"net"
 	"net/http"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -36,6 +36,7 @@ type Config struct {
 	Limit       bucket.Limit  // an inline limit
 	Sync        string        // the sync mode, "" for the rule's
 	Op          string        // check, batch or wait
+	Format      string        // body format: json (the default) or msgpack
 	Batch       int           // checks per batch
 	Seed        uint64        // of the key draws
 	Progress    io.Writer     // a line a second; nil for none
@@ -57,8 +58,11 @@ type Result struct {
 	RequestsPS  float64    `json:"requests_per_s"`
 	DecisionsPS float64    `json:"decisions_per_s"`
 	Latency     Latency    `json:"latency_ms"`
-	Exactness   Exactness  `json:"exactness"`
-	FirstError  string     `json:"first_error,omitempty"`
+	// GeneratorCPU is the share of the machine (every core) this load
+	// generator used while it ran: 0.5 is one core of two.
+	GeneratorCPU float64   `json:"generator_cpu_share"`
+	Exactness    Exactness `json:"exactness"`
+	FirstError   string    `json:"first_error,omitempty"`
 }
 
 // ConfigView is Config as the JSON result shows it.
@@ -75,6 +79,7 @@ type ConfigView struct {
 	Sync        string   `json:"sync,omitempty"`
 	Op          string   `json:"op"`
 	Batch       int      `json:"batch,omitempty"`
+	Format      string   `json:"format,omitempty"`
 }
 
 // Latency is a latency distribution in milliseconds.
@@ -94,54 +99,6 @@ type Exactness struct {
 	WorstRatio float64 `json:"worst_ratio"` // admitted / bound of the worst key
 	Over       int     `json:"keys_over_bound"`
 	KeysSeen   int     `json:"keys_admitted"`
-}
-
-// appendCheck appends one check as JSON, by hand: the load generator
-// shares the machine with the nodes, and every cycle it spends encoding is
-// one the nodes do not get.
-func appendCheck(b []byte, key string, cfg Config, l bucket.Limit) []byte {
-	b = append(b, `{"key":`...)
-	b = strconv.AppendQuote(b, key)
-	if cfg.Rule != "" {
-		b = append(b, `,"rule":`...)
-		b = strconv.AppendQuote(b, cfg.Rule)
-	} else {
-		b = append(b, `,"limit":`...)
-		b = strconv.AppendInt(b, l.Rate, 10)
-		b = append(b, `,"period":`...)
-		b = strconv.AppendQuote(b, l.Period.String())
-		if l.Algo != bucket.TokenBucket {
-			b = append(b, `,"algorithm":`...)
-			b = strconv.AppendQuote(b, l.Algo.String())
-		}
-		if !l.Algo.Windowed() {
-			b = append(b, `,"burst":`...)
-			b = strconv.AppendInt(b, l.Burst, 10)
-		}
-	}
-	if cfg.Sync != "" {
-		b = append(b, `,"sync":`...)
-		b = strconv.AppendQuote(b, cfg.Sync)
-	}
-	if cfg.Op == "wait" {
-		b = append(b, `,"max_wait":"1s"`...)
-	}
-	return append(b, '}')
-}
-
-// allowedFlags returns the "allowed" fields of an answer (one check, or
-// the results of a batch), in order.
-func allowedFlags(raw []byte) []bool {
-	var out []bool
-	const field = `"allowed":`
-	for {
-		i := bytes.Index(raw, []byte(field))
-		if i < 0 {
-			return out
-		}
-		raw = raw[i+len(field):]
-		out = append(out, bytes.HasPrefix(raw, []byte("true")))
-	}
 }
 
 // run drives the load and measures it.
@@ -170,11 +127,8 @@ func run(ctx context.Context, cfg Config) (Result, error) {
 	default:
 		return Result{}, fmt.Errorf("unknown op %q", cfg.Op)
 	}
-	client := &http.Client{Transport: &http.Transport{
-		DialContext:         (&net.Dialer{Timeout: time.Second}).DialContext,
-		MaxIdleConnsPerHost: cfg.Concurrency + 16,
-		MaxConnsPerHost:     cfg.Concurrency + 16,
-	}, Timeout: 30 * time.Second}
+	bases, tr := targetTransport(cfg.Targets, cfg.Concurrency+16)
+	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
 	keys := newKeys(cfg)
 
 	var (
@@ -186,24 +140,14 @@ func run(ctx context.Context, cfg Config) (Result, error) {
 		next                                                        atomic.Uint64
 	)
 	one := func(due time.Time, key func() string, local *[]time.Duration, adm map[string]int64) {
-		target := cfg.Targets[next.Add(1)%uint64(len(cfg.Targets))]
+		target := bases[next.Add(1)%uint64(len(bases))]
 		keysOf := make([]string, per)
-		body := make([]byte, 0, 128*per)
-		if cfg.Op == "batch" {
-			body = append(body, `{"checks":[`...)
-		}
 		for i := range keysOf {
 			keysOf[i] = key()
-			if i > 0 {
-				body = append(body, ',')
-			}
-			body = appendCheck(body, keysOf[i], cfg, limit)
 		}
-		if cfg.Op == "batch" {
-			body = append(body, "]}"...)
-		}
-		resp, err := client.Post(target+path, "application/json", bytes.NewReader(body))
-		var verdicts []bool
+		body := encodeRequest(make([]byte, 0, 128*per), keysOf, cfg, limit)
+		resp, err := client.Post(target+path, contentType(cfg.Format), bytes.NewReader(body))
+		var verdict []bool
 		if err == nil {
 			var raw []byte
 			raw, err = io.ReadAll(resp.Body)
@@ -213,10 +157,11 @@ func run(ctx context.Context, cfg Config) (Result, error) {
 			case resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusTooManyRequests:
 				err = fmt.Errorf("%d: %s", resp.StatusCode, bytes.TrimSpace(raw))
 			default:
-				verdicts = allowedFlags(raw)
-				fallbacks.Add(int64(bytes.Count(raw, []byte(`"fallback":true`))))
-				if len(verdicts) != per {
-					err = fmt.Errorf("%d answers to %d checks: %s", len(verdicts), per, raw)
+				var fb int
+				verdict, fb = verdicts(raw, cfg.Format)
+				fallbacks.Add(int64(fb))
+				if len(verdict) != per {
+					err = fmt.Errorf("%d answers to %d checks: %q", len(verdict), per, raw)
 				}
 			}
 		}
@@ -227,7 +172,7 @@ func run(ctx context.Context, cfg Config) (Result, error) {
 			firstErr.CompareAndSwap(nil, err.Error())
 			return
 		}
-		for i, ok := range verdicts {
+		for i, ok := range verdict {
 			decisions.Add(1)
 			if ok {
 				allowed.Add(1)
@@ -248,7 +193,7 @@ func run(ctx context.Context, cfg Config) (Result, error) {
 
 	ctx, cancel := context.WithTimeout(ctx, cfg.Duration)
 	defer cancel()
-	start := time.Now()
+	start, cpuStart := time.Now(), cpuTime()
 	stopProgress := progress(cfg.Progress, start, &requests, &decisions, &errs)
 	var wg sync.WaitGroup
 	if cfg.Open {
@@ -297,6 +242,7 @@ func run(ctx context.Context, cfg Config) (Result, error) {
 	wg.Wait()
 	stopProgress()
 	elapsed := time.Since(start)
+	cpu := cpuTime() - cpuStart
 
 	res := Result{
 		Config:    view(cfg, limit),
@@ -312,6 +258,7 @@ func run(ctx context.Context, cfg Config) (Result, error) {
 	res.RequestsPS = float64(res.Requests) / elapsed.Seconds()
 	res.DecisionsPS = float64(res.Decisions) / elapsed.Seconds()
 	res.Latency = percentiles(lat)
+	res.GeneratorCPU = cpu.Seconds() / elapsed.Seconds() / float64(runtime.NumCPU())
 	res.Exactness = exactness(admitted, limit, elapsed)
 	if e, ok := firstErr.Load().(string); ok {
 		res.FirstError = e
@@ -344,8 +291,10 @@ func newKeys(cfg Config) func(*rand.Rand) func() string {
 
 // ruleLimit asks a node for a named rule's limit.
 func ruleLimit(ctx context.Context, target, name string) (bucket.Limit, error) {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, target+"/v1/rules", nil)
-	resp, err := http.DefaultClient.Do(req)
+	bases, tr := targetTransport([]string{target}, 1)
+	defer tr.CloseIdleConnections()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, bases[0]+"/v1/rules", nil)
+	resp, err := (&http.Client{Transport: tr}).Do(req)
 	if err != nil {
 		return bucket.Limit{}, err
 	}
@@ -399,7 +348,7 @@ func view(cfg Config, l bucket.Limit) ConfigView {
 		Targets: cfg.Targets, Loop: loop, Rate: cfg.Rate, Concurrency: cfg.Concurrency,
 		Duration: cfg.Duration.Seconds(), Keys: cfg.Keys, Dist: cfg.Dist, Rule: cfg.Rule,
 		Limit: limitView(l), Sync: cfg.Sync,
-		Op: cfg.Op, Batch: cfg.Batch,
+		Op: cfg.Op, Batch: cfg.Batch, Format: cfg.Format,
 	}
 }
 
@@ -446,6 +395,7 @@ func summary(r Result) string {
 	fmt.Fprintf(&b, "%s loop, %s, %d keys (%s), %s, %.1fs\n", r.Config.Loop, r.Config.Op, r.Config.Keys, r.Config.Dist, r.Config.Limit, r.Elapsed)
 	fmt.Fprintf(&b, "requests   %d (%.0f/s), decisions %d (%.0f/s): %d allowed, %d denied; %d errors, %d late, %d fallbacks\n",
 		r.Requests, r.RequestsPS, r.Decisions, r.DecisionsPS, r.Allowed, r.Denied, r.Errors, r.Late, r.Fallbacks)
+	fmt.Fprintf(&b, "generator  %.0f%% of the machine (%d CPUs)\n", 100*r.GeneratorCPU, runtime.NumCPU())
 	fmt.Fprintf(&b, "latency    p50 %.3fms  p90 %.3fms  p99 %.3fms  p99.9 %.3fms  max %.3fms\n",
 		r.Latency.P50, r.Latency.P90, r.Latency.P99, r.Latency.P999, r.Latency.Max)
 	fmt.Fprintf(&b, "exactness  bound %d per key; worst %.4f of it (%s); %d of %d keys over\n",
