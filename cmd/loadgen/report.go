@@ -28,6 +28,7 @@ import (
 type scenario struct {
 	name  string
 	nodes int      // sluice nodes to start; 0: the trivial handler
+	unix  bool     // serve the API on Unix sockets, not TCP
 	flags []string // extra node flags
 	cfg   func(targets []string, base map[string]Result) Config
 	note  string
@@ -143,6 +144,8 @@ func reportCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		})
 	}
 
+	scenarios = append(scenarios, localPathScenarios(closed)...)
+
 	results := map[string][]Result{}
 	medians := map[string]Result{}
 	for _, sc := range scenarios {
@@ -155,7 +158,7 @@ func reportCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		for r := range *runs {
 			fmt.Fprintf(stderr, "%s, run %d of %d\n", sc.name, r+1, *runs)
-			targets, stop, err := startTargets(ctx, bin, self, dir, rulesPath, sc.nodes, sc.flags)
+			targets, stop, err := startTargets(ctx, bin, self, dir, rulesPath, sc.nodes, sc.unix, sc.flags)
 			if err != nil {
 				return fmt.Errorf("%s: %w", sc.name, err)
 			}
@@ -182,8 +185,8 @@ func reportCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 // startTargets starts n sluice nodes on 127.0.0.100+i (or, for n = 0, the
 // trivial handler) and waits until they serve and, in a cluster, see each
-// other.
-func startTargets(ctx context.Context, bin, self, dir, rulesPath string, n int, flags []string) ([]string, func(), error) {
+// other. With unix, the APIs listen on Unix sockets in dir instead.
+func startTargets(ctx context.Context, bin, self, dir, rulesPath string, n int, unix bool, flags []string) ([]string, func(), error) {
 	var cmds []*exec.Cmd
 	stop := func() {
 		for _, c := range cmds {
@@ -194,24 +197,35 @@ func startTargets(ctx context.Context, bin, self, dir, rulesPath string, n int, 
 		}
 	}
 	if n == 0 {
-		c := exec.CommandContext(ctx, self, "trivial", "--addr", "127.0.0.99:18080")
+		target := "http://127.0.0.99:18080"
+		addr := "127.0.0.99:18080"
+		if unix {
+			addr = "unix:" + filepath.Join(dir, "trivial.sock")
+			target = addr
+		}
+		c := exec.CommandContext(ctx, self, "trivial", "--addr", addr)
 		if err := c.Start(); err != nil {
 			return nil, nil, err
 		}
 		cmds = append(cmds, c)
-		if err := await(ctx, "http://127.0.0.99:18080/", func(code int) bool { return code == 400 }); err != nil {
+		if err := await(ctx, target, "/", func(code int) bool { return code == 400 }); err != nil {
 			stop()
 			return nil, nil, err
 		}
-		return []string{"http://127.0.0.99:18080"}, stop, nil
+		return []string{target}, stop, nil
 	}
 	var targets, admins []string
 	key := "c2x1aWNlLWxvYWRnZW4tcmVwb3J0LWtleS0zMmJ5dGU="
 	for i := range n {
 		ip := "127.0.0." + strconv.Itoa(100+i)
+		httpAddr, target := ip+":18080", "http://"+ip+":18080"
+		if unix {
+			httpAddr = "unix:" + filepath.Join(dir, "api-"+strconv.Itoa(i)+".sock")
+			target = httpAddr
+		}
 		args := []string{
 			"--node-name", "load-" + strconv.Itoa(i), "--log-level", "warn",
-			"--http-addr", ip + ":18080", "--admin-addr", ip + ":18081",
+			"--http-addr", httpAddr, "--admin-addr", ip + ":18081",
 			"--gossip-addr", ip + ":17946", "--peer-addr", ip + ":17947",
 			"--rules", rulesPath, "--data-dir", filepath.Join(dir, "data-"+strconv.Itoa(i)),
 			"--gossip-key", key, "--gossip-profile", "local",
@@ -226,11 +240,11 @@ func startTargets(ctx context.Context, bin, self, dir, rulesPath string, n int, 
 			return nil, nil, err
 		}
 		cmds = append(cmds, c)
-		targets = append(targets, "http://"+ip+":18080")
+		targets = append(targets, target)
 		admins = append(admins, "http://"+ip+":18081")
 	}
 	for i := range n {
-		if err := await(ctx, admins[i]+"/readyz", func(code int) bool { return code == 200 }); err != nil {
+		if err := await(ctx, admins[i], "/readyz", func(code int) bool { return code == 200 }); err != nil {
 			stop()
 			return nil, nil, err
 		}
@@ -242,10 +256,15 @@ func startTargets(ctx context.Context, bin, self, dir, rulesPath string, n int, 
 	return targets, stop, nil
 }
 
-func await(ctx context.Context, url string, ok func(int) bool) error {
+// await waits until target (a base URL, or unix:/path) answers path with
+// a status that ok accepts.
+func await(ctx context.Context, target, path string, ok func(int) bool) error {
+	bases, tr := targetTransport([]string{target}, 1)
+	defer tr.CloseIdleConnections()
+	url := bases[0] + path
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		resp, err := http.Get(url)
+		resp, err := (&http.Client{Transport: tr}).Get(url)
 		if err == nil {
 			resp.Body.Close()
 			if ok(resp.StatusCode) {
@@ -260,9 +279,11 @@ func await(ctx context.Context, url string, ok func(int) bool) error {
 }
 
 func awaitMembers(ctx context.Context, target string, n int) error {
+	bases, tr := targetTransport([]string{target}, 1)
+	defer tr.CloseIdleConnections()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		resp, err := http.Get(target + "/v1/cluster")
+		resp, err := (&http.Client{Transport: tr}).Get(bases[0] + "/v1/cluster")
 		if err == nil {
 			var v struct{ Counts map[string]int }
 			json.NewDecoder(resp.Body).Decode(&v)
@@ -316,14 +337,14 @@ func render(scenarios []scenario, med map[string]Result, runs int, d time.Durati
 	fmt.Fprintf(&b, "Each line is the median of %d runs of %v (the run with the median throughput; latency\n"+
 		"percentiles are medians over the runs; exactness is the worst run). The load generator and\n"+
 		"every node share the same cores, so the absolute figures are low; compare ratios.\n\n", runs, d)
-	fmt.Fprintf(&b, "| Scenario | Requests/s | Decisions/s | p50 ms | p90 ms | p99 ms | p99.9 ms | Errors | Fallbacks | Worst key: admitted / bound | Keys over |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&b, "| Scenario | Requests/s | Decisions/s | p50 ms | p90 ms | p99 ms | p99.9 ms | Errors | Fallbacks | Worst key: admitted / bound | Keys over | Generator CPU |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, sc := range scenarios {
 		r, ok := med[sc.name]
 		if !ok {
 			continue
 		}
-		fmt.Fprintf(&b, "| %s | %.0f | %.0f | %.3f | %.3f | %.3f | %.3f | %d | %d | %.3f | %d |\n", sc.name, r.RequestsPS, r.DecisionsPS,
-			r.Latency.P50, r.Latency.P90, r.Latency.P99, r.Latency.P999, r.Errors, r.Fallbacks, r.Exactness.WorstRatio, r.Exactness.Over)
+		fmt.Fprintf(&b, "| %s | %.0f | %.0f | %.3f | %.3f | %.3f | %.3f | %d | %d | %.3f | %d | %.0f%% |\n", sc.name, r.RequestsPS, r.DecisionsPS,
+			r.Latency.P50, r.Latency.P90, r.Latency.P99, r.Latency.P999, r.Errors, r.Fallbacks, r.Exactness.WorstRatio, r.Exactness.Over, 100*r.GeneratorCPU)
 	}
 	b.WriteString("\nScenarios:\n\n")
 	for _, sc := range scenarios {
@@ -343,6 +364,7 @@ func render(scenarios []scenario, med map[string]Result, runs int, d time.Durati
 		fmt.Fprintf(&b, "- At half the maximum (%.0f requests/s, open loop): **p99 %.3f ms** (target < 2 ms); the trivial handler at the same rate: p99 %.3f ms.\n",
 			half.Config.Rate, half.Latency.P99, med["trivial handler, open loop at half of /v1/check's maximum"].Latency.P99)
 	}
+	renderLocalPath(&b, med)
 	for _, n := range []int{3, 5} {
 		local := med[fmt.Sprintf("%d nodes: one key far above its rate, local", n)]
 		for _, mode := range []string{"gossip", "owner", "auto"} {
