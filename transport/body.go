@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+
+	"github.com/sluicerl/sluice/cluster"
 )
 
 // MsgpackType is the media type of msgpack bodies. A check, batch or wait
@@ -104,4 +106,49 @@ func writeBody(w http.ResponseWriter, code int, f bodyFormat, body []byte) int {
 	w.WriteHeader(code)
 	_, _ = w.Write(body)
 	return code
+}
+
+// batchScratch holds a batch's decoded checks and requests between
+// batches, so that a busy API does not allocate them for each one. The
+// decoders reuse batch.Checks when it is large enough.
+type batchScratch struct {
+	batch batchJSON
+	reqs  []cluster.Request
+}
+
+// requests returns n zeroed requests.
+func (sc *batchScratch) requests(n int) []cluster.Request {
+	if cap(sc.reqs) < n {
+		sc.reqs = make([]cluster.Request, n)
+	}
+	sc.reqs = sc.reqs[:n]
+	clear(sc.reqs)
+	return sc.reqs
+}
+
+func (s *Server) getBatch() *batchScratch {
+	if sc, ok := s.batches.Get().(*batchScratch); ok {
+		return sc
+	}
+	return &batchScratch{}
+}
+
+// putBatch keeps sc for the next batch, emptied: what it referred to (keys,
+// descriptors) is not kept alive by the pool.
+func (s *Server) putBatch(sc *batchScratch) {
+	clear(sc.batch.Checks[:cap(sc.batch.Checks)])
+	sc.batch.Checks = sc.batch.Checks[:0]
+	clear(sc.reqs[:cap(sc.reqs)])
+	sc.reqs = sc.reqs[:0]
+	s.batches.Put(sc)
+}
+
+// checksFor returns room for n checks, zeroed, reusing b's when it can.
+func (b *batchJSON) checksFor(n int) []checkJSON {
+	if cap(b.Checks) >= n {
+		c := b.Checks[:n]
+		clear(c)
+		return c
+	}
+	return make([]checkJSON, n)
 }

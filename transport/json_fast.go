@@ -52,7 +52,7 @@ func fastBatchJSON(body []byte, b *batchJSON) bool {
 		return false
 	}
 	// Each check opens a brace: room for them all, so the slice rarely grows.
-	checks := make([]checkJSON, 0, min(bytes.Count(p.data[p.pos:], []byte{'{'}), MaxBatch))
+	checks := b.checksFor(min(bytes.Count(p.data[p.pos:], []byte{'{'}), MaxBatch))[:0]
 	p.space()
 	if !p.is(']') {
 		for {

@@ -109,7 +109,7 @@ func (r *mpReader) batch(b *batchJSON) error {
 		if m > MaxBatch {
 			return badField("checks", "must hold between 1 and %d checks, got %d", MaxBatch, m)
 		}
-		b.Checks = make([]checkJSON, m)
+		b.Checks = b.checksFor(m)
 		for i := range b.Checks {
 			if err := r.check(&b.Checks[i]); err != nil {
 				at := "checks[" + strconv.Itoa(i) + "]"

@@ -46,6 +46,7 @@ type Server struct {
 	mux      *http.ServeMux
 	requests *prometheus.HistogramVec
 	bufs     sync.Pool // of *[]byte, for request and response bodies
+	batches  sync.Pool // of *batchScratch, for the checks of a batch
 
 	checkBody, batchBody, rulesBody bodyDecoder
 }
@@ -184,15 +185,17 @@ func (s *Server) wait(w http.ResponseWriter, r *http.Request) int {
 }
 
 func (s *Server) batch(w http.ResponseWriter, r *http.Request) int {
-	var b batchJSON
+	sc := s.getBatch()
+	defer s.putBatch(sc)
+	b := &sc.batch
 	in := requestFormat(r)
-	if err := s.decodeBatch(w, r, in, &b); err != nil {
+	if err := s.decodeBatch(w, r, in, b); err != nil {
 		return s.fail(w, err)
 	}
 	if len(b.Checks) == 0 || len(b.Checks) > MaxBatch {
 		return s.fail(w, badField("checks", "must hold between 1 and %d checks, got %d", MaxBatch, len(b.Checks)))
 	}
-	reqs := make([]cluster.Request, len(b.Checks))
+	reqs := sc.requests(len(b.Checks))
 	for i := range b.Checks {
 		var err error
 		if reqs[i], _, err = b.Checks[i].request(false, 0); err != nil {
