@@ -80,6 +80,3 @@ func removeStale(path string) error {
 	}
 	return nil
 }
-
-// IsUnix reports whether addr names a Unix domain socket.
-func IsUnix(addr string) bool { return strings.HasPrefix(addr, UnixPrefix) }

@@ -40,9 +40,29 @@ const (
 	mpInvalid
 )
 
-var mpKindNames = [...]string{"nil", "bool", "integer", "float", "string", "bin", "array", "map", "ext", "invalid"}
-
-func (k mpKind) String() string { return mpKindNames[k] }
+func (k mpKind) String() string {
+	switch k {
+	case mpNil:
+		return "nil"
+	case mpBool:
+		return "bool"
+	case mpInt:
+		return "integer"
+	case mpFloat:
+		return "float"
+	case mpStr:
+		return "string"
+	case mpBin:
+		return "bin"
+	case mpArray:
+		return "array"
+	case mpMap:
+		return "map"
+	case mpExt:
+		return "ext"
+	}
+	return "invalid"
+}
 
 // kind returns the kind of the value at r.pos, or mpInvalid at the end.
 func (r *mpReader) kind() mpKind {

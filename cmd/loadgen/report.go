@@ -50,6 +50,7 @@ func reportCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	runs := fs.Int("runs", 3, "runs per scenario; the report shows medians")
 	duration := fs.Duration("duration", 5*time.Second, "length of each run")
 	only := fs.String("only", "", "run only the scenarios whose name contains this")
+	hosts := fs.String("hosts", "127.0.0", "the loopback `network` (three octets) of the processes: nodes on .100 to .104, the trivial handler on .99; change it when another report runs on the machine")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -158,7 +159,7 @@ func reportCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		for r := range *runs {
 			fmt.Fprintf(stderr, "%s, run %d of %d\n", sc.name, r+1, *runs)
-			targets, stop, err := startTargets(ctx, bin, self, dir, rulesPath, sc.nodes, sc.unix, sc.flags)
+			targets, stop, err := startTargets(ctx, bin, self, dir, rulesPath, *hosts+".", sc.nodes, sc.unix, sc.flags)
 			if err != nil {
 				return fmt.Errorf("%s: %w", sc.name, err)
 			}
@@ -183,10 +184,11 @@ func reportCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return nil
 }
 
-// startTargets starts n sluice nodes on 127.0.0.100+i (or, for n = 0, the
-// trivial handler) and waits until they serve and, in a cluster, see each
-// other. With unix, the APIs listen on Unix sockets in dir instead.
-func startTargets(ctx context.Context, bin, self, dir, rulesPath string, n int, unix bool, flags []string) ([]string, func(), error) {
+// startTargets starts n sluice nodes on hosts+(100+i) (or, for n = 0, the
+// trivial handler on hosts+99) and waits until they serve and, in a
+// cluster, see each other. With unix, the APIs listen on Unix sockets in
+// dir instead.
+func startTargets(ctx context.Context, bin, self, dir, rulesPath, hosts string, n int, unix bool, flags []string) ([]string, func(), error) {
 	var cmds []*exec.Cmd
 	stop := func() {
 		for _, c := range cmds {
@@ -197,8 +199,8 @@ func startTargets(ctx context.Context, bin, self, dir, rulesPath string, n int, 
 		}
 	}
 	if n == 0 {
-		target := "http://127.0.0.99:18080"
-		addr := "127.0.0.99:18080"
+		addr := hosts + "99:18080"
+		target := "http://" + addr
 		if unix {
 			addr = "unix:" + filepath.Join(dir, "trivial.sock")
 			target = addr
@@ -217,7 +219,7 @@ func startTargets(ctx context.Context, bin, self, dir, rulesPath string, n int, 
 	var targets, admins []string
 	key := "c2x1aWNlLWxvYWRnZW4tcmVwb3J0LWtleS0zMmJ5dGU="
 	for i := range n {
-		ip := "127.0.0." + strconv.Itoa(100+i)
+		ip := hosts + strconv.Itoa(100+i)
 		httpAddr, target := ip+":18080", "http://"+ip+":18080"
 		if unix {
 			httpAddr = "unix:" + filepath.Join(dir, "api-"+strconv.Itoa(i)+".sock")
@@ -231,7 +233,7 @@ func startTargets(ctx context.Context, bin, self, dir, rulesPath string, n int, 
 			"--gossip-key", key, "--gossip-profile", "local",
 		}
 		if n > 1 {
-			args = append(args, "--seed", "127.0.0.100:17946")
+			args = append(args, "--seed", hosts+"100:17946")
 		}
 		c := exec.CommandContext(ctx, bin, append(args, flags...)...)
 		c.Stderr = os.Stderr
