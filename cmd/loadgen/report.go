@@ -159,11 +159,13 @@ func reportCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		for r := range *runs {
 			fmt.Fprintf(stderr, "%s, run %d of %d\n", sc.name, r+1, *runs)
-			targets, stop, err := startTargets(ctx, bin, self, dir, rulesPath, *hosts+".", sc.nodes, sc.unix, sc.flags)
+			targets, procs, stop, err := startTargets(ctx, bin, self, dir, rulesPath, *hosts+".", sc.nodes, sc.unix, sc.flags)
 			if err != nil {
 				return fmt.Errorf("%s: %w", sc.name, err)
 			}
+			before := processCPU(procs)
 			res, err := run(ctx, sc.cfg(targets, medians))
+			res.ServerCPU = (processCPU(procs) - before).Seconds() / res.Elapsed / float64(runtime.NumCPU())
 			stop()
 			if err != nil {
 				return fmt.Errorf("%s: %w", sc.name, err)
@@ -188,7 +190,7 @@ func reportCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 // trivial handler on hosts+99) and waits until they serve and, in a
 // cluster, see each other. With unix, the APIs listen on Unix sockets in
 // dir instead.
-func startTargets(ctx context.Context, bin, self, dir, rulesPath, hosts string, n int, unix bool, flags []string) ([]string, func(), error) {
+func startTargets(ctx context.Context, bin, self, dir, rulesPath, hosts string, n int, unix bool, flags []string) ([]string, []*os.Process, func(), error) {
 	var cmds []*exec.Cmd
 	stop := func() {
 		for _, c := range cmds {
@@ -207,14 +209,14 @@ func startTargets(ctx context.Context, bin, self, dir, rulesPath, hosts string, 
 		}
 		c := exec.CommandContext(ctx, self, "trivial", "--addr", addr)
 		if err := c.Start(); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		cmds = append(cmds, c)
 		if err := await(ctx, target, "/", func(code int) bool { return code == 400 }); err != nil {
 			stop()
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
-		return []string{target}, stop, nil
+		return []string{target}, processes(cmds), stop, nil
 	}
 	var targets, admins []string
 	key := "c2x1aWNlLWxvYWRnZW4tcmVwb3J0LWtleS0zMmJ5dGU="
@@ -239,7 +241,7 @@ func startTargets(ctx context.Context, bin, self, dir, rulesPath, hosts string, 
 		c.Stderr = os.Stderr
 		if err := c.Start(); err != nil {
 			stop()
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		cmds = append(cmds, c)
 		targets = append(targets, target)
@@ -248,14 +250,14 @@ func startTargets(ctx context.Context, bin, self, dir, rulesPath, hosts string, 
 	for i := range n {
 		if err := await(ctx, admins[i], "/readyz", func(code int) bool { return code == 200 }); err != nil {
 			stop()
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		if err := awaitMembers(ctx, targets[i], n); err != nil {
 			stop()
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 	}
-	return targets, stop, nil
+	return targets, processes(cmds), stop, nil
 }
 
 // await waits until target (a base URL, or unix:/path) answers path with

@@ -60,9 +60,12 @@ type Result struct {
 	Latency     Latency    `json:"latency_ms"`
 	// GeneratorCPU is the share of the machine (every core) this load
 	// generator used while it ran: 0.5 is one core of two.
-	GeneratorCPU float64   `json:"generator_cpu_share"`
-	Exactness    Exactness `json:"exactness"`
-	FirstError   string    `json:"first_error,omitempty"`
+	GeneratorCPU float64 `json:"generator_cpu_share"`
+	// ServerCPU is the share of the machine the processes under load used
+	// in the run, when the report started them.
+	ServerCPU  float64   `json:"server_cpu_share,omitempty"`
+	Exactness  Exactness `json:"exactness"`
+	FirstError string    `json:"first_error,omitempty"`
 }
 
 // ConfigView is Config as the JSON result shows it.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
@@ -47,4 +49,38 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// processes returns the processes of cmds.
+func processes(cmds []*exec.Cmd) []*os.Process {
+	var ps []*os.Process
+	for _, c := range cmds {
+		ps = append(ps, c.Process)
+	}
+	return ps
+}
+
+// processCPU is the CPU time, user and system, that the processes have
+// used so far, read from /proc (0 where there is none).
+func processCPU(ps []*os.Process) time.Duration {
+	var total time.Duration
+	for _, p := range ps {
+		stat, err := os.ReadFile("/proc/" + strconv.Itoa(p.Pid) + "/stat")
+		if err != nil {
+			continue
+		}
+		// The fields after the command name (which may hold spaces, inside
+		// parentheses): utime and stime are the 12th and 13th, in clock
+		// ticks of 1/100 s.
+		_, rest, ok := strings.Cut(string(stat), ") ")
+		fields := strings.Fields(rest)
+		if !ok || len(fields) < 13 {
+			continue
+		}
+		for _, f := range fields[11:13] {
+			ticks, _ := strconv.ParseInt(f, 10, 64)
+			total += time.Duration(ticks) * 10 * time.Millisecond
+		}
+	}
+	return total
 }
