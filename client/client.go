@@ -50,7 +50,9 @@ type Config struct {
 	// empty, "http://127.0.0.1:8080".
 	URL string
 	// HTTPClient sends the requests. If nil, a client with keep-alive
-	// connections to the sidecar (over its socket for a unix: URL).
+	// connections to the sidecar (over its socket for a unix: URL; a
+	// client given with a unix: URL must dial the socket itself, the
+	// requests going to http://sluice).
 	HTTPClient *http.Client
 	// Format is the format of request and answer bodies. If zero, Msgpack.
 	Format Format
