@@ -25,6 +25,11 @@ var ErrSocketInUse = errors.New("socket in use")
 // path by a process that died is removed first, safely: Listen connects to
 // it, and if anything answers, it returns ErrSocketInUse and leaves the
 // file alone; a path that is not a socket is never removed.
+//
+// While the listener is open it holds an exclusive lock on path + ".lock"
+// (created if need be, and left in place: the lock goes with the process),
+// so that two processes starting at once beside one stale file cannot both
+// remove it, the second taking the first's new socket away.
 func Listen(addr string, mode fs.FileMode) (net.Listener, error) {
 	path, ok := strings.CutPrefix(addr, UnixPrefix)
 	if !ok {
@@ -33,6 +38,19 @@ func Listen(addr string, mode fs.FileMode) (net.Listener, error) {
 	if path == "" {
 		return nil, errors.New("unix: needs a path, as in unix:/run/sluice/api.sock")
 	}
+	lock, err := lockSocket(path)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := listenUnix(path, mode)
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
+	return &unixListener{Listener: ln, lock: lock}, nil
+}
+
+func listenUnix(path string, mode fs.FileMode) (net.Listener, error) {
 	if err := removeStale(path); err != nil {
 		return nil, err
 	}
@@ -49,6 +67,36 @@ func Listen(addr string, mode fs.FileMode) (net.Listener, error) {
 		}
 	}
 	return ln, nil
+}
+
+// lockSocket takes the lock of the socket at path, or reports
+// ErrSocketInUse if another listener holds it.
+func lockSocket(path string) (*os.File, error) {
+	f, err := os.OpenFile(path+".lock", os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock for %s: %w", path, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%s: %w: another process holds %s.lock (is another sluice running with this path?)", path, ErrSocketInUse, path)
+		}
+		return nil, fmt.Errorf("lock for %s: %w", path, err)
+	}
+	return f, nil
+}
+
+// unixListener is a Unix socket's listener with its lock, released when
+// the listener closes (after the socket file is removed).
+type unixListener struct {
+	net.Listener
+	lock *os.File
+}
+
+func (l *unixListener) Close() error {
+	err := l.Listener.Close()
+	l.lock.Close()
+	return err
 }
 
 // staleDialTimeout bounds the probe of an existing socket file: a live

@@ -129,3 +129,26 @@ func TestListenRefusesNonSocket(t *testing.T) {
 		t.Fatal("unix: without a path accepted")
 	}
 }
+
+// TestListenLock: the lock beside the socket refuses a second listener even
+// when the first one's socket file is gone (as if a racing start had
+// removed it), so a second node never takes the path over.
+func TestListenLock(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "api.sock")
+	ln, err := transport.Listen(transport.UnixPrefix+path, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := transport.Listen(transport.UnixPrefix+path, 0o600); !errors.Is(err, transport.ErrSocketInUse) {
+		t.Fatalf("second listener while the first holds the lock: %v, want ErrSocketInUse", err)
+	}
+	ln.Close()
+	again, err := transport.Listen(transport.UnixPrefix+path, 0o600)
+	if err != nil {
+		t.Fatalf("after the first listener closed: %v", err)
+	}
+	again.Close()
+}
