@@ -149,15 +149,19 @@ func reportCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 	results := map[string][]Result{}
 	medians := map[string]Result{}
-	for _, sc := range scenarios {
-		// The trivial handler and the single-node check always run: the
-		// other lines are read against them (and the open loops take their
-		// rate from the latter).
-		baseline := sc.nodes == 0 || sc.name == "1 node: /v1/check"
-		if *only != "" && !baseline && !strings.Contains(sc.name, *only) {
-			continue
-		}
-		for r := range *runs {
+	// Round after round, each scenario once per round: a burst of other
+	// work on the machine then lands on one run of several scenarios, not
+	// on every run of one. An open loop takes its rate from the medians so
+	// far.
+	for r := range *runs {
+		for _, sc := range scenarios {
+			// The trivial handler and the single-node check always run:
+			// the other lines are read against them (and the open loops
+			// take their rate from the latter).
+			baseline := sc.nodes == 0 || sc.name == "1 node: /v1/check"
+			if *only != "" && !baseline && !strings.Contains(sc.name, *only) {
+				continue
+			}
 			fmt.Fprintf(stderr, "%s, run %d of %d\n", sc.name, r+1, *runs)
 			targets, procs, stop, err := startTargets(ctx, bin, self, dir, rulesPath, *hosts+".", sc.nodes, sc.unix, sc.flags)
 			if err != nil {
@@ -171,8 +175,8 @@ func reportCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 				return fmt.Errorf("%s: %w", sc.name, err)
 			}
 			results[sc.name] = append(results[sc.name], res)
+			medians[sc.name] = median(results[sc.name])
 		}
-		medians[sc.name] = median(results[sc.name])
 	}
 	page := render(scenarios, medians, *runs, *duration)
 	if err := os.WriteFile(*out, []byte(page), 0o644); err != nil {
