@@ -5,6 +5,10 @@
 //	res, err := c.Allow(ctx, "user:42", client.Rule("api"))
 //	if err == nil && !res.Allowed { /* 429, retry after res.RetryAfter */ }
 //
+// The sidecar is reached over HTTP on loopback or, with a "unix:" URL, over
+// its Unix domain socket; bodies are msgpack unless Config.Format asks for
+// JSON.
+//
 // A denial is a Result, not an error. Transport failures and 5xx answers are
 // retried with capped exponential backoff and full jitter; if the sidecar
 // still cannot be reached, the client's Stance decides (allow, deny, or a
@@ -12,12 +16,9 @@
 package client
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -43,11 +44,18 @@ const (
 
 // Config configures a Client. Zero fields mean defaults.
 type Config struct {
-	// URL is the sidecar's API. If empty, "http://127.0.0.1:8080".
+	// URL is the sidecar's API: "http://host:port", or "unix:" and the
+	// path of its Unix domain socket ("unix:/run/sluice/api.sock", the
+	// sidecar started with --http-addr unix:/run/sluice/api.sock). If
+	// empty, "http://127.0.0.1:8080".
 	URL string
 	// HTTPClient sends the requests. If nil, a client with keep-alive
-	// connections to the sidecar.
+	// connections to the sidecar (over its socket for a unix: URL; a
+	// client given with a unix: URL must dial the socket itself, the
+	// requests going to http://sluice).
 	HTTPClient *http.Client
+	// Format is the format of request and answer bodies. If zero, Msgpack.
+	Format Format
 	// AttemptTimeout bounds one attempt (not Wait's hold). If zero, 250ms.
 	AttemptTimeout time.Duration
 	// Retries is how many times a failed attempt is retried. If zero, 2;
@@ -78,9 +86,16 @@ func New(cfg Config) *Client {
 		cfg.URL = "http://127.0.0.1:8080"
 	}
 	cfg.URL = strings.TrimRight(cfg.URL, "/")
+	dial := (&net.Dialer{Timeout: time.Second, KeepAlive: 30 * time.Second}).DialContext
+	if path, ok := strings.CutPrefix(cfg.URL, "unix:"); ok {
+		cfg.URL = "http://sluice" // the host is not used: every connection goes to the socket
+		dial = func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{Timeout: time.Second}).DialContext(ctx, "unix", path)
+		}
+	}
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Transport: &http.Transport{
-			DialContext:         (&net.Dialer{Timeout: time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			DialContext:         dial,
 			MaxIdleConnsPerHost: 64,
 			IdleConnTimeout:     90 * time.Second,
 		}}
@@ -164,32 +179,35 @@ func Descriptors(d map[string]string) Option { return func(r *request) { r.Descr
 // Sync overrides the rule's sync mode: "local", "gossip", "owner" or "auto".
 func Sync(mode string) Option { return func(r *request) { r.Sync = mode } }
 
+// request is a check as the API takes it, in JSON or msgpack (the same
+// names).
 type request struct {
-	Key         string            `json:"key,omitempty"`
-	Rule        string            `json:"rule,omitempty"`
-	Descriptors map[string]string `json:"descriptors,omitempty"`
-	Limit       *int64            `json:"limit,omitempty"`
-	Period      string            `json:"period,omitempty"`
-	Burst       *int64            `json:"burst,omitempty"`
-	Algorithm   string            `json:"algorithm,omitempty"`
-	Cost        *int64            `json:"cost,omitempty"`
-	Sync        string            `json:"sync,omitempty"`
-	MaxWait     string            `json:"max_wait,omitempty"`
+	Key         string            `json:"key,omitempty" msgpack:"key,omitempty"`
+	Rule        string            `json:"rule,omitempty" msgpack:"rule,omitempty"`
+	Descriptors map[string]string `json:"descriptors,omitempty" msgpack:"descriptors,omitempty"`
+	Limit       *int64            `json:"limit,omitempty" msgpack:"limit,omitempty"`
+	Period      string            `json:"period,omitempty" msgpack:"period,omitempty"`
+	Burst       *int64            `json:"burst,omitempty" msgpack:"burst,omitempty"`
+	Algorithm   string            `json:"algorithm,omitempty" msgpack:"algorithm,omitempty"`
+	Cost        *int64            `json:"cost,omitempty" msgpack:"cost,omitempty"`
+	Sync        string            `json:"sync,omitempty" msgpack:"sync,omitempty"`
+	MaxWait     string            `json:"max_wait,omitempty" msgpack:"max_wait,omitempty"`
 }
 
+// answer is the API's answer to a check.
 type answer struct {
-	Allowed      bool   `json:"allowed"`
-	Limit        int64  `json:"limit"`
-	PeriodMs     int64  `json:"period_ms"`
-	Burst        int64  `json:"burst"`
-	Algorithm    string `json:"algorithm"`
-	Remaining    int64  `json:"remaining"`
-	ResetAfterMs int64  `json:"reset_after_ms"`
-	RetryAfterMs int64  `json:"retry_after_ms"`
-	WaitedMs     int64  `json:"waited_ms"`
-	Rule         string `json:"rule"`
-	Owner        string `json:"owner"`
-	Error        string `json:"error"`
+	Allowed      bool   `json:"allowed" msgpack:"allowed"`
+	Limit        int64  `json:"limit" msgpack:"limit"`
+	PeriodMs     int64  `json:"period_ms" msgpack:"period_ms"`
+	Burst        int64  `json:"burst" msgpack:"burst"`
+	Algorithm    string `json:"algorithm" msgpack:"algorithm"`
+	Remaining    int64  `json:"remaining" msgpack:"remaining"`
+	ResetAfterMs int64  `json:"reset_after_ms" msgpack:"reset_after_ms"`
+	RetryAfterMs int64  `json:"retry_after_ms" msgpack:"retry_after_ms"`
+	WaitedMs     int64  `json:"waited_ms" msgpack:"waited_ms"`
+	Rule         string `json:"rule" msgpack:"rule"`
+	Owner        string `json:"owner" msgpack:"owner"`
+	Error        string `json:"error" msgpack:"error"`
 }
 
 func (a *answer) result() Result {
@@ -220,7 +238,7 @@ func (c *Client) Allow(ctx context.Context, key string, opts ...Option) (Result,
 func (c *Client) AllowN(ctx context.Context, key string, n int64, opts ...Option) (Result, error) {
 	req := newRequest(key, n, opts)
 	var a answer
-	err := c.do(ctx, "/v1/check", req, &a, c.cfg.AttemptTimeout)
+	err := c.post(ctx, "/v1/check", req, &a, c.cfg.AttemptTimeout)
 	if errors.Is(err, errUnavailable) {
 		return c.unavailable(key, n, req), nil
 	}
@@ -250,7 +268,7 @@ func (c *Client) WaitN(ctx context.Context, key string, n int64, opts ...Option)
 	req := newRequest(key, n, opts)
 	req.MaxWait = maxWait.Truncate(time.Millisecond).String()
 	var a answer
-	err := c.do(ctx, "/v1/wait", req, &a, maxWait+c.cfg.AttemptTimeout)
+	err := c.post(ctx, "/v1/wait", req, &a, maxWait+c.cfg.AttemptTimeout)
 	switch {
 	case errors.Is(err, errUnavailable):
 		return c.unavailable(key, n, req), nil
@@ -273,16 +291,16 @@ type Check struct {
 // cannot be reached, the stance decides each check.
 func (c *Client) Batch(ctx context.Context, checks []Check) ([]Result, error) {
 	body := struct {
-		Checks []*request `json:"checks"`
+		Checks []*request `json:"checks" msgpack:"checks"`
 	}{}
 	for _, ch := range checks {
 		body.Checks = append(body.Checks, newRequest(ch.Key, ch.N, ch.Options))
 	}
 	var out struct {
-		Results []answer `json:"results"`
-		Error   string   `json:"error"`
+		Results []answer `json:"results" msgpack:"results"`
+		Error   string   `json:"error" msgpack:"error"`
 	}
-	err := c.doJSON(ctx, "/v1/check/batch", body, &out, c.cfg.AttemptTimeout)
+	err := c.post(ctx, "/v1/check/batch", body, &out, c.cfg.AttemptTimeout)
 	if errors.Is(err, errUnavailable) {
 		res := make([]Result, len(checks))
 		for i, ch := range checks {
@@ -309,91 +327,6 @@ func newRequest(key string, n int64, opts []Option) *request {
 		o(r)
 	}
 	return r
-}
-
-// errUnavailable is every attempt failing to reach the sidecar.
-var errUnavailable = errors.New("client: sidecar unavailable")
-
-// do posts body to path and decodes a check's answer into out.
-func (c *Client) do(ctx context.Context, path string, body any, out *answer, attemptTimeout time.Duration) error {
-	return c.doJSON(ctx, path, body, out, attemptTimeout)
-}
-
-// doJSON posts body to path, retrying transport failures and 5xx answers,
-// and decodes the answer (200, or a denial) into out.
-func (c *Client) doJSON(ctx context.Context, path string, body, out any, attemptTimeout time.Duration) error {
-	payload, err := json.Marshal(body)
-	if err != nil {
-		return fmt.Errorf("client: encode request: %w", err)
-	}
-	var last error
-	for attempt := 0; attempt <= max(c.cfg.Retries, 0); attempt++ {
-		if attempt > 0 {
-			c.stats.retries.Add(1)
-			if err := sleep(ctx, c.backoff(attempt-1)); err != nil {
-				return err
-			}
-		}
-		retry, err := c.attempt(ctx, path, payload, out, attemptTimeout)
-		if err == nil || !retry {
-			return err
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		last = err
-	}
-	return fmt.Errorf("%w: %v", errUnavailable, last)
-}
-
-// attempt makes one request and reports whether a failure may be retried.
-func (c *Client) attempt(ctx context.Context, path string, payload []byte, out any, timeout time.Duration) (bool, error) {
-	actx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(actx, http.MethodPost, c.cfg.URL+path, bytes.NewReader(payload))
-	if err != nil {
-		return false, fmt.Errorf("client: %w", err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.cfg.HTTPClient.Do(req)
-	if err != nil {
-		return true, err
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return true, err
-	}
-	var e struct {
-		Error string `json:"error"`
-	}
-	if err := json.Unmarshal(data, &e); err != nil {
-		return resp.StatusCode >= 500, fmt.Errorf("client: %d answer is not JSON: %q", resp.StatusCode, data)
-	}
-	switch {
-	case e.Error == "" && (resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusForbidden):
-		return false, json.Unmarshal(data, out)
-	case resp.StatusCode >= 500:
-		return true, fmt.Errorf("client: sidecar answered %d: %s", resp.StatusCode, e.Error)
-	}
-	return false, fmt.Errorf("%w: %s", ErrBadRequest, e.Error)
-}
-
-// backoff is full jitter: uniform in [0, min(max, base·2^k)).
-func (c *Client) backoff(k int) time.Duration {
-	ceiling := min(c.cfg.BackoffMax, c.cfg.BackoffBase<<min(k, 30))
-	return time.Duration(c.cfg.Rand() * float64(ceiling))
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // unavailable decides by the stance and counts the choice.

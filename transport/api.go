@@ -2,8 +2,10 @@
 // API that applications call (check, batch, wait, rules), the admin
 // endpoints (health, readiness, metrics, keyring, status), and the peer
 // RPC by which nodes forward checks to their keys' owners. Each codec
-// lives beside the carrier it serves: JSON in decode.go and encode.go for
-// HTTP, msgpack frames in peer_wire.go for peer RPC.
+// lives beside the carrier it serves: for HTTP, JSON in decode.go,
+// json_fast.go and encode.go and msgpack bodies in mp_*.go, chosen per
+// request in body.go; msgpack frames in peer_wire.go for peer RPC. Listen
+// (listen.go) serves the API on TCP or on a Unix domain socket.
 //
 // transport decodes and validates syntax, hands cluster a cluster.Request,
 // and writes the cluster.Result back. Every error becomes an HTTP status

@@ -1,17 +1,21 @@
 package transport_test
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/sluicerl/sluice/cluster"
 	"github.com/sluicerl/sluice/rules"
@@ -40,6 +44,83 @@ func BenchmarkHandlerCheck(b *testing.B) {
 	}
 }
 
+// BenchmarkHandlerCheckMsgpack is BenchmarkHandlerCheck with a msgpack
+// body and answer.
+func BenchmarkHandlerCheckMsgpack(b *testing.B) {
+	h := benchAPI(b)
+	body := benchMsgpack(b, benchBody)
+	b.ReportAllocs()
+	for b.Loop() {
+		req := httptest.NewRequest("POST", "/v1/check", bytes.NewReader(body))
+		req.Header["Content-Type"] = []string{transport.MsgpackType}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != 200 {
+			b.Fatalf("%d %s", rec.Code, rec.Body)
+		}
+	}
+}
+
+// BenchmarkHandlerBatch is a batch of 100 checks through ServeHTTP, in
+// JSON and in msgpack.
+func BenchmarkHandlerBatch(b *testing.B) {
+	js := benchBatch()
+	for _, tc := range []struct {
+		name, contentType string
+		body              []byte
+	}{
+		{"json", "application/json", []byte(js)},
+		{"msgpack", transport.MsgpackType, benchMsgpack(b, js)},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			h := benchAPI(b)
+			b.ReportAllocs()
+			for b.Loop() {
+				req := httptest.NewRequest("POST", "/v1/check/batch", bytes.NewReader(tc.body))
+				req.Header["Content-Type"] = []string{tc.contentType}
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, req)
+				if rec.Code != 200 {
+					b.Fatalf("%d %s", rec.Code, rec.Body)
+				}
+			}
+		})
+	}
+}
+
+func benchBatch() string {
+	return `{"checks": [` + strings.Repeat(`{"key": "k", "limit": 1000000000, "period": "1s"},`, 99) + `{"key": "k", "limit": 1000000000, "period": "1s"}]}`
+}
+
+// benchMsgpack re-encodes a JSON body as msgpack.
+func benchMsgpack(b *testing.B, js string) []byte {
+	var v any
+	if err := json.Unmarshal([]byte(js), &v); err != nil {
+		b.Fatal(err)
+	}
+	var fix func(any) any // JSON's numbers are floats; the API wants integers
+	fix = func(v any) any {
+		switch x := v.(type) {
+		case float64:
+			return int64(x)
+		case map[string]any:
+			for k, e := range x {
+				x[k] = fix(e)
+			}
+		case []any:
+			for i, e := range x {
+				x[i] = fix(e)
+			}
+		}
+		return v
+	}
+	out, err := msgpack.Marshal(fix(v))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return out
+}
+
 // trivial is the ceiling the check endpoint is held against: a net/http
 // handler that decodes a small JSON body and writes a small JSON answer.
 func trivial(w http.ResponseWriter, r *http.Request) {
@@ -52,37 +133,61 @@ func trivial(w http.ResponseWriter, r *http.Request) {
 	io.WriteString(w, `{"allowed":true}`)
 }
 
-// BenchmarkLoopback serves over real TCP on loopback, with the client in the
-// same process, and reports requests (or decisions) per second. The
-// "trivial" case, measured in the same run, is the ceiling.
+// BenchmarkLoopback serves over real TCP on loopback (or, for the "unix"
+// cases, a Unix domain socket), with the client in the same process, and
+// reports requests (or decisions) per second. The "trivial" cases,
+// measured in the same run, are the ceilings.
 func BenchmarkLoopback(b *testing.B) {
-	batch := `{"checks": [` + strings.Repeat(`{"key": "k", "limit": 1000000000, "period": "1s"},`, 99) + `{"key": "k", "limit": 1000000000, "period": "1s"}]}`
+	batch := benchBatch()
+	mpCheck, mpBatch := string(benchMsgpack(b, benchBody)), string(benchMsgpack(b, batch))
 	for _, tc := range []struct {
 		name, path, body string
 		decisions        int
 		handler          http.Handler
+		msgpack, unix    bool
 	}{
-		{"trivial", "/", benchBody, 1, http.HandlerFunc(trivial)},
-		{"check", "/v1/check", benchBody, 1, benchAPI(b)},
-		{"batch100", "/v1/check/batch", batch, 100, benchAPI(b)},
+		{"trivial", "/", benchBody, 1, http.HandlerFunc(trivial), false, false},
+		{"check", "/v1/check", benchBody, 1, benchAPI(b), false, false},
+		{"batch100", "/v1/check/batch", batch, 100, benchAPI(b), false, false},
+		{"check-msgpack", "/v1/check", mpCheck, 1, benchAPI(b), true, false},
+		{"batch100-msgpack", "/v1/check/batch", mpBatch, 100, benchAPI(b), true, false},
+		{"trivial-unix", "/", benchBody, 1, http.HandlerFunc(trivial), false, true},
+		{"check-unix", "/v1/check", benchBody, 1, benchAPI(b), false, true},
+		{"check-msgpack-unix", "/v1/check", mpCheck, 1, benchAPI(b), true, true},
+		{"batch100-msgpack-unix", "/v1/check/batch", mpBatch, 100, benchAPI(b), true, true},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			addr := "127.0.0.1:0"
+			if tc.unix {
+				addr = transport.UnixPrefix + filepath.Join(b.TempDir(), "api.sock")
+			}
+			ln, err := transport.Listen(addr, 0o600)
 			if err != nil {
 				b.Fatal(err)
 			}
 			srv := transport.NewHTTPServer(tc.handler, slogDiscard())
 			go srv.Serve(ln)
 			defer srv.Close()
-			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
-			defer client.CloseIdleConnections()
+			tr := &http.Transport{MaxIdleConnsPerHost: 64}
 			url := "http://" + ln.Addr().String() + tc.path
+			if tc.unix {
+				tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
+					return (&net.Dialer{}).DialContext(ctx, "unix", ln.Addr().String())
+				}
+				url = "http://sluice" + tc.path
+			}
+			contentType := "application/json"
+			if tc.msgpack {
+				contentType = transport.MsgpackType
+			}
+			client := &http.Client{Transport: tr}
+			defer client.CloseIdleConnections()
 			var failed atomic.Int64
 			b.SetParallelism(8)
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
-					resp, err := client.Post(url, "application/json", strings.NewReader(tc.body))
+					resp, err := client.Post(url, contentType, strings.NewReader(tc.body))
 					if err != nil {
 						failed.Add(1)
 						continue

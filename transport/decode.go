@@ -33,6 +33,8 @@ type checkJSON struct {
 	Cost        *int64            `json:"cost"`
 	Sync        string            `json:"sync"`
 	MaxWait     string            `json:"max_wait"`
+
+	ints [3]int64 // what Limit, Burst and Cost point to, set by the hand-written decoders
 }
 
 type batchJSON struct {

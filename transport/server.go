@@ -46,6 +46,7 @@ type Server struct {
 	mux      *http.ServeMux
 	requests *prometheus.HistogramVec
 	bufs     sync.Pool // of *[]byte, for request and response bodies
+	batches  sync.Pool // of *batchScratch, for the checks of a batch
 
 	checkBody, batchBody, rulesBody bodyDecoder
 }
@@ -132,10 +133,11 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, limit int64, d b
 
 func (s *Server) postCheck(w http.ResponseWriter, r *http.Request) int {
 	var c checkJSON
-	if err := s.decode(w, r, s.cfg.MaxBodyBytes, s.checkBody, &c); err != nil {
+	in := requestFormat(r)
+	if err := s.decodeCheck(w, r, in, &c); err != nil {
 		return s.fail(w, err)
 	}
-	return s.check(r.Context(), w, &c)
+	return s.check(r.Context(), w, &c, answerFormat(r, in))
 }
 
 func (s *Server) getCheck(w http.ResponseWriter, r *http.Request) int {
@@ -148,10 +150,10 @@ func (s *Server) getCheck(w http.ResponseWriter, r *http.Request) int {
 	if err != nil {
 		return s.fail(w, err)
 	}
-	return s.check(r.Context(), w, &c)
+	return s.check(r.Context(), w, &c, formatJSON)
 }
 
-func (s *Server) check(ctx context.Context, w http.ResponseWriter, c *checkJSON) int {
+func (s *Server) check(ctx context.Context, w http.ResponseWriter, c *checkJSON, out bodyFormat) int {
 	req, _, err := c.request(false, 0)
 	if err != nil {
 		return s.fail(w, err)
@@ -160,12 +162,13 @@ func (s *Server) check(ctx context.Context, w http.ResponseWriter, c *checkJSON)
 	if err != nil {
 		return s.fail(w, err)
 	}
-	return s.answer(w, &res, false)
+	return s.answer(w, &res, false, out)
 }
 
 func (s *Server) wait(w http.ResponseWriter, r *http.Request) int {
 	var c checkJSON
-	if err := s.decode(w, r, s.cfg.MaxBodyBytes, s.checkBody, &c); err != nil {
+	in := requestFormat(r)
+	if err := s.decodeCheck(w, r, in, &c); err != nil {
 		return s.fail(w, err)
 	}
 	req, maxWait, err := c.request(true, s.cfg.MaxWait)
@@ -178,18 +181,21 @@ func (s *Server) wait(w http.ResponseWriter, r *http.Request) int {
 	if err != nil {
 		return s.fail(w, err)
 	}
-	return s.answer(w, &res, true)
+	return s.answer(w, &res, true, answerFormat(r, in))
 }
 
 func (s *Server) batch(w http.ResponseWriter, r *http.Request) int {
-	var b batchJSON
-	if err := s.decode(w, r, 16*s.cfg.MaxBodyBytes, s.batchBody, &b); err != nil {
+	sc := s.getBatch()
+	defer s.putBatch(sc)
+	b := &sc.batch
+	in := requestFormat(r)
+	if err := s.decodeBatch(w, r, in, b); err != nil {
 		return s.fail(w, err)
 	}
 	if len(b.Checks) == 0 || len(b.Checks) > MaxBatch {
 		return s.fail(w, badField("checks", "must hold between 1 and %d checks, got %d", MaxBatch, len(b.Checks)))
 	}
-	reqs := make([]cluster.Request, len(b.Checks))
+	reqs := sc.requests(len(b.Checks))
 	for i := range b.Checks {
 		var err error
 		if reqs[i], _, err = b.Checks[i].request(false, 0); err != nil {
@@ -202,6 +208,13 @@ func (s *Server) batch(w http.ResponseWriter, r *http.Request) int {
 	}
 	buf := s.getBuf()
 	defer s.putBuf(buf)
+	if out := answerFormat(r, in); out == formatMsgpack {
+		*buf = mpAppendArrayLen(append(*buf, 0x81, 0xa7, 'r', 'e', 's', 'u', 'l', 't', 's'), len(results)) // {"results": [...]}
+		for i := range results {
+			*buf = appendResultMsgpack(*buf, &results[i], false)
+		}
+		return writeBody(w, http.StatusOK, out, *buf)
+	}
 	*buf = append(*buf, `{"results":[`...)
 	for i := range results {
 		if i > 0 {
@@ -214,7 +227,7 @@ func (s *Server) batch(w http.ResponseWriter, r *http.Request) int {
 }
 
 // answer writes a decision with its status and RateLimit headers.
-func (s *Server) answer(w http.ResponseWriter, res *cluster.Result, waited bool) int {
+func (s *Server) answer(w http.ResponseWriter, res *cluster.Result, waited bool, out bodyFormat) int {
 	h := w.Header()
 	h["Ratelimit-Policy"] = []string{policyHeader(res)}
 	h["Ratelimit"] = []string{rateLimitHeader(res)}
@@ -234,6 +247,10 @@ func (s *Server) answer(w http.ResponseWriter, res *cluster.Result, waited bool)
 	}
 	buf := s.getBuf()
 	defer s.putBuf(buf)
+	if out == formatMsgpack {
+		*buf = appendResultMsgpack(*buf, res, waited)
+		return writeBody(w, code, out, *buf)
+	}
 	*buf = append(appendResult(*buf, res, waited), '\n')
 	return writeJSON(w, code, *buf)
 }

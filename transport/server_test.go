@@ -151,10 +151,32 @@ func TestCheckGet(t *testing.T) {
 // TestBadInput checks that each kind of bad input is a 400 naming the field
 // and that it changes no state: the key it names is still full afterwards.
 func TestBadInput(t *testing.T) {
+	for _, tc := range badInputs {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newAPI(t, transport.ServerConfig{})
+			r := do(t, h, tc.method, tc.target, tc.body)
+			msg, _ := r.body["error"].(string)
+			if r.code != 400 || !strings.HasPrefix(msg, tc.field+":") {
+				t.Fatalf("status %d, error %q; want 400 naming %q", r.code, msg, tc.field)
+			}
+			after := do(t, h, "POST", "/v1/check", `{"key": "victim", "limit": 1, "period": "1s", "cost": 0}`)
+			if num(after, "remaining") != 1 {
+				t.Fatalf("bad input changed state: %s", after.raw)
+			}
+		})
+	}
+}
+
+// badInput is a request the API refuses with a 400 naming field.
+type badInput struct {
+	name, method, target, body, field string
+}
+
+// badInputs are the bad requests of TestBadInput; TestMsgpackBadInput
+// sends each POST body again in msgpack.
+var badInputs = func() []badInput {
 	long := strings.Repeat("k", transport.MaxKeyBytes+1)
-	for _, tc := range []struct {
-		name, method, target, body, field string
-	}{
+	return []badInput{
 		{"malformed", "POST", "/v1/check", `{"key": "victim", "limit": 1,`, "body"},
 		{"empty", "POST", "/v1/check", ``, "body"},
 		{"not an object", "POST", "/v1/check", `[1]`, "body"},
@@ -219,21 +241,8 @@ func TestBadInput(t *testing.T) {
 		{"batch key not UTF-8", "POST", "/v1/check/batch", "{\"checks\": [{\"key\": \"a\", \"limit\": 1, \"period\": \"1s\"}, {\"key\": \"\xff\", \"limit\": 1, \"period\": \"1s\"}]}", "checks[1].key"},
 		{"batch unknown field", "POST", "/v1/check/batch", `{"checks": [{"key": "victim", "limit": 1, "period": "1s", "Limit": 5}]}`, "checks[0].Limit"},
 		{"batch too large", "POST", "/v1/check/batch", `{"checks": [` + strings.Repeat(`{"key": "victim", "limit": 1, "period": "1s"},`, transport.MaxBatch) + `{"key": "victim", "limit": 1, "period": "1s"}]}`, "checks"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			h := newAPI(t, transport.ServerConfig{})
-			r := do(t, h, tc.method, tc.target, tc.body)
-			msg, _ := r.body["error"].(string)
-			if r.code != 400 || !strings.HasPrefix(msg, tc.field+":") {
-				t.Fatalf("status %d, error %q; want 400 naming %q", r.code, msg, tc.field)
-			}
-			after := do(t, h, "POST", "/v1/check", `{"key": "victim", "limit": 1, "period": "1s", "cost": 0}`)
-			if num(after, "remaining") != 1 {
-				t.Fatalf("bad input changed state: %s", after.raw)
-			}
-		})
 	}
-}
+}()
 
 func TestBodyTooLarge(t *testing.T) {
 	h := newAPI(t, transport.ServerConfig{MaxBodyBytes: 1024})

@@ -6,6 +6,7 @@
 // tests.
 //
 //	demo --rate 40 --key shared --rule demo --fallback-limit 10 --fallback-period 1s
+//	demo --sidecar unix:/run/sluice/api.sock --format json
 package main
 
 import (
@@ -58,7 +59,8 @@ func main() {
 
 func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	sidecar := fs.String("sidecar", "http://127.0.0.1:8080", "the sidecar's API")
+	sidecar := fs.String("sidecar", "http://127.0.0.1:8080", "the sidecar's API: http://host:port, or unix:/path of its Unix socket")
+	format := fs.String("format", "msgpack", "body format: msgpack or json")
 	addr := fs.String("addr", "0.0.0.0:9090", "`host:port` serving GET /stats")
 	rate := fs.Float64("rate", 40, "checks per second")
 	key := fs.String("key", "shared", "the key checked")
@@ -71,9 +73,15 @@ func run(ctx context.Context, args []string) error {
 	if *rate <= 0 || *fbLimit <= 0 || *fbPeriod <= 0 {
 		return errors.New("--rate, --fallback-limit and --fallback-period must be positive")
 	}
+	formats := map[string]client.Format{"msgpack": client.Msgpack, "json": client.JSON}
+	f, ok := formats[*format]
+	if !ok {
+		return fmt.Errorf("--format must be msgpack or json, got %q", *format)
+	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	c := client.New(client.Config{
 		URL:      *sidecar,
+		Format:   f,
 		Stance:   client.FailLocal,
 		Fallback: bucket.Limit{Rate: *fbLimit, Period: *fbPeriod, Burst: *fbLimit},
 	})

@@ -19,7 +19,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -28,6 +27,7 @@ import (
 	"time"
 
 	"github.com/sluicerl/sluice/rules"
+	"github.com/sluicerl/sluice/transport"
 )
 
 func main() {
@@ -59,7 +59,7 @@ func runFlags(args []string, stderr io.Writer) (Config, string, error) {
 	var cfg Config
 	fs := flag.NewFlagSet("loadgen run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	targets := fs.String("targets", "http://127.0.0.1:8080", "comma-separated API base URLs; requests go round-robin")
+	targets := fs.String("targets", "http://127.0.0.1:8080", "comma-separated API base URLs (http://host:port, or unix:/path of a Unix socket); requests go round-robin")
 	closed := fs.Bool("closed", false, "closed loop: --concurrency workers, each sending its next request when the last is answered (default: open loop at --rate)")
 	fs.Float64Var(&cfg.Rate, "rate", 1000, "open loop: requests per second")
 	fs.IntVar(&cfg.Concurrency, "concurrency", 64, "closed loop: workers; open loop: most requests in flight")
@@ -77,6 +77,7 @@ func runFlags(args []string, stderr io.Writer) (Config, string, error) {
 	fs.IntVar(&cfg.Batch, "batch", 100, "checks per batch (--op batch), or descriptors per request (--op envoy, default 1)")
 	grpcTargets := fs.String("grpc-targets", "127.0.0.1:8082", "--op envoy: comma-separated host:port of the nodes' --grpc-addr; calls go round-robin")
 	fs.StringVar(&cfg.Domain, "domain", "loadgen", "--op envoy: the domain of the requests")
+	fs.StringVar(&cfg.Format, "format", "json", "body format: json or msgpack")
 	fs.Uint64Var(&cfg.Seed, "seed", 1, "random seed of the key draws")
 	jsonOut := fs.String("json", "", "write the result as JSON to this `file` (- for stdout)")
 	quiet := fs.Bool("quiet", false, "no progress lines")
@@ -84,6 +85,9 @@ func runFlags(args []string, stderr io.Writer) (Config, string, error) {
 		return cfg, "", err
 	}
 	cfg.Targets = strings.Split(*targets, ",")
+	if cfg.Format != "json" && cfg.Format != "msgpack" {
+		return cfg, "", fmt.Errorf("--format must be json or msgpack, got %q", cfg.Format)
+	}
 	if cfg.Op == "envoy" {
 		cfg.GRPCTargets = strings.Split(*grpcTargets, ",")
 		cfg.Targets = cfg.GRPCTargets
@@ -152,11 +156,11 @@ func trivialHandler(w http.ResponseWriter, r *http.Request) {
 
 func trivialCmd(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("loadgen trivial", flag.ContinueOnError)
-	addr := fs.String("addr", "127.0.0.1:9000", "`host:port` to serve on")
+	addr := fs.String("addr", "127.0.0.1:9000", "`host:port` to serve on, or unix:/path")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", *addr)
+	ln, err := transport.Listen(*addr, 0o600)
 	if err != nil {
 		return err
 	}

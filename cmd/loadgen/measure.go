@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -49,7 +50,7 @@ func view(cfg Config, l bucket.Limit) ConfigView {
 		Targets: cfg.Targets, Loop: loop, Rate: cfg.Rate, Concurrency: cfg.Concurrency,
 		Duration: cfg.Duration.Seconds(), Keys: cfg.Keys, Dist: cfg.Dist, Rule: cfg.Rule,
 		Limit: limitView(l), Sync: cfg.Sync,
-		Op: cfg.Op, Batch: cfg.Batch,
+		Op: cfg.Op, Batch: cfg.Batch, Format: cfg.Format,
 	}
 }
 
@@ -96,6 +97,7 @@ func summary(r Result) string {
 	fmt.Fprintf(&b, "%s loop, %s, %d keys (%s), %s, %.1fs\n", r.Config.Loop, r.Config.Op, r.Config.Keys, r.Config.Dist, r.Config.Limit, r.Elapsed)
 	fmt.Fprintf(&b, "requests   %d (%.0f/s), decisions %d (%.0f/s): %d allowed, %d denied; %d errors, %d late, %d fallbacks\n",
 		r.Requests, r.RequestsPS, r.Decisions, r.DecisionsPS, r.Allowed, r.Denied, r.Errors, r.Late, r.Fallbacks)
+	fmt.Fprintf(&b, "generator  %.0f%% of the machine (%d CPUs)\n", 100*r.GeneratorCPU, runtime.NumCPU())
 	fmt.Fprintf(&b, "latency    p50 %.3fms  p90 %.3fms  p99 %.3fms  p99.9 %.3fms  max %.3fms\n",
 		r.Latency.P50, r.Latency.P90, r.Latency.P99, r.Latency.P999, r.Latency.Max)
 	fmt.Fprintf(&b, "exactness  bound %d per key; worst %.4f of it (%s); %d of %d keys over\n",

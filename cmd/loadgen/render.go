@@ -46,15 +46,17 @@ func render(scenarios []scenario, med map[string]Result, runs int, d time.Durati
 		time.Now().UTC().Format("2006-01-02"), cpuModel(), runtime.NumCPU(), runtime.Version())
 	fmt.Fprintf(&b, "Each line is the median of %d runs of %v (the run with the median throughput; latency\n"+
 		"percentiles are medians over the runs; exactness is the worst run). The load generator and\n"+
-		"every node share the same cores, so the absolute figures are low; compare ratios.\n\n", runs, d)
-	fmt.Fprintf(&b, "| Scenario | Requests/s | Decisions/s | p50 ms | p90 ms | p99 ms | p99.9 ms | Errors | Fallbacks | Worst key: admitted / bound | Keys over |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
+		"every node share the same cores, so the absolute figures are low; compare ratios. The CPU\n"+
+		"columns are the share of the whole machine that the processes under load (the nodes, or the\n"+
+		"trivial handler) and the load generator used in that run; what they leave went to other work.\n\n", runs, d)
+	fmt.Fprintf(&b, "| Scenario | Requests/s | Decisions/s | p50 ms | p90 ms | p99 ms | p99.9 ms | Errors | Fallbacks | Worst key: admitted / bound | Keys over | Server CPU | Generator CPU |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, sc := range scenarios {
 		r, ok := med[sc.name]
 		if !ok {
 			continue
 		}
-		fmt.Fprintf(&b, "| %s | %.0f | %.0f | %.3f | %.3f | %.3f | %.3f | %d | %d | %.3f | %d |\n", sc.name, r.RequestsPS, r.DecisionsPS,
-			r.Latency.P50, r.Latency.P90, r.Latency.P99, r.Latency.P999, r.Errors, r.Fallbacks, r.Exactness.WorstRatio, r.Exactness.Over)
+		fmt.Fprintf(&b, "| %s | %.0f | %.0f | %.3f | %.3f | %.3f | %.3f | %d | %d | %.3f | %d | %.0f%% | %.0f%% |\n", sc.name, r.RequestsPS, r.DecisionsPS,
+			r.Latency.P50, r.Latency.P90, r.Latency.P99, r.Latency.P999, r.Errors, r.Fallbacks, r.Exactness.WorstRatio, r.Exactness.Over, 100*r.ServerCPU, 100*r.GeneratorCPU)
 	}
 	b.WriteString("\nScenarios:\n\n")
 	for _, sc := range scenarios {
@@ -74,6 +76,7 @@ func render(scenarios []scenario, med map[string]Result, runs int, d time.Durati
 		fmt.Fprintf(&b, "- At half the maximum (%.0f requests/s, open loop): **p99 %.3f ms** (target < 2 ms); the trivial handler at the same rate: p99 %.3f ms.\n",
 			half.Config.Rate, half.Latency.P99, med["trivial handler, open loop at half of /v1/check's maximum"].Latency.P99)
 	}
+	renderLocalPath(&b, med)
 	if e := med["1 node: Envoy ShouldRateLimit (gRPC)"]; e.RequestsPS > 0 && one.RequestsPS > 0 {
 		fmt.Fprintf(&b, "- Envoy's ShouldRateLimit (gRPC) at **%.2f×** `/v1/check`'s throughput in the same run (target ≥ 1); p99 **%.3f ms** (Envoy's default timeout: 20 ms).\n",
 			e.RequestsPS/one.RequestsPS, e.Latency.P99)

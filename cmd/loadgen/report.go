@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -26,6 +27,7 @@ import (
 type scenario struct {
 	name  string
 	nodes int      // sluice nodes to start; 0: the trivial handler
+	unix  bool     // serve the API on Unix sockets, not TCP
 	flags []string // extra node flags
 	cfg   func(targets []string, base map[string]Result) Config
 	note  string
@@ -55,6 +57,7 @@ func reportCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	runs := fs.Int("runs", 3, "runs per scenario; the report shows medians")
 	duration := fs.Duration("duration", 5*time.Second, "length of each run")
 	only := fs.String("only", "", "run only the scenarios whose name contains this")
+	hosts := fs.String("hosts", "127.0.0", "the loopback `network` (three octets) of the processes: nodes on .100 to .104, the trivial handler on .99; change it when another report runs on the machine")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -174,30 +177,38 @@ func reportCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		})
 	}
 
+	scenarios = append(scenarios, localPathScenarios(closed)...)
+
 	results := map[string][]Result{}
 	medians := map[string]Result{}
-	for _, sc := range scenarios {
-		// The trivial handler and the single-node check always run: the
-		// other lines are read against them (and the open loops take their
-		// rate from the latter).
-		baseline := sc.nodes == 0 || sc.name == "1 node: /v1/check"
-		if *only != "" && !baseline && !strings.Contains(sc.name, *only) {
-			continue
-		}
-		for r := range *runs {
+	// Round after round, each scenario once per round: a burst of other
+	// work on the machine then lands on one run of several scenarios, not
+	// on every run of one. An open loop takes its rate from the medians so
+	// far.
+	for r := range *runs {
+		for _, sc := range scenarios {
+			// The trivial handler and the single-node check always run:
+			// the other lines are read against them (and the open loops
+			// take their rate from the latter).
+			baseline := sc.nodes == 0 || sc.name == "1 node: /v1/check"
+			if *only != "" && !baseline && !strings.Contains(sc.name, *only) {
+				continue
+			}
 			fmt.Fprintf(stderr, "%s, run %d of %d\n", sc.name, r+1, *runs)
-			targets, stop, err := startTargets(ctx, bin, self, dir, rulesPath, sc.nodes, sc.flags)
+			targets, procs, stop, err := startTargets(ctx, bin, self, dir, rulesPath, *hosts+".", sc.nodes, sc.unix, sc.flags)
 			if err != nil {
 				return fmt.Errorf("%s: %w", sc.name, err)
 			}
+			before := processCPU(procs)
 			res, err := run(ctx, sc.cfg(targets, medians))
+			res.ServerCPU = (processCPU(procs) - before).Seconds() / res.Elapsed / float64(runtime.NumCPU())
 			stop()
 			if err != nil {
 				return fmt.Errorf("%s: %w", sc.name, err)
 			}
 			results[sc.name] = append(results[sc.name], res)
+			medians[sc.name] = median(results[sc.name])
 		}
-		medians[sc.name] = median(results[sc.name])
 	}
 	page := render(scenarios, medians, *runs, *duration)
 	if err := os.WriteFile(*out, []byte(page), 0o644); err != nil {
@@ -211,10 +222,11 @@ func reportCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return nil
 }
 
-// startTargets starts n sluice nodes on 127.0.0.100+i (or, for n = 0, the
-// trivial handler) and waits until they serve and, in a cluster, see each
-// other.
-func startTargets(ctx context.Context, bin, self, dir, rulesPath string, n int, flags []string) ([]string, func(), error) {
+// startTargets starts n sluice nodes on hosts+(100+i) (or, for n = 0, the
+// trivial handler on hosts+99) and waits until they serve and, in a
+// cluster, see each other. With unix, the APIs listen on Unix sockets in
+// dir instead.
+func startTargets(ctx context.Context, bin, self, dir, rulesPath, hosts string, n int, unix bool, flags []string) ([]string, []*os.Process, func(), error) {
 	var cmds []*exec.Cmd
 	stop := func() {
 		for _, c := range cmds {
@@ -225,59 +237,75 @@ func startTargets(ctx context.Context, bin, self, dir, rulesPath string, n int, 
 		}
 	}
 	if n == 0 {
-		c := exec.CommandContext(ctx, self, "trivial", "--addr", "127.0.0.99:18080")
+		addr := hosts + "99:18080"
+		target := "http://" + addr
+		if unix {
+			addr = "unix:" + filepath.Join(dir, "trivial.sock")
+			target = addr
+		}
+		c := exec.CommandContext(ctx, self, "trivial", "--addr", addr)
 		if err := c.Start(); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		cmds = append(cmds, c)
-		if err := await(ctx, "http://127.0.0.99:18080/", func(code int) bool { return code == 400 }); err != nil {
+		if err := await(ctx, target, "/", func(code int) bool { return code == 400 }); err != nil {
 			stop()
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
-		return []string{"http://127.0.0.99:18080"}, stop, nil
+		return []string{target}, processes(cmds), stop, nil
 	}
 	var targets, admins []string
 	key := "c2x1aWNlLWxvYWRnZW4tcmVwb3J0LWtleS0zMmJ5dGU="
 	for i := range n {
-		ip := "127.0.0." + strconv.Itoa(100+i)
+		ip := hosts + strconv.Itoa(100+i)
+		httpAddr, target := ip+":18080", "http://"+ip+":18080"
+		if unix {
+			httpAddr = "unix:" + filepath.Join(dir, "api-"+strconv.Itoa(i)+".sock")
+			target = httpAddr
+		}
 		args := []string{
 			"--node-name", "load-" + strconv.Itoa(i), "--log-level", "warn",
-			"--http-addr", ip + ":18080", "--admin-addr", ip + ":18081",
+			"--http-addr", httpAddr, "--admin-addr", ip + ":18081",
 			"--gossip-addr", ip + ":17946", "--peer-addr", ip + ":17947",
 			"--grpc-addr", ip + ":18082", "--envoy-config", filepath.Join(dir, "envoy.yaml"),
 			"--rules", rulesPath, "--data-dir", filepath.Join(dir, "data-"+strconv.Itoa(i)),
 			"--gossip-key", key, "--gossip-profile", "local",
 		}
 		if n > 1 {
-			args = append(args, "--seed", "127.0.0.100:17946")
+			args = append(args, "--seed", hosts+"100:17946")
 		}
 		c := exec.CommandContext(ctx, bin, append(args, flags...)...)
 		c.Stderr = os.Stderr
 		if err := c.Start(); err != nil {
 			stop()
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		cmds = append(cmds, c)
-		targets = append(targets, "http://"+ip+":18080")
+		targets = append(targets, target)
 		admins = append(admins, "http://"+ip+":18081")
 	}
 	for i := range n {
-		if err := await(ctx, admins[i]+"/readyz", func(code int) bool { return code == 200 }); err != nil {
+		if err := await(ctx, admins[i], "/readyz", func(code int) bool { return code == 200 }); err != nil {
 			stop()
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		if err := awaitMembers(ctx, targets[i], n); err != nil {
 			stop()
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 	}
-	return targets, stop, nil
+	return targets, processes(cmds), stop, nil
 }
 
-func await(ctx context.Context, url string, ok func(int) bool) error {
+// await waits until target (a base URL, or unix:/path) answers path with
+// a status that ok accepts.
+func await(ctx context.Context, target, path string, ok func(int) bool) error {
+	bases, tr := targetTransport([]string{target}, 1)
+	defer tr.CloseIdleConnections()
+	url := bases[0] + path
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		resp, err := http.Get(url)
+		resp, err := (&http.Client{Transport: tr}).Get(url)
 		if err == nil {
 			resp.Body.Close()
 			if ok(resp.StatusCode) {
@@ -292,9 +320,11 @@ func await(ctx context.Context, url string, ok func(int) bool) error {
 }
 
 func awaitMembers(ctx context.Context, target string, n int) error {
+	bases, tr := targetTransport([]string{target}, 1)
+	defer tr.CloseIdleConnections()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		resp, err := http.Get(target + "/v1/cluster")
+		resp, err := (&http.Client{Transport: tr}).Get(bases[0] + "/v1/cluster")
 		if err == nil {
 			var v struct{ Counts map[string]int }
 			json.NewDecoder(resp.Body).Decode(&v)

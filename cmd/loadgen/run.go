@@ -8,8 +8,8 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -33,6 +33,7 @@ type Config struct {
 	Limit       bucket.Limit  // an inline limit
 	Sync        string        // the sync mode, "" for the rule's
 	Op          string        // check, batch, wait or envoy
+	Format      string        // body format: json (the default) or msgpack
 	Batch       int           // checks per batch, or descriptors per Envoy request
 	GRPCTargets []string      // envoy: host:port of each node's --grpc-addr
 	Domain      string        // envoy: the domain of the requests
@@ -56,8 +57,14 @@ type Result struct {
 	RequestsPS  float64    `json:"requests_per_s"`
 	DecisionsPS float64    `json:"decisions_per_s"`
 	Latency     Latency    `json:"latency_ms"`
-	Exactness   Exactness  `json:"exactness"`
-	FirstError  string     `json:"first_error,omitempty"`
+	// GeneratorCPU is the share of the machine (every core) this load
+	// generator used while it ran: 0.5 is one core of two.
+	GeneratorCPU float64 `json:"generator_cpu_share"`
+	// ServerCPU is the share of the machine the processes under load used
+	// in the run, when the report started them.
+	ServerCPU  float64   `json:"server_cpu_share,omitempty"`
+	Exactness  Exactness `json:"exactness"`
+	FirstError string    `json:"first_error,omitempty"`
 }
 
 // ConfigView is Config as the JSON result shows it.
@@ -74,6 +81,7 @@ type ConfigView struct {
 	Sync        string   `json:"sync,omitempty"`
 	Op          string   `json:"op"`
 	Batch       int      `json:"batch,omitempty"`
+	Format      string   `json:"format,omitempty"`
 }
 
 // Latency is a latency distribution in milliseconds.
@@ -93,54 +101,6 @@ type Exactness struct {
 	WorstRatio float64 `json:"worst_ratio"` // admitted / bound of the worst key
 	Over       int     `json:"keys_over_bound"`
 	KeysSeen   int     `json:"keys_admitted"`
-}
-
-// appendCheck appends one check as JSON, by hand: the load generator
-// shares the machine with the nodes, and every cycle it spends encoding is
-// one the nodes do not get.
-func appendCheck(b []byte, key string, cfg Config, l bucket.Limit) []byte {
-	b = append(b, `{"key":`...)
-	b = strconv.AppendQuote(b, key)
-	if cfg.Rule != "" {
-		b = append(b, `,"rule":`...)
-		b = strconv.AppendQuote(b, cfg.Rule)
-	} else {
-		b = append(b, `,"limit":`...)
-		b = strconv.AppendInt(b, l.Rate, 10)
-		b = append(b, `,"period":`...)
-		b = strconv.AppendQuote(b, l.Period.String())
-		if l.Algo != bucket.TokenBucket {
-			b = append(b, `,"algorithm":`...)
-			b = strconv.AppendQuote(b, l.Algo.String())
-		}
-		if !l.Algo.Windowed() {
-			b = append(b, `,"burst":`...)
-			b = strconv.AppendInt(b, l.Burst, 10)
-		}
-	}
-	if cfg.Sync != "" {
-		b = append(b, `,"sync":`...)
-		b = strconv.AppendQuote(b, cfg.Sync)
-	}
-	if cfg.Op == "wait" {
-		b = append(b, `,"max_wait":"1s"`...)
-	}
-	return append(b, '}')
-}
-
-// allowedFlags returns the "allowed" fields of an answer (one check, or
-// the results of a batch), in order.
-func allowedFlags(raw []byte) []bool {
-	var out []bool
-	const field = `"allowed":`
-	for {
-		i := bytes.Index(raw, []byte(field))
-		if i < 0 {
-			return out
-		}
-		raw = raw[i+len(field):]
-		out = append(out, bytes.HasPrefix(raw, []byte("true")))
-	}
 }
 
 // run drives the load and measures it.
@@ -171,11 +131,8 @@ func run(ctx context.Context, cfg Config) (Result, error) {
 	default:
 		return Result{}, fmt.Errorf("unknown op %q", cfg.Op)
 	}
-	client := &http.Client{Transport: &http.Transport{
-		DialContext:         (&net.Dialer{Timeout: time.Second}).DialContext,
-		MaxIdleConnsPerHost: cfg.Concurrency + 16,
-		MaxConnsPerHost:     cfg.Concurrency + 16,
-	}, Timeout: 30 * time.Second}
+	bases, tr := targetTransport(cfg.Targets, cfg.Concurrency+16)
+	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
 	keys := newKeys(cfg)
 	// Calls in flight when the run ends are answered, not cut off (the
 	// HTTP client's are not either): they use the caller's context.
@@ -198,20 +155,8 @@ func run(ctx context.Context, cfg Config) (Result, error) {
 		next                                                        atomic.Uint64
 	)
 	post := func(target string, keysOf []string) ([]bool, error) {
-		body := make([]byte, 0, 128*per)
-		if cfg.Op == "batch" {
-			body = append(body, `{"checks":[`...)
-		}
-		for i, k := range keysOf {
-			if i > 0 {
-				body = append(body, ',')
-			}
-			body = appendCheck(body, k, cfg, limit)
-		}
-		if cfg.Op == "batch" {
-			body = append(body, "]}"...)
-		}
-		resp, err := client.Post(target+path, "application/json", bytes.NewReader(body))
+		body := encodeRequest(make([]byte, 0, 128*per), keysOf, cfg, limit)
+		resp, err := client.Post(target+path, contentType(cfg.Format), bytes.NewReader(body))
 		if err != nil {
 			return nil, err
 		}
@@ -223,24 +168,24 @@ func run(ctx context.Context, cfg Config) (Result, error) {
 		case resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusTooManyRequests:
 			return nil, fmt.Errorf("%d: %s", resp.StatusCode, bytes.TrimSpace(raw))
 		}
-		verdicts := allowedFlags(raw)
-		fallbacks.Add(int64(bytes.Count(raw, []byte(`"fallback":true`))))
-		if len(verdicts) != per {
-			return nil, fmt.Errorf("%d answers to %d checks: %s", len(verdicts), per, raw)
+		verdict, fb := verdicts(raw, cfg.Format)
+		fallbacks.Add(int64(fb))
+		if len(verdict) != per {
+			return nil, fmt.Errorf("%d answers to %d checks: %q", len(verdict), per, raw)
 		}
-		return verdicts, nil
+		return verdict, nil
 	}
 	one := func(due time.Time, key func() string, local *[]time.Duration, adm map[string]int64) {
 		keysOf := make([]string, per)
 		for i := range keysOf {
 			keysOf[i] = key()
 		}
-		var verdicts []bool
+		var verdict []bool
 		var err error
 		if ec != nil {
-			verdicts, err = ec.call(callCtx, keysOf)
+			verdict, err = ec.call(callCtx, keysOf)
 		} else {
-			verdicts, err = post(cfg.Targets[next.Add(1)%uint64(len(cfg.Targets))], keysOf)
+			verdict, err = post(bases[next.Add(1)%uint64(len(bases))], keysOf)
 		}
 		*local = append(*local, time.Since(due))
 		requests.Add(1)
@@ -249,7 +194,7 @@ func run(ctx context.Context, cfg Config) (Result, error) {
 			firstErr.CompareAndSwap(nil, err.Error())
 			return
 		}
-		for i, ok := range verdicts {
+		for i, ok := range verdict {
 			decisions.Add(1)
 			if ok {
 				allowed.Add(1)
@@ -270,7 +215,7 @@ func run(ctx context.Context, cfg Config) (Result, error) {
 
 	ctx, cancel := context.WithTimeout(ctx, cfg.Duration)
 	defer cancel()
-	start := time.Now()
+	start, cpuStart := time.Now(), cpuTime()
 	stopProgress := progress(cfg.Progress, start, &requests, &decisions, &errs)
 	var wg sync.WaitGroup
 	if cfg.Open {
@@ -319,6 +264,7 @@ func run(ctx context.Context, cfg Config) (Result, error) {
 	wg.Wait()
 	stopProgress()
 	elapsed := time.Since(start)
+	cpu := cpuTime() - cpuStart
 
 	res := Result{
 		Config:    view(cfg, limit),
@@ -334,6 +280,7 @@ func run(ctx context.Context, cfg Config) (Result, error) {
 	res.RequestsPS = float64(res.Requests) / elapsed.Seconds()
 	res.DecisionsPS = float64(res.Decisions) / elapsed.Seconds()
 	res.Latency = percentiles(lat)
+	res.GeneratorCPU = cpu.Seconds() / elapsed.Seconds() / float64(runtime.NumCPU())
 	res.Exactness = exactness(admitted, limit, elapsed)
 	if e, ok := firstErr.Load().(string); ok {
 		res.FirstError = e
@@ -366,8 +313,10 @@ func newKeys(cfg Config) func(*rand.Rand) func() string {
 
 // ruleLimit asks a node for a named rule's limit.
 func ruleLimit(ctx context.Context, target, name string) (bucket.Limit, error) {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, target+"/v1/rules", nil)
-	resp, err := http.DefaultClient.Do(req)
+	bases, tr := targetTransport([]string{target}, 1)
+	defer tr.CloseIdleConnections()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, bases[0]+"/v1/rules", nil)
+	resp, err := (&http.Client{Transport: tr}).Do(req)
 	if err != nil {
 		return bucket.Limit{}, err
 	}

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"log/slog"
 	"net/http/httptest"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -31,6 +33,30 @@ func serve(t *testing.T) string {
 	return srv.URL
 }
 
+// serveUnix runs a real node behind the real API on a Unix socket, and
+// returns its target.
+func serveUnix(t *testing.T) string {
+	t.Helper()
+	node, err := cluster.New(cluster.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := rules.Parse([]byte("rules:\n  - {name: r, limit: 50, period: 1s, burst: 20}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	node.SetRules(set)
+	path := filepath.Join(t.TempDir(), "api.sock")
+	ln, err := transport.Listen(transport.UnixPrefix+path, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := transport.NewHTTPServer(transport.NewServer(transport.ServerConfig{Limiter: node, Rules: node, Registerer: prometheus.NewRegistry()}), slog.New(slog.DiscardHandler))
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return transport.UnixPrefix + path
+}
+
 // TestRunCountsAndExactness drives one hot key far past its limit against a
 // real node: every decision is counted, and the key's admissions are within
 // its bound and close to it.
@@ -39,21 +65,28 @@ func TestRunCountsAndExactness(t *testing.T) {
 	window := func(a bucket.Algorithm) bucket.Limit {
 		return bucket.Limit{Rate: 5, Period: 100 * time.Millisecond, Burst: 5, Algo: a}
 	}
+	unixTarget := serveUnix(t)
 	for _, tc := range []struct {
 		name string
 		cfg  Config
+		unix bool
 	}{
-		{"closed, named rule", Config{Rule: "r", Concurrency: 4, Op: "check"}},
-		{"open, inline", Config{Open: true, Rate: 2000, Concurrency: 8, Limit: bucket.Limit{Rate: 50, Period: time.Second, Burst: 20}, Op: "check"}},
-		{"batches", Config{Rule: "r", Concurrency: 2, Op: "batch", Batch: 10}},
-		{"leaky bucket, waits", Config{Concurrency: 4, Limit: bucket.Limit{Rate: 50, Period: time.Second, Burst: 5, Algo: bucket.LeakyBucket}, Op: "wait"}},
-		{"fixed window", Config{Concurrency: 4, Limit: window(bucket.FixedWindow), Op: "check"}},
-		{"sliding window log", Config{Concurrency: 4, Limit: window(bucket.SlidingWindowLog), Op: "check"}},
-		{"sliding window", Config{Concurrency: 4, Limit: window(bucket.SlidingWindow), Op: "check"}},
+		{"closed, named rule", Config{Rule: "r", Concurrency: 4, Op: "check"}, false},
+		{"open, inline", Config{Open: true, Rate: 2000, Concurrency: 8, Limit: bucket.Limit{Rate: 50, Period: time.Second, Burst: 20}, Op: "check"}, false},
+		{"batches", Config{Rule: "r", Concurrency: 2, Op: "batch", Batch: 10}, false},
+		{"batches, msgpack, over a Unix socket", Config{Rule: "r", Concurrency: 2, Op: "batch", Batch: 10, Format: "msgpack"}, true},
+		{"checks, msgpack", Config{Concurrency: 4, Limit: bucket.Limit{Rate: 50, Period: time.Second, Burst: 20}, Op: "check", Format: "msgpack"}, false},
+		{"leaky bucket, waits", Config{Concurrency: 4, Limit: bucket.Limit{Rate: 50, Period: time.Second, Burst: 5, Algo: bucket.LeakyBucket}, Op: "wait"}, false},
+		{"fixed window", Config{Concurrency: 4, Limit: window(bucket.FixedWindow), Op: "check"}, false},
+		{"sliding window log", Config{Concurrency: 4, Limit: window(bucket.SlidingWindowLog), Op: "check"}, false},
+		{"sliding window", Config{Concurrency: 4, Limit: window(bucket.SlidingWindow), Op: "check"}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := tc.cfg
 			cfg.Targets, cfg.Duration, cfg.Keys, cfg.Dist = []string{target}, time.Second, 1, "hot"
+			if tc.unix {
+				cfg.Targets = []string{unixTarget}
+			}
 			if cfg.Limit == (bucket.Limit{}) && cfg.Rule == "" {
 				t.Fatal("no limit")
 			}
@@ -102,5 +135,9 @@ func TestPercentilesAndFlags(t *testing.T) {
 	got := allowedFlags([]byte(`{"results":[{"allowed":true,"limit":1},{"allowed":false},{"allowed":true}]}`))
 	if len(got) != 3 || !got[0] || got[1] || !got[2] {
 		t.Fatalf("%v", got)
+	}
+	got, fb := verdicts([]byte("\x81\xa7results\x93\x82\xa7allowed\xc3\xa5limit\x01\x82\xa7allowed\xc2\xa8fallback\xc3\x81\xa7allowed\xc3"), "msgpack")
+	if len(got) != 3 || !got[0] || got[1] || !got[2] || fb != 1 {
+		t.Fatalf("msgpack: %v, %d fallbacks", got, fb)
 	}
 }

@@ -172,12 +172,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 
 	// Listen first, so a bad address fails at once and port 0 can be used.
-	apiLn, err := net.Listen("tcp", o.httpAddr)
+	// A Unix socket's file is removed when its listener closes.
+	apiLn, err := transport.Listen(o.httpAddr, o.socketMode)
 	if err != nil {
 		return fmt.Errorf("listen on --http-addr: %w", err)
 	}
 	defer apiLn.Close()
-	adminLn, err := net.Listen("tcp", o.adminAddr)
+	adminLn, err := transport.Listen(o.adminAddr, o.socketMode)
 	if err != nil {
 		return fmt.Errorf("listen on --admin-addr: %w", err)
 	}

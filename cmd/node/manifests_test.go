@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 
 	"go.yaml.in/yaml/v3"
@@ -163,6 +166,28 @@ func TestKubernetesManifests(t *testing.T) {
 	}
 	if volumes[mounts[o.dataDir]] == nil {
 		t.Errorf("--data-dir %s is not a mounted volume (the root file system is read-only)", o.dataDir)
+	}
+	// An API on a Unix socket is in a volume the application mounts at
+	// the same place, and the application is told to use it.
+	if sock, ok := strings.CutPrefix(o.httpAddr, "unix:"); ok {
+		dir := filepath.Dir(sock)
+		if volumes[mounts[dir]] == nil {
+			t.Errorf("--http-addr %s: %s is not a mounted volume", o.httpAddr, dir)
+		}
+		shared := false
+		for _, c := range list(path(pod, "containers")) {
+			for _, m := range list(path(c, "volumeMounts")) {
+				if path(m, "mountPath") == dir && path(m, "name") == mounts[dir] {
+					shared = true
+				}
+			}
+			if cmd := fmt.Sprint(path(c, "command")); !strings.Contains(cmd, "unix:"+sock) {
+				t.Errorf("the application (%s) is not pointed at the socket %s", cmd, sock)
+			}
+		}
+		if !shared {
+			t.Errorf("the socket's volume %q is not mounted at %s in the application", mounts[dir], dir)
+		}
 	}
 	if path(pod, "securityContext", "runAsNonRoot") != true {
 		t.Error("the pod must run as non-root")

@@ -33,6 +33,18 @@ func TestNginxAuthRequest(t *testing.T) {
 		}
 	}
 	bin := buildBinary(t)
+	// The shipped file asks sluice on loopback TCP; its comment gives the
+	// line for a Unix socket, which the second run uses.
+	for _, unix := range []bool{false, true} {
+		name := "tcp"
+		if unix {
+			name = "unix socket"
+		}
+		t.Run(name, func(t *testing.T) { nginxAuthRequest(t, nginx, bin, unix) })
+	}
+}
+
+func nginxAuthRequest(t *testing.T, nginx, bin string, unix bool) {
 	dir := t.TempDir()
 	rulesPath := filepath.Join(dir, "rules.yaml")
 	write(t, rulesPath, "rules:\n  - {name: per-client, limit: 5, period: 1h}\n")
@@ -46,9 +58,24 @@ func TestNginxAuthRequest(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	httpAddr := "127.0.0.1:0"
+	if unix {
+		httpAddr = "unix:" + filepath.Join(dir, "api.sock")
+		// nginx's workers run as an unprivileged user when the test runs as
+		// root: they must reach the socket through its directories.
+		for _, d := range []string{dir, filepath.Dir(dir)} {
+			if err := os.Chmod(d, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 	sluice := startProcess(t, ctx, bin, "--node-name", "nginx-e2e", "--rules", rulesPath, "--deny-status", "403",
-		"--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--gossip-addr", "127.0.0.1:0",
+		"--http-addr", httpAddr, "--socket-mode", "0666", "--admin-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--gossip-addr", "127.0.0.1:0",
 		"--peer-addr", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "data"))
+	api := sluice.api
+	if unix {
+		api = "http://" + strings.TrimPrefix(httpAddr, "http://") + ":" // nginx's form: http://unix:/path:/uri
+	}
 
 	port := freePort(t)
 	conf, err := os.ReadFile("../../deploy/nginx/sluice.conf")
@@ -57,7 +84,7 @@ func TestNginxAuthRequest(t *testing.T) {
 	}
 	server := strings.NewReplacer(
 		"listen 80;", fmt.Sprintf("listen 127.0.0.1:%d;", port),
-		"http://127.0.0.1:8080", sluice.api,
+		"http://127.0.0.1:8080", api,
 		"http://127.0.0.1:3000", app.URL,
 	).Replace(string(conf))
 	main := fmt.Sprintf(`daemon off;

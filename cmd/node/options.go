@@ -6,9 +6,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	iofs "io/fs"
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -20,6 +22,7 @@ type options struct {
 	httpAddr        string
 	adminAddr       string
 	grpcAddr        string
+	socketMode      iofs.FileMode
 	rulesPath       string
 	envoyConfig     string
 	grpcHeaders     bool
@@ -56,6 +59,20 @@ type options struct {
 	showVersion bool // --version: print the build and exit
 }
 
+// modeFlag is a file mode written in octal, as chmod takes it.
+type modeFlag iofs.FileMode
+
+func (m *modeFlag) String() string { return fmt.Sprintf("%04o", uint32(*m)) }
+
+func (m *modeFlag) Set(v string) error {
+	n, err := strconv.ParseUint(v, 8, 32)
+	if err != nil || n > 0o777 || n == 0 {
+		return fmt.Errorf("want permission bits in octal, such as 0660, got %q", v)
+	}
+	*m = modeFlag(n)
+	return nil
+}
+
 // listFlag is a repeatable flag; from the environment it takes a
 // comma-separated list.
 type listFlag []string
@@ -75,8 +92,10 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	var o options
 	fs := flag.NewFlagSet("sluice", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&o.httpAddr, "http-addr", "127.0.0.1:8080", "`host:port` of the API the application calls; keep it on loopback")
-	fs.StringVar(&o.adminAddr, "admin-addr", "127.0.0.1:8081", "`host:port` of /healthz, /readyz and /metrics")
+	fs.StringVar(&o.httpAddr, "http-addr", "127.0.0.1:8080", "`host:port` of the API the application calls, on loopback; or unix:/path for a Unix domain socket")
+	fs.StringVar(&o.adminAddr, "admin-addr", "127.0.0.1:8081", "`host:port` of /healthz, /readyz and /metrics; or unix:/path")
+	o.socketMode = 0o660
+	fs.Var((*modeFlag)(&o.socketMode), "socket-mode", "file `mode` (octal) of the Unix sockets of --http-addr and --admin-addr: who may connect")
 	fs.StringVar(&o.adminToken, "admin-token", "", "`token` the admin port's key endpoints (inspect, reset, top denied keys) require as \"Authorization: Bearer <token>\"; without it they answer loopback clients only")
 	fs.StringVar(&o.grpcAddr, "grpc-addr", "127.0.0.1:8082", "`host:port` of Envoy's rate limit service (gRPC envoy.service.ratelimit.v3) and gRPC health; keep it on loopback; empty: off")
 	fs.StringVar(&o.envoyConfig, "envoy-config", "", "Envoy rate limit configuration in envoyproxy/ratelimit's YAML format: a `file`, or a directory of *.yaml files, one domain each; reloaded on change and on SIGHUP")
