@@ -220,7 +220,7 @@ func adminFail(w http.ResponseWriter, err error) {
 
 // guard lets a request through to h if it carries the admin token
 // ("Authorization: Bearer <token>"), or, when no token is set, if it
-// comes from a loopback address. The admin port binds to loopback by
+// comes from a loopback address or over a Unix socket. The admin port binds to loopback by
 // default; a node that serves it to the network (a container's probes)
 // keeps these endpoints to loopback clients unless it has a token.
 func guard(token string, h http.HandlerFunc) http.Handler {
@@ -233,6 +233,10 @@ func guard(token string, h http.HandlerFunc) http.Handler {
 				return
 			}
 			h(w, r)
+			return
+		}
+		if _, unix := r.Context().Value(http.LocalAddrContextKey).(*net.UnixAddr); unix {
+			h(w, r) // a Unix socket: its file mode says who may connect
 			return
 		}
 		host, _, err := net.SplitHostPort(r.RemoteAddr)

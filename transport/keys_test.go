@@ -1,9 +1,12 @@
 package transport_test
 
 import (
+	"context"
 	"encoding/json"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -120,5 +123,31 @@ func TestKeyEndpoints(t *testing.T) {
 	}
 	if _, in := adminDo(t, h, "GET", "/v1/keys/inspect?rule=api&key=alice", "", loopback, ""); in["remaining"] != 3.0 {
 		t.Fatalf("after the reset: %v, want a full bucket", in)
+	}
+}
+
+// TestKeyEndpointsOverUnixSocket: with no token, a client on the admin
+// port's Unix socket is let through (the socket's file mode says who may
+// connect), as a loopback client is.
+func TestKeyEndpointsOverUnixSocket(t *testing.T) {
+	h, _ := newAdmin(t, "")
+	path := filepath.Join(t.TempDir(), "admin.sock")
+	ln, err := transport.Listen("unix:"+path, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: h}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", path)
+	}}}
+	resp, err := c.Get("http://sluice/debug/top-denied")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("over the Unix socket, no token set: %d, want 200", resp.StatusCode)
 	}
 }

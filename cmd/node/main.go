@@ -183,7 +183,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("listen on --admin-addr: %w", err)
 	}
 	defer adminLn.Close()
-	if ip := adminLn.Addr().(*net.TCPAddr).IP; !ip.IsLoopback() && o.adminToken == "" {
+	if a, ok := adminLn.Addr().(*net.TCPAddr); ok && !a.IP.IsLoopback() && o.adminToken == "" {
 		log.Info("the admin port is reachable from the network: its key endpoints (inspect, reset, top denied keys) answer loopback clients only; give --admin-token to use them from elsewhere",
 			"admin_addr", adminLn.Addr().String())
 	}
