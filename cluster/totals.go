@@ -59,6 +59,7 @@ type outRecord struct {
 	gen    uint64
 	total  int64
 	resend int        // flushes that will still carry this total
+	repair bool       // send the total once more when it stops changing
 	born   int64      // Unix ns the generation started
 	last   int64      // Unix ns of the last check: admitted, or wanted (see share)
 	sealed *outRecord // the previous generation, while its final total is sent
@@ -75,8 +76,12 @@ type inRecord struct {
 }
 
 const (
-	// resends is how many sync intervals carry a total after it changed:
-	// a packet lost now is repaired by one of the next.
+	// resends is how many sync intervals carry a sealed generation's
+	// final total: a packet lost now is repaired by one of the next. A
+	// total in progress goes out at the next flush after each change,
+	// and once more at the first flush after it stops changing: totals are
+	// cumulative, so each send repairs any lost before it, and the repair
+	// covers the last (one send per change, not three).
 	resends = 3
 	// maxGenAge bounds a generation; see totals.
 	maxGenAge = int64(2 * time.Second)
@@ -135,7 +140,7 @@ func (c *totals) record(sh *totalShard, k totalKey, now int64) *outRecord {
 func (r *outRecord) admitted(l bucket.Limit, cost int64, now int64) {
 	r.limit = l
 	r.total += cost
-	r.resend = resends
+	r.resend = 1
 	r.last = now
 }
 
@@ -156,6 +161,10 @@ func (c *totals) flush(now, idle, forget int64, out []totalUpdate) []totalUpdate
 			switch {
 			case r.resend > 0:
 				r.resend--
+				r.repair = r.total > 0
+				out = append(out, totalUpdate{Sync: k.mode, ID: k.id, Limit: r.limit, Gen: r.gen, Total: r.total})
+			case r.repair:
+				r.repair = false
 				out = append(out, totalUpdate{Sync: k.mode, ID: k.id, Limit: r.limit, Gen: r.gen, Total: r.total})
 			case r.sealed == nil && now-r.last > idle:
 				delete(sh.out, k)

@@ -50,8 +50,22 @@ func TestTotalsFlush(t *testing.T) {
 	for i := range resends + 2 {
 		sent = c.flush(int64(i)*int64(10*time.Millisecond), sec, 30*sec, sent)
 	}
-	if len(sent) != resends || sent[0].Total != 5 || sent[0].Gen != 1001 {
-		t.Fatalf("a total is sent %d times: %+v", resends, sent)
+	// Once at the next flush, once more as a repair when it stopped
+	// changing, then no more.
+	if len(sent) != 2 || sent[0].Total != 5 || sent[1].Total != 5 || sent[0].Gen != 1001 {
+		t.Fatalf("a total is sent twice: %+v", sent)
+	}
+	// A total that keeps changing goes out once per flush, and is
+	// repaired once after its last change.
+	sent = sent[:0]
+	for i := range 4 {
+		c.add(rules.SyncGossip, id, totalLimit, 1, int64(i))
+		sent = c.flush(int64(10+i)*int64(10*time.Millisecond), sec, 30*sec, sent)
+	}
+	sent = c.flush(int64(15)*int64(10*time.Millisecond), sec, 30*sec, sent)
+	sent = c.flush(int64(16)*int64(10*time.Millisecond), sec, 30*sec, sent)
+	if len(sent) != 5 || sent[3].Total != 9 || sent[4].Total != 9 {
+		t.Fatalf("a changing total: sent %+v, want each change once and the last twice", sent)
 	}
 	// Idle past the limit: the record goes, and the next admission starts
 	// a new generation.
