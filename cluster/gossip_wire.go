@@ -285,6 +285,15 @@ type state struct {
 	// Replicas go only to a joining node (or between the halves of a
 	// healed partition, which join again): it starts from them.
 	Replicas []replica `msgpack:"b,omitempty"`
+	// Missing are the members the sender counts as missing (partition.go),
+	// so that a node that joins during a partition learns of the far side.
+	Missing []missingMember `msgpack:"m,omitempty"`
+}
+
+// missingMember is a member missing for another For nanoseconds.
+type missingMember struct {
+	Name string `msgpack:"n"`
+	For  int64  `msgpack:"f"`
 }
 
 // replicaState is one gossip-mode bucket as a node holds it, with the

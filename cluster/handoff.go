@@ -29,6 +29,7 @@ func (o *owners) topologyChanged(ctx context.Context, old, topo *topology) {
 		}
 	}
 	o.noteJoin(old, topo)
+	o.noteFailover(old, topo)
 	// A joiner may own some of our keys now.
 	o.handOff(ctx, topo, rules.SyncOwner)
 	switch {
@@ -71,7 +72,7 @@ func (o *owners) seedTakeover(store *bucket.Store, id bucket.ID, l bucket.Limit,
 		// asked for a lease (it checks the key often: near empty at its
 		// owner), and refills at the rate.
 		if !hot {
-			store.Seed(now, id, l, l.Burst/topo.remembered)
+			store.Seed(now, id, l, max(l.Burst/topo.remembered, 1))
 		} else {
 			store.Seed(now, id, l, 0)
 		}
@@ -84,8 +85,40 @@ func (o *owners) seedTakeover(store *bucket.Store, id bucket.ID, l bucket.Limit,
 			return
 		}
 	}
+	share := max(l.Burst/topo.remembered, 1)
+	if f := o.failover.Load(); f != nil && ns < f.until {
+		// Its owner before a member went is gone: this node has no
+		// share of the key to go by (it did not see its traffic), but
+		// the key was not full at the old owner for all it knows.
+		if was := f.before.ownerOf(id); was != topo.self {
+			if _, alive := topo.addrs[was]; !alive {
+				store.Seed(now, id, l, share)
+				return
+			}
+		}
+	}
 	if j := o.joined.Load(); j != nil && ns < j.until {
-		store.Seed(now, id, l, l.Burst/topo.remembered)
+		store.Seed(now, id, l, share)
+	}
+}
+
+// failover is a change of membership that removed members: until when
+// the keys they owned start from a fair share at their new owners, and the
+// topology before it.
+type failover struct {
+	until  int64
+	before *topology
+}
+
+// noteFailover records that members went in the change from old to topo.
+// One that left gracefully handed its buckets on first (they are here
+// already); one that failed could not.
+func (o *owners) noteFailover(old, topo *topology) {
+	for name := range old.addrs {
+		if _, still := topo.addrs[name]; !still {
+			o.failover.Store(&failover{until: o.now().UnixNano() + takeoverTerm, before: old})
+			return
+		}
 	}
 }
 

@@ -134,8 +134,9 @@ type Node struct {
 
 	partitionWindow time.Duration
 	partition       *partitionMetrics
-	boot            bootMemory   // the size stored before a restart
-	sizeSavedAt     atomic.Int64 // Unix ns the remembered size was last stored
+	learned         learnedMissing // members peers count as missing
+	boot            bootMemory     // the size stored before a restart
+	sizeSavedAt     atomic.Int64   // Unix ns the remembered size was last stored
 
 	// Rules: the file's, and the API's catalog; in force, their
 	// combination.

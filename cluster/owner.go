@@ -33,13 +33,14 @@ type owners struct {
 	fallback    *bucket.Store // this node's fair share of keys whose owner it cannot reach
 
 	leases       *leases
-	stalls       stalls                 // owners that did not answer in time
-	lastFallback atomic.Int64           // Unix ns of the last check decided from the fair share
-	joined       atomic.Pointer[joined] // the last join that gave this node keys
-	restarted    bool                   // a new life of a member: it stored its cluster's size
-	jobs         chan peerJob           // lease requests and returns, run by jobLoop
-	replicas     *replicas              // where auto checks served while this node gossips are counted
-	left         atomic.Bool            // this node is leaving: it answers no peer any more
+	stalls       stalls                   // owners that did not answer in time
+	lastFallback atomic.Int64             // Unix ns of the last check decided from the fair share
+	joined       atomic.Pointer[joined]   // the last join that gave this node keys
+	failover     atomic.Pointer[failover] // the last change that removed members
+	restarted    bool                     // a new life of a member: it stored its cluster's size
+	jobs         chan peerJob             // lease requests and returns, run by jobLoop
+	replicas     *replicas                // where auto checks served while this node gossips are counted
+	left         atomic.Bool              // this node is leaving: it answers no peer any more
 	// after is the ring without this node, once it has handed its buckets
 	// on: its own checks go to their new owners.
 	after atomic.Pointer[topology]

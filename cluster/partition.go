@@ -1,8 +1,10 @@
 package cluster
 
 import (
+	"maps"
 	"math"
 	"math/bits"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,30 +29,123 @@ import (
 // defaultPartitionWindow is how long a failed member is remembered.
 const defaultPartitionWindow = 5 * time.Minute
 
-// remembered counts the members a partition cannot hide: alive, those on
-// the ring, and those that failed (not left) within window before now,
-// this node excluded from the failed. next is when the count next falls as
-// a failure ages out (zero if it will not).
-func remembered(alive int64, members []gossip.Member, now time.Time, window time.Duration) (n int64, next time.Time) {
-	n = alive
+// missingMembers returns the members this node counts as missing, each
+// with when it ages out: those its own view declared dead (not left)
+// within window before now, and those its peers told it of (learned: a
+// node that joined during a partition cannot see the far side's members
+// die, as memberlist tells a newcomer of no dead member). None that is
+// alive, has left, or is this node.
+func missingMembers(members []gossip.Member, learned map[string]time.Time, now time.Time, window time.Duration) map[string]time.Time {
 	if window <= 0 {
-		return n, time.Time{}
+		return nil
 	}
+	missing := map[string]time.Time{}
+	known := map[string]gossip.State{}
 	for _, m := range members {
-		if m.State != gossip.StateDead || m.Self {
+		known[m.Name] = m.State
+		if m.Self {
+			known[m.Name] = gossip.StateAlive
 			continue
 		}
-		until := m.Since.Add(window)
-		if !now.Before(until) {
-			continue
+		if until := m.Since.Add(window); m.State == gossip.StateDead && now.Before(until) {
+			missing[m.Name] = until
 		}
-		n++
+	}
+	for name, until := range learned {
+		if st, ok := known[name]; ok && st != gossip.StateDead || !now.Before(until) {
+			continue // alive, left, or this node; or aged out
+		}
+		if until.After(missing[name]) {
+			missing[name] = until
+		}
+	}
+	return missing
+}
+
+// remembered is alive plus the missing members, and when the count next
+// falls as one ages out (zero if it will not).
+func remembered(alive int64, missing map[string]time.Time) (n int64, next time.Time) {
+	n = alive + int64(len(missing))
+	for _, until := range missing {
 		if next.IsZero() || until.Before(next) {
 			next = until
 		}
 	}
 	return n, next
 }
+
+// learnedMissing is what peers said of members missing on their side.
+type learnedMissing struct {
+	mu    sync.Mutex
+	until map[string]time.Time
+}
+
+// copy returns the members learned of.
+func (l *learnedMissing) copy() map[string]time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return maps.Clone(l.until)
+}
+
+// learn records that name is missing for another d, at most window. It
+// reports whether that is news.
+func (l *learnedMissing) learn(name string, d, window time.Duration, now time.Time) bool {
+	if d <= 0 || window <= 0 {
+		return false
+	}
+	until := now.Add(min(d, window))
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.until == nil {
+		l.until = map[string]time.Time{}
+	}
+	for n, u := range l.until {
+		if !now.Before(u) {
+			delete(l.until, n)
+		}
+	}
+	if old, ok := l.until[name]; ok && !until.After(old.Add(time.Second)) {
+		return false // nothing new (to within a second)
+	}
+	l.until[name] = until
+	return true
+}
+
+// missingState is this node's missing members as its push/pull state
+// carries them: names, and how long each is still missing for.
+func (n *Node) missingState() []missingMember {
+	g := n.member.Load() // memberlist may call in before New has returned
+	if g == nil {
+		return nil
+	}
+	now := time.Now()
+	missing := missingMembers(g.Members(), n.learned.copy(), now, n.partitionWindow)
+	out := make([]missingMember, 0, len(missing))
+	for name, until := range missing {
+		if len(out) == maxMissingShared {
+			break
+		}
+		out = append(out, missingMember{Name: name, For: int64(until.Sub(now))})
+	}
+	return out
+}
+
+// mergeMissing takes in a peer's missing members.
+func (n *Node) mergeMissing(ms []missingMember) {
+	now, news := time.Now(), false
+	for i, m := range ms {
+		if i == maxMissingShared || m.Name == "" || len(m.Name) > maxNameBytes || m.Name == n.self {
+			continue
+		}
+		news = n.learned.learn(m.Name, time.Duration(m.For), n.partitionWindow, now) || news
+	}
+	if news {
+		n.membershipChanged()
+	}
+}
+
+// maxMissingShared bounds the missing members a state carries.
+const maxMissingShared = 1024
 
 // reduced reports whether t decides at a reduced share: fewer members are
 // alive than the cluster is remembered to have.
@@ -203,8 +298,8 @@ func (n *Node) storedSize(p *rules.Persist) bootMemory {
 		n.log.Warn("stored cluster size not read; deciding as if alone until peers are found", "err", err)
 		return bootMemory{}
 	}
-	if size <= 1 || time.Since(at) >= n.partitionWindow {
-		return bootMemory{}
+	if size <= 1 || time.Since(at) >= n.partitionWindow || at.After(time.Now().Add(time.Minute)) {
+		return bootMemory{} // none, too old, or from a clock since stepped back
 	}
 	n.log.Info("deciding cluster-wide keys at a share of the cluster size stored before the restart, until the peers are found",
 		"members", size, "stored", at)

@@ -18,14 +18,24 @@ func TestRememberedCountsRecentFailuresOnly(t *testing.T) {
 		{Name: "e", State: gossip.StateDead, Since: now.Add(-6 * time.Minute)}, // aged out
 		{Name: "f", State: gossip.StateLeft, Since: now},                       // said goodbye: a scale-down
 	}
-	n, next := remembered(2, members, now, 5*time.Minute)
+	learned := map[string]time.Time{
+		"g": now.Add(2 * time.Minute), // a peer says it is missing on its side
+		"b": now.Add(3 * time.Minute), // alive here: not missing
+		"f": now.Add(3 * time.Minute), // left here: not missing
+		"h": now.Add(-time.Second),    // aged out
+	}
+	n, next := remembered(2, missingMembers(members, learned, now, 5*time.Minute))
+	if n != 5 {
+		t.Errorf("with what peers said: remembered %d members, want 5 (2 alive, c and d failed here, g missing there)", n)
+	}
+	n, next = remembered(2, missingMembers(members, nil, now, 5*time.Minute))
 	if n != 4 {
 		t.Errorf("remembered %d members, want 4 (2 alive, 2 failed within the window)", n)
 	}
 	if want := now.Add(time.Minute); !next.Equal(want) {
 		t.Errorf("next expiry %v, want %v (d ages out first)", next, want)
 	}
-	if n, next := remembered(2, members, now, -1); n != 2 || !next.IsZero() {
+	if n, next := remembered(2, missingMembers(members, learned, now, -1)); n != 2 || !next.IsZero() {
 		t.Errorf("window off: remembered %d (next %v), want 2 and no expiry", n, next)
 	}
 }

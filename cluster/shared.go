@@ -52,7 +52,7 @@ func (s *sharedState) Message(kind byte, body []byte) bool {
 // LocalState is this node's rules and, for a joining peer, its replicas.
 func (s *sharedState) LocalState(join bool) []byte {
 	n := (*Node)(s)
-	st := state{Rules: n.catalog.Entries()}
+	st := state{Rules: n.catalog.Entries(), Missing: n.missingState()}
 	if join {
 		for _, r := range n.replicas.joinState() {
 			st.Replicas = append(st.Replicas, toReplica(r))
@@ -75,6 +75,7 @@ func (s *sharedState) MergeState(b []byte, join bool) bool {
 		return false
 	}
 	n.mergeRules(st.Rules)
+	n.mergeMissing(st.Missing)
 	if !join {
 		return true
 	}

@@ -149,14 +149,14 @@ func (n *Node) topologyLoop(ctx context.Context) error {
 		case <-expire.C:
 		}
 		members := n.gossip.Members()
+		var next time.Time
 		topo, err := buildTopology(n.self, members, n.ringCfg, n.gossipMax)
 		if err != nil {
 			n.log.Error("ring not rebuilt; keeping the previous one", "err", err)
 			continue
 		}
 		now := time.Now() // the clock of the members' Since
-		var next time.Time
-		topo.remembered, next = remembered(topo.alive(), members, now, n.partitionWindow)
+		topo.remembered, next = remembered(topo.alive(), missingMembers(members, n.learned.copy(), now, n.partitionWindow))
 		topo.reachable = max(topo.alive()-n.replicas.hearing.silentOn(topo), 1)
 		if size, until := n.boot.remembered(topo.alive(), now); size > 0 {
 			topo.remembered = max(topo.remembered, size)

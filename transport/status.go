@@ -28,8 +28,10 @@ type Status struct {
 	// decides at: 1, or live / remembered members while some are missing
 	// (a partition, or a failure within the partition window).
 	PartitionShare float64 `json:"partition_share"`
-	// Remembered is how many members the cluster is remembered to have.
+	// Remembered is how many members the cluster is remembered to have,
+	// and Reachable how many of them this node hears.
 	Remembered int64 `json:"members_remembered"`
+	Reachable  int64 `json:"members_reachable"`
 }
 
 // MemberStatus is one member on the status page.
@@ -59,7 +61,7 @@ type StatusSource interface {
 func NewStatus(st cluster.Status) Status {
 	v := Status{Self: st.Self, Time: st.Time, Rules: RuleViews(st.Rules), HotKeys: []HotKeyView{}, TopDenied: DeniedKeyViews(st.TopDenied),
 		Checks: st.Checks, Denied: st.Denied,
-		PartitionShare: float64(st.Alive) / float64(max(st.Remembered, 1)), Remembered: st.Remembered}
+		PartitionShare: float64(st.Alive) / float64(max(st.Remembered, 1)), Remembered: st.Remembered, Reachable: st.Alive}
 	for _, m := range st.Members {
 		v.Members = append(v.Members, MemberStatus{Name: m.Name, Addr: m.Addr, State: m.State.String(), Share: m.Share, Self: m.Self})
 	}

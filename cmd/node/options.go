@@ -174,8 +174,10 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 		return o, fmt.Errorf("--gossip-sync-interval must be positive, got %v", o.gossipSyncInterval)
 	case o.gossipMaxMembers < 1:
 		return o, fmt.Errorf("--gossip-max-members must be at least 1, got %d", o.gossipMaxMembers)
-	case o.partitionWindow < 0:
-		return o, fmt.Errorf("--partition-window must not be negative, got %v", o.partitionWindow)
+	case o.partitionWindow < 0 || o.partitionWindow > 24*time.Hour:
+		return o, fmt.Errorf("--partition-window must be between 0 and 24h (how long a failed member is kept), got %v", o.partitionWindow)
+	case len(o.nodeName) > 256:
+		return o, fmt.Errorf("--node-name must be at most 256 bytes, got %d", len(o.nodeName))
 	case o.leaseTerm <= 0:
 		return o, fmt.Errorf("--lease-term must be positive, got %v", o.leaseTerm)
 	case len(o.seeds) > 0 && len(o.gossipKeys) == 0 && !o.insecureGossip:
