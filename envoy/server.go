@@ -2,6 +2,7 @@ package envoy
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	rls "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
@@ -57,8 +58,8 @@ func NewServer(cfg ServerConfig) *grpc.Server {
 		cfg.Registerer.MustRegister(calls)
 	}
 	observe := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		if cfg.Asked != nil {
-			cfg.Asked()
+		if cfg.Asked != nil && !strings.HasPrefix(info.FullMethod, "/grpc.health.v1.") {
+			cfg.Asked() // a prober is not the application asking
 		}
 		start := time.Now()
 		resp, err := handler(ctx, req)
@@ -67,6 +68,7 @@ func NewServer(cfg ServerConfig) *grpc.Server {
 	}
 	srv := grpc.NewServer(
 		grpc.MaxRecvMsgSize(cfg.MaxRecvBytes),
+		grpc.MaxHeaderListSize(uint32(cfg.MaxRecvBytes)),
 		grpc.MaxConcurrentStreams(cfg.MaxStreams),
 		grpc.UnaryInterceptor(observe),
 	)

@@ -2,6 +2,8 @@ package envoy
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -116,7 +118,11 @@ func (s *Service) decide(ctx context.Context, cfg *Config, req *rls.RateLimitReq
 	checks, keys := s.match(cfg, req)
 	for i, k := range keys {
 		if len(k)+len(req.Domain)+1 > cluster.MaxKeyBytes {
-			return nil, invalid(fmt.Sprintf("descriptors[%d].entries: at most %d bytes (escaped), got %d", checks[i].desc, cluster.MaxKeyBytes-len(req.Domain)-1, len(k)))
+			// A value the client controls (a path, a header) may be long:
+			// it is still counted, under a digest of itself, never
+			// refused (a refusal would lift every limit of the call for
+			// an Envoy that fails open).
+			keys[i] = longKey(k)
 		}
 	}
 	var reqs []cluster.Request
@@ -337,4 +343,12 @@ func headers(sts []*rls.RateLimitResponse_DescriptorStatus) []*core.HeaderValue 
 		{Key: "RateLimit-Remaining", Value: fmt.Sprint(pick.LimitRemaining)},
 		{Key: "RateLimit-Reset", Value: fmt.Sprint(reset)},
 	}
+}
+
+// longKey is the key of a descriptor too long to be a bucket key as it
+// is: a SHA-256 digest of it, so that each long value keeps a counter of
+// its own.
+func longKey(k string) string {
+	sum := sha256.Sum256([]byte(k))
+	return "sha256:" + hex.EncodeToString(sum[:])
 }

@@ -189,7 +189,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	var grpcLn net.Listener
 	if o.grpcAddr != "" {
-		if grpcLn, err = net.Listen("tcp", o.grpcAddr); err != nil {
+		if grpcLn, err = transport.Listen(o.grpcAddr, o.socketMode); err != nil {
 			return fmt.Errorf("listen on --grpc-addr: %w", err)
 		}
 		defer grpcLn.Close()
