@@ -78,6 +78,8 @@ type Client struct {
 	cfg   Config
 	local *bucket.Store
 	stats struct{ unavailable, failOpen, failClosed, failLocal, retries atomic.Uint64 }
+	// jsonOnly: the sidecar is of a release that reads JSON bodies only.
+	jsonOnly atomic.Bool
 }
 
 // New returns a Client for cfg.
@@ -325,6 +327,15 @@ func newRequest(key string, n int64, opts []Option) *request {
 	r := &request{Key: key, Cost: &n}
 	for _, o := range opts {
 		o(r)
+	}
+	// Strings go out as encoding/json writes them, in either format.
+	r.Key, r.Rule = validUTF8(r.Key), validUTF8(r.Rule)
+	if r.Descriptors != nil {
+		d := make(map[string]string, len(r.Descriptors))
+		for k, v := range r.Descriptors {
+			d[validUTF8(k)] = validUTF8(v)
+		}
+		r.Descriptors = d
 	}
 	return r
 }

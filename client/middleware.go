@@ -1,6 +1,7 @@
 package client
 
 import (
+	"errors"
 	"net/http"
 	"strconv"
 	"time"
@@ -9,9 +10,12 @@ import (
 // Middleware checks every request against the sidecar, with the key that
 // key returns (an empty key lets the request through unchecked). A denied
 // request gets a 429 with RateLimit-Policy, RateLimit and Retry-After
-// headers and never reaches next. An error (a bad option, say) lets the
-// request through: a limiter bug must not take the service down; the
-// client's Stance already decides when the sidecar is unreachable.
+// headers and never reaches next. A key the sidecar refuses (ErrBadRequest:
+// a key over its size limit, a rule it does not have) gets a 400: a caller
+// must not escape its limit by sending a key that cannot be counted. Any
+// other error lets the request through (a limiter fault must not take the
+// service down); the client's Stance already decides when the sidecar is
+// unreachable.
 func Middleware(c *Client, key func(*http.Request) string, opts ...Option) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -21,6 +25,12 @@ func Middleware(c *Client, key func(*http.Request) string, opts ...Option) func(
 				return
 			}
 			res, err := c.Allow(r.Context(), k, opts...)
+			if errors.Is(err, ErrBadRequest) {
+				// The sidecar refused the key (too long, say): a request
+				// whose key cannot be limited is not let through.
+				http.Error(w, "rate limit key refused", http.StatusBadRequest)
+				return
+			}
 			if err != nil {
 				next.ServeHTTP(w, r)
 				return

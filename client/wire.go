@@ -9,7 +9,9 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -28,6 +30,54 @@ const (
 // msgpackType is the media type of msgpack bodies.
 const msgpackType = "application/msgpack"
 
+// errJSONOnly is a sidecar that read a msgpack body as JSON: one of a
+// release before msgpack bodies.
+var errJSONOnly = errors.New("client: the sidecar reads JSON bodies only")
+
+// format is the format to send in: Config.Format, or JSON once the
+// sidecar turned out to read nothing else.
+func (c *Client) format() Format {
+	if c.jsonOnly.Load() {
+		return JSON
+	}
+	return c.cfg.Format
+}
+
+// encode encodes body in format.
+func encode(format Format, body any) ([]byte, error) {
+	var payload []byte
+	var err error
+	if format == JSON {
+		payload, err = json.Marshal(body)
+	} else {
+		payload, err = msgpack.Marshal(body)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("client: encode request: %w", err)
+	}
+	return payload, nil
+}
+
+// validUTF8 returns s with each byte that is not part of valid UTF-8
+// replaced by U+FFFD, as encoding/json writes a string: a key reaches the
+// sidecar the same, and lands in the same bucket, in either format.
+func validUTF8(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b.WriteString("\uFFFD")
+		} else {
+			b.WriteString(s[i : i+size])
+		}
+		i += size
+	}
+	return b.String()
+}
+
 // errUnavailable is every attempt failing to reach the sidecar.
 var errUnavailable = errors.New("client: sidecar unavailable")
 
@@ -35,15 +85,10 @@ var errUnavailable = errors.New("client: sidecar unavailable")
 // failures and 5xx answers, and decodes the answer (200, or a denial) into
 // out.
 func (c *Client) post(ctx context.Context, path string, body, out any, attemptTimeout time.Duration) error {
-	var payload []byte
-	var err error
-	if c.cfg.Format == JSON {
-		payload, err = json.Marshal(body)
-	} else {
-		payload, err = msgpack.Marshal(body)
-	}
+	format := c.format()
+	payload, err := encode(format, body)
 	if err != nil {
-		return fmt.Errorf("client: encode request: %w", err)
+		return err
 	}
 	var last error
 	for attempt := 0; attempt <= max(c.cfg.Retries, 0); attempt++ {
@@ -53,7 +98,18 @@ func (c *Client) post(ctx context.Context, path string, body, out any, attemptTi
 				return err
 			}
 		}
-		retry, err := c.attempt(ctx, path, payload, out, attemptTimeout)
+		retry, err := c.attempt(ctx, path, format, payload, out, attemptTimeout)
+		if errors.Is(err, errJSONOnly) && format == Msgpack {
+			// A sidecar of an older release reads every body as JSON:
+			// speak JSON to it from now on, and ask again at once.
+			c.jsonOnly.Store(true)
+			format = JSON
+			if payload, err = encode(format, body); err != nil {
+				return err
+			}
+			attempt--
+			continue
+		}
 		if err == nil || !retry {
 			return err
 		}
@@ -67,14 +123,14 @@ func (c *Client) post(ctx context.Context, path string, body, out any, attemptTi
 
 // attempt makes one request and reports whether a failure may be retried.
 // Answers come in the client's format; errors are JSON whatever the format.
-func (c *Client) attempt(ctx context.Context, path string, payload []byte, out any, timeout time.Duration) (bool, error) {
+func (c *Client) attempt(ctx context.Context, path string, format Format, payload []byte, out any, timeout time.Duration) (bool, error) {
 	actx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(actx, http.MethodPost, c.cfg.URL+path, bytes.NewReader(payload))
 	if err != nil {
 		return false, fmt.Errorf("client: %w", err)
 	}
-	if c.cfg.Format == JSON {
+	if format == JSON {
 		req.Header.Set("Content-Type", "application/json")
 	} else {
 		req.Header.Set("Content-Type", msgpackType)
@@ -110,6 +166,8 @@ func (c *Client) attempt(ctx context.Context, path string, payload []byte, out a
 		return false, json.Unmarshal(data, out)
 	case resp.StatusCode >= 500:
 		return true, fmt.Errorf("client: sidecar answered %d: %s", resp.StatusCode, e.Error)
+	case format == Msgpack && resp.StatusCode == http.StatusBadRequest && strings.HasPrefix(e.Error, "body: malformed JSON"):
+		return false, errJSONOnly
 	}
 	return false, fmt.Errorf("%w: %s", ErrBadRequest, e.Error)
 }

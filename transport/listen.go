@@ -38,6 +38,9 @@ func Listen(addr string, mode fs.FileMode) (net.Listener, error) {
 	if path == "" {
 		return nil, errors.New("unix: needs a path, as in unix:/run/sluice/api.sock")
 	}
+	if len(path) > maxSocketPath {
+		return nil, fmt.Errorf("unix:%s: the path is too long for a socket: at most %d bytes, got %d", path, maxSocketPath, len(path))
+	}
 	lock, err := lockSocket(path)
 	if err != nil {
 		return nil, err
@@ -69,10 +72,16 @@ func listenUnix(path string, mode fs.FileMode) (net.Listener, error) {
 	return ln, nil
 }
 
+// maxSocketPath is the longest path a Unix socket may have on Linux
+// (sun_path holds 108 bytes with its terminating NUL).
+const maxSocketPath = 107
+
 // lockSocket takes the lock of the socket at path, or reports
 // ErrSocketInUse if another listener holds it.
 func lockSocket(path string) (*os.File, error) {
-	f, err := os.OpenFile(path+".lock", os.O_RDWR|os.O_CREATE, 0o600)
+	// O_NOFOLLOW: a symlink put at the lock's path does not make sluice
+	// create or open a file elsewhere.
+	f, err := os.OpenFile(path+".lock", os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("lock for %s: %w", path, err)
 	}

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -114,8 +115,15 @@ func (c *ctlClient) call(ctx context.Context, method, hostPort, path string, bod
 		}
 		rd = bytes.NewReader(b)
 	}
-	base := hostPort
-	if !strings.Contains(base, "://") {
+	base, hc := hostPort, c.http
+	if sock, ok := strings.CutPrefix(hostPort, "unix:"); ok {
+		// A node listening on a Unix socket (--http-addr/--admin-addr
+		// unix:/path): dial the socket, whatever the URL's host.
+		base = "http://sluice"
+		hc = &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+		}}}
+	} else if !strings.Contains(base, "://") {
 		base = "http://" + base
 	}
 	req, err := http.NewRequestWithContext(ctx, method, base+path, rd)
@@ -125,7 +133,7 @@ func (c *ctlClient) call(ctx context.Context, method, hostPort, path string, bod
 	if c.o.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.o.token)
 	}
-	resp, err := c.http.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return fmt.Errorf("ask %s: %w", hostPort, err)
 	}
