@@ -65,27 +65,30 @@ const takeoverTerm = int64(10 * time.Second)
 // and the first checks may arrive before it. The handed bucket is merged
 // in (the lower level stays), so a restart costs at most that share.
 func (o *owners) seedTakeover(store *bucket.Store, id bucket.ID, l bucket.Limit, topo *topology, owned, hot bool, now time.Time) {
-	if !owned {
-		// A peer with an older view of the ring asked: the key's bucket
-		// is at its owner, or on its way there. It starts here from a
-		// fair share of the burst, not a fresh burst; empty if the peer
-		// asked for a lease (it checks the key often: near empty at its
-		// owner), and refills at the rate.
-		if !hot {
-			store.Seed(now, id, l, max(l.Burst/topo.remembered, 1))
-		} else {
-			store.Seed(now, id, l, 0)
-		}
-		return
-	}
 	ns := now.UnixNano()
 	if ns-o.lastFallback.Load() <= takeoverTerm {
+		// This node decided the key from its fair share lately (its
+		// owner did not answer), as did the rest of its side: the
+		// estimate is its share's level times the members alive.
 		if level, ok := o.fallback.Level(now, id); ok {
 			store.Seed(now, id, l, level*topo.alive())
 			return
 		}
 	}
 	share := max(l.Burst/topo.remembered, 1)
+	if !owned {
+		// A peer with another view of the ring asked (it, or this node,
+		// has not caught up with a change yet): the key's bucket is at
+		// its owner, or on its way there. It starts here from a fair
+		// share of the burst, not a fresh burst; empty if the peer asked
+		// for a lease (it checks the key often: near empty at its owner),
+		// and refills at the rate.
+		if hot {
+			share = 0
+		}
+		store.Seed(now, id, l, share)
+		return
+	}
 	if f := o.failover.Load(); f != nil && ns < f.until {
 		// Its owner before a member went is gone: this node has no
 		// share of the key to go by (it did not see its traffic), but

@@ -183,6 +183,10 @@ func (t *totals) spend(store *bucket.Store, mode rules.Sync, id bucket.ID, l buc
 		e.cum += cost
 		e.over = e.over || over
 		r.admitted(l, cost, ns)
+		// Far from empty (more than half the burst left after it): a
+		// total lost on its way costs at most these tokens, and only if
+		// the key is later spent to the end; no repair is sent for it.
+		r.repair = r.repair && d.Remaining <= l.Burst/2
 	}
 	return d
 }

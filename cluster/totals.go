@@ -37,6 +37,7 @@ type totals struct {
 	gen      atomic.Uint64 // last generation handed out
 	interval int64         // the sync interval, ns: an epoch of the share
 	self     string        // this node's name, its place among spenders
+	sweptIn  int64         // Unix ns flush last dropped forgotten peers' records (flush's alone)
 }
 
 const totalShards = 64
@@ -59,7 +60,7 @@ type outRecord struct {
 	gen    uint64
 	total  int64
 	resend int        // flushes that will still carry this total
-	repair bool       // send the total once more when it stops changing
+	repair bool       // send the total once more when it stops changing (see share.spend)
 	born   int64      // Unix ns the generation started
 	last   int64      // Unix ns of the last check: admitted, or wanted (see share)
 	sealed *outRecord // the previous generation, while its final total is sent
@@ -141,6 +142,7 @@ func (r *outRecord) admitted(l bucket.Limit, cost int64, now int64) {
 	r.limit = l
 	r.total += cost
 	r.resend = 1
+	r.repair = true
 	r.last = now
 }
 
@@ -148,6 +150,12 @@ func (r *outRecord) admitted(l bucket.Limit, cost int64, now int64) {
 // idle for longer than idle: the next admission starts a new generation.
 // Peers' records idle for longer than forget are dropped too.
 func (c *totals) flush(now, idle, forget int64, out []totalUpdate) []totalUpdate {
+	// Peers' records are looked over a thirtieth of forget apart, not at
+	// every flush: there is one per key and peer, and forget is long.
+	sweepIn := now-c.sweptIn >= forget/30 || now < c.sweptIn
+	if sweepIn {
+		c.sweptIn = now
+	}
 	for i := range c.shards {
 		sh := &c.shards[i]
 		sh.mu.Lock()
@@ -161,7 +169,6 @@ func (c *totals) flush(now, idle, forget int64, out []totalUpdate) []totalUpdate
 			switch {
 			case r.resend > 0:
 				r.resend--
-				r.repair = r.total > 0
 				out = append(out, totalUpdate{Sync: k.mode, ID: k.id, Limit: r.limit, Gen: r.gen, Total: r.total})
 			case r.repair:
 				r.repair = false
@@ -171,6 +178,9 @@ func (c *totals) flush(now, idle, forget int64, out []totalUpdate) []totalUpdate
 			}
 		}
 		for k, rs := range sh.in {
+			if !sweepIn {
+				break
+			}
 			rs = slices.DeleteFunc(rs, func(r inRecord) bool { return now-r.seen > forget })
 			if len(rs) == 0 {
 				delete(sh.in, k)

@@ -16,7 +16,7 @@ import (
 // real time, on a 3-node cluster over the in-memory network (no socket
 // cost: see BenchmarkPeerTCP in transport for that), one hot key per route:
 // local mode; gossip mode (the replica, and counting the admission for the
-// peers); owner mode on the owner; owner mode forwarded from a node with
+// peers); auto mode, which gossips at this size; owner mode on the owner; owner mode forwarded from a node with
 // leases off (peer client, frame coding, peer server, and back); and owner
 // mode at a node with leases on, which decides the hot key from its lease.
 // Keys are chosen so that node 1 owns them. Besides ns/op it reports the
@@ -53,6 +53,7 @@ func BenchmarkCheckRoute(b *testing.B) {
 	}{
 		{"local", 0, &cluster.Request{Key: key, Inline: limit, Cost: 1, Sync: rules.SyncLocal, SyncSet: true}},
 		{"gossip", 0, &cluster.Request{Key: key, Inline: limit, Cost: 1, Sync: rules.SyncGossip, SyncSet: true}},
+		{"auto", 0, &cluster.Request{Key: key, Inline: limit, Cost: 1, Sync: rules.SyncAuto, SyncSet: true}},
 		{"owner-here", 1, &cluster.Request{Key: key, Inline: limit, Cost: 1, Sync: rules.SyncOwner, SyncSet: true}},
 		{"forwarded", 0, &cluster.Request{Key: key, Inline: limit, Cost: 1, Sync: rules.SyncOwner, SyncSet: true}},
 		{"leased", 2, &cluster.Request{Key: key, Inline: limit, Cost: 1, Sync: rules.SyncOwner, SyncSet: true}},
