@@ -10,7 +10,6 @@ import (
 	"time"
 )
 
-
 // TestCtlReachesANodeOnUnixSockets: sluice ctl takes the node's addresses
 // from SLUICE_HTTP_ADDR and SLUICE_ADMIN_ADDR, as the README says ("In
 // Kubernetes: kubectl exec POD -c sluice -- /sluice ctl members"), and the
