@@ -175,6 +175,15 @@ func TestHelmChartOptions(t *testing.T) {
 		t.Errorf("the application is not pointed at the TCP API: %s", cmd)
 	}
 
+	// Kubernetes 1.29 has native sidecars but not the sleep action: no
+	// preStop pause, and a grace period without it.
+	objs = helmTemplate(t, "--kube-version", "1.29.4")
+	pod := path(objs["Deployment/rel-sluice"], "spec", "template", "spec")
+	_, sidecar := checkSidecarPod(t, pod, objs["Service/rel-sluice-peers"], "rel-sluice-rules", "rel-sluice-gossip")
+	if path(sidecar, "lifecycle", "preStop") != nil || path(pod, "terminationGracePeriodSeconds") != 25 {
+		t.Errorf("on Kubernetes 1.29: preStop %v, grace period %v; want none and 25 s", path(sidecar, "lifecycle", "preStop"), path(pod, "terminationGracePeriodSeconds"))
+	}
+
 	out, err := runHelm(t, "template", "rel", chartDir, "--kube-version", "1.30.0", "--set", "terminationGracePeriodSeconds=5")
 	if err == nil || !strings.Contains(string(out), "does not cover") {
 		t.Fatalf("a grace period shorter than the shutdown was accepted:\n%s", out)

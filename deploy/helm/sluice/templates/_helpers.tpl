@@ -66,13 +66,23 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
 {{/*
+Whether the sidecar has a preStop pause: asked for, and the sleep action is
+there (on by default from Kubernetes 1.30).
+*/}}
+{{- define "sluice.preStop" -}}
+{{- if and (gt (int .Values.sluice.preStopSeconds) 0) (semverCompare ">=1.30.0-0" .Capabilities.KubeVersion.Version) }}true{{ end }}
+{{- end }}
+
+{{/*
 The pod's grace period: the application's stop, then the sidecar's preStop
 and its whole shutdown budget, and a margin. A smaller value is refused: a
 node killed before it has left is remembered as failed, and the cluster
 decides at a reduced share for --partition-window.
 */}}
 {{- define "sluice.gracePeriod" -}}
-{{- $need := add (int .Values.app.stopSeconds) (int .Values.sluice.preStopSeconds) (int .Values.sluice.shutdownTimeoutSeconds) 5 }}
+{{- $preStop := 0 }}
+{{- if include "sluice.preStop" . }}{{ $preStop = int .Values.sluice.preStopSeconds }}{{ end }}
+{{- $need := add (int .Values.app.stopSeconds) $preStop (int .Values.sluice.shutdownTimeoutSeconds) 5 }}
 {{- $set := .Values.terminationGracePeriodSeconds }}
 {{- if kindIs "invalid" $set }}
 {{- $need }}
