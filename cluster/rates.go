@@ -52,11 +52,16 @@ func (t rateTotals) part(i, n uint64) rateTotals {
 // between them, so a late sample makes no spike. The zero value is ready;
 // it is safe for concurrent use.
 type rateRing struct {
-	mu    sync.Mutex              // guards the fields below
-	slots [RateSeconds]rateTotals // second s at s % RateSeconds
-	last  int64                   // Unix second of the last sample; 0 before the first
-	prev  rateTotals              // the totals at the last sample
+	mu      sync.Mutex              // guards the fields below
+	slots   [RateSeconds]rateTotals // second s at slot(s)
+	started bool                    // a sample has been taken
+	last    int64                   // Unix second of the last sample
+	prev    rateTotals              // the totals at the last sample
 }
+
+// slot returns the index of Unix second s in the ring (also for a clock
+// before 1970).
+func slot(s int64) int { return int((s%RateSeconds + RateSeconds) % RateSeconds) }
 
 // observe records totals t, read at now. The counts since the last sample
 // go to the whole seconds from the last sample's to now's. A sample in
@@ -66,8 +71,8 @@ func (r *rateRing) observe(now time.Time, t rateTotals) {
 	sec := now.Unix()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.last == 0 {
-		r.last, r.prev = sec, t
+	if !r.started {
+		r.started, r.last, r.prev = true, sec, t
 		return
 	}
 	if sec <= r.last {
@@ -75,7 +80,7 @@ func (r *rateRing) observe(now time.Time, t rateTotals) {
 	}
 	d, span := t.since(r.prev), uint64(sec-r.last)
 	for s := max(r.last, sec-RateSeconds); s < sec; s++ {
-		r.slots[s%RateSeconds] = d.part(uint64(s-r.last), span)
+		r.slots[slot(s)] = d.part(uint64(s-r.last), span)
 	}
 	r.last, r.prev = sec, t
 }
@@ -85,16 +90,12 @@ func (r *rateRing) rates() Rates {
 	rs := Rates{Checks: make([]uint64, RateSeconds), Denied: make([]uint64, RateSeconds), Fallbacks: make([]uint64, RateSeconds)}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.last == 0 {
+	if !r.started {
 		return rs
 	}
 	rs.End = time.Unix(r.last, 0)
 	for i := range RateSeconds {
-		s := r.last - RateSeconds + int64(i)
-		if s < 0 {
-			continue
-		}
-		v := r.slots[s%RateSeconds]
+		v := r.slots[slot(r.last-RateSeconds+int64(i))]
 		rs.Checks[i], rs.Denied[i], rs.Fallbacks[i] = v.checks, v.denied, v.fallbacks
 	}
 	return rs

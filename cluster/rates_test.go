@@ -48,6 +48,11 @@ func TestRateRing(t *testing.T) {
 			{at(2 * time.Second), rateTotals{6, 0, 0}},
 			{at(7 * time.Second), rateTotals{9, 0, 0}},
 		}, end: at(7 * time.Second), last: [][3]uint64{{4, 0, 0}, {5, 0, 0}}},
+		{name: "a clock at 1970 or before", samples: []sample{
+			{time.Unix(-2, 0), rateTotals{0, 0, 0}},
+			{time.Unix(-1, 0), rateTotals{3, 1, 0}},
+			{time.Unix(0, 0), rateTotals{5, 1, 1}},
+		}, end: time.Unix(0, 0), last: [][3]uint64{{0, 0, 0}, {3, 1, 0}, {2, 0, 1}}},
 		{name: "a gap longer than the ring fills it all", samples: []sample{
 			{at(0), rateTotals{0, 0, 0}},
 			{at(time.Second), rateTotals{1000, 0, 0}},
