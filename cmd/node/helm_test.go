@@ -71,7 +71,7 @@ func TestHelmChart(t *testing.T) {
 	svc, dep := objs["Service/rel-sluice-peers"], objs["Deployment/rel-sluice"]
 	cm, secret, pdb := objs["ConfigMap/rel-sluice-rules"], objs["Secret/rel-sluice-gossip"], objs["PodDisruptionBudget/rel-sluice"]
 	if svc == nil || dep == nil || cm == nil || secret == nil || pdb == nil {
-		t.Fatalf("want the seed Service, a Deployment, the rules ConfigMap, the gossip Secret and a PodDisruptionBudget; got %v", keys(objs))
+		t.Fatalf("want the seed Service, a Deployment, the rules ConfigMap, the gossip Secret and a PodDisruptionBudget; got %v", kinds(objs))
 	}
 	// The seed name: headless, listing pods before they are ready, with
 	// the gossip (TCP and UDP) and peer ports.
@@ -139,7 +139,7 @@ func TestHelmChart(t *testing.T) {
 	// selects the pods.
 	sm, metrics := objs["ServiceMonitor/rel-sluice"], objs["Service/rel-sluice-metrics"]
 	if sm == nil || metrics == nil {
-		t.Fatalf("with the Prometheus operator's API, want a ServiceMonitor and its Service; got %v", keys(objs))
+		t.Fatalf("with the Prometheus operator's API, want a ServiceMonitor and its Service; got %v", kinds(objs))
 	}
 	selects("the metrics Service", path(metrics, "spec", "selector"))
 	for k, v := range path(sm, "spec", "selector", "matchLabels").(obj) {
@@ -154,7 +154,8 @@ func TestHelmChart(t *testing.T) {
 
 // TestHelmChartOptions renders the chart with other values: no
 // ServiceMonitor without the operator's API, a gossip key Secret of one's
-// own, the API on TCP, and a grace period too short refused.
+// own, the API on TCP, no preStop pause on Kubernetes 1.29, and a grace
+// period too short and an unknown API refused.
 func TestHelmChartOptions(t *testing.T) {
 	objs := helmTemplate(t)
 	if _, ok := objs["ServiceMonitor/rel-sluice"]; ok {
@@ -188,6 +189,11 @@ func TestHelmChartOptions(t *testing.T) {
 	if err == nil || !strings.Contains(string(out), "does not cover") {
 		t.Fatalf("a grace period shorter than the shutdown was accepted:\n%s", out)
 	}
+	// values.schema.json refuses what the templates cannot render.
+	out, err = runHelm(t, "template", "rel", chartDir, "--kube-version", "1.30.0", "--set", "sluice.api=grpc")
+	if err == nil || !strings.Contains(string(out), "/sluice/api") {
+		t.Fatalf("sluice.api=grpc was accepted:\n%s", out)
+	}
 }
 
 // TestHelmLint runs helm lint on the chart.
@@ -204,7 +210,8 @@ func readChart(t *testing.T) obj {
 	return docs[0]
 }
 
-func keys(m map[string]obj) []string {
+// kinds returns the kind/name of every object rendered.
+func kinds(m map[string]obj) []string {
 	var ks []string
 	for k := range m {
 		ks = append(ks, k)
