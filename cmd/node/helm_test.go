@@ -150,6 +150,9 @@ func TestHelmChart(t *testing.T) {
 	if path(list(path(sm, "spec", "endpoints"))[0], "port") != "admin" || path(list(path(metrics, "spec", "ports"))[0], "targetPort") != "admin" {
 		t.Error("the ServiceMonitor must scrape the admin port")
 	}
+	if a := path(dep, "spec", "template", "metadata", "annotations", "prometheus.io/scrape"); a != nil {
+		t.Error("with a ServiceMonitor, the pods also carry prometheus.io/scrape: each would be scraped twice")
+	}
 }
 
 // TestHelmChartOptions renders the chart with other values: no
@@ -160,6 +163,10 @@ func TestHelmChartOptions(t *testing.T) {
 	objs := helmTemplate(t)
 	if _, ok := objs["ServiceMonitor/rel-sluice"]; ok {
 		t.Error("a ServiceMonitor is rendered without the Prometheus operator's API")
+	}
+	annotations := path(objs["Deployment/rel-sluice"], "spec", "template", "metadata", "annotations")
+	if path(annotations, "prometheus.io/scrape") != "true" || path(annotations, "prometheus.io/port") != "8081" {
+		t.Errorf("without a ServiceMonitor, the pods want the prometheus.io annotations on the admin port: %v", annotations)
 	}
 
 	objs = helmTemplate(t, "--set", "sluice.gossipKey.existingSecret=mine", "--set", "sluice.gossipKey.secretKey=k", "--set", "sluice.api=tcp")

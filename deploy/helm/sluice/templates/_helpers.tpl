@@ -65,6 +65,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if eq .Values.sluice.api "socket" }}unix:/run/sluice/api.sock{{ else if eq .Values.sluice.api "tcp" }}http://127.0.0.1:8080{{ else }}{{ fail "sluice.api must be socket or tcp" }}{{ end }}
 {{- end }}
 
+{{/* Whether a ServiceMonitor is rendered: asked for, and the operator's API is there. */}}
+{{- define "sluice.serviceMonitor" -}}
+{{- if and .Values.serviceMonitor.enabled (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1") }}true{{ end }}
+{{- end }}
+
 {{/*
 Whether the sidecar has a preStop pause: asked for, and the sleep action is
 there (on by default from Kubernetes 1.30).
