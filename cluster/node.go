@@ -127,6 +127,7 @@ type Node struct {
 	metrics *metrics
 	hot     *hotKeys
 	denied  *deniedKeys
+	rates   *rateRing // checks, denials and fallbacks per second, for the status page (7 KB, kept out of the Node's own cache lines)
 	shadow  bool
 	sweep   time.Duration
 	leaveIn time.Duration
@@ -193,6 +194,7 @@ func New(cfg Config) (*Node, error) {
 		gossipMax:  cfg.GossipSync.MaxMembers,
 		hot:        newHotKeys(cfg.Now()),
 		denied:     newDeniedKeys(cfg.Now()),
+		rates:      &rateRing{},
 		shadow:     cfg.Shadow,
 		sweep:      cfg.SweepInterval,
 		leaveIn:    cfg.LeaveTimeout,
@@ -203,6 +205,7 @@ func New(cfg Config) (*Node, error) {
 		partitionWindow: cfg.PartitionWindow,
 		partition:       newPartitionMetrics(cfg.Metrics),
 	}
+	n.rates.observe(cfg.Now(), rateTotals{}) // counted from here, also before Run
 	store := func(name string) *bucket.Store {
 		s := bucket.NewStore(cfg.Store)
 		n.stores = append(n.stores, storeLabel{name, s})
@@ -276,6 +279,7 @@ func (n *Node) Ready() bool { return n.rules.Load() != nil }
 func (n *Node) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return n.sweepLoop(gctx) })
+	g.Go(func() error { return n.rateLoop(gctx) })
 	if n.gossip == nil {
 		return g.Wait()
 	}

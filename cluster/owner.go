@@ -35,6 +35,7 @@ type owners struct {
 	leases       *leases
 	stalls       stalls                   // owners that did not answer in time
 	lastFallback atomic.Int64             // Unix ns of the last check decided from the fair share
+	fallbacks    atomic.Uint64            // checks decided from the fair share, for the status page's rates
 	joined       atomic.Pointer[joined]   // the last join that gave this node keys
 	failover     atomic.Pointer[failover] // the last change that removed members
 	restarted    bool                     // a new life of a member: it stored its cluster's size
@@ -215,6 +216,7 @@ func (o *owners) forward(ctx context.Context, topo *topology, owner string, cs [
 // topo's live members, counted, and writes the results to out.
 func (o *owners) fallBack(topo *topology, owner string, cs []*check, out []Result) {
 	o.m.fallback.Add(float64(len(cs)))
+	o.fallbacks.Add(uint64(len(cs)))
 	now, members := o.now(), topo.remembered
 	o.lastFallback.Store(now.UnixNano())
 	for i, c := range cs {

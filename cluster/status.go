@@ -24,6 +24,9 @@ type Status struct {
 	TopDenied []DeniedKey
 	// Checks and Denied count every check decided here since start.
 	Checks, Denied uint64
+	// Rates are the checks, denials and fallbacks per second of the last
+	// five minutes.
+	Rates Rates
 	// Alive and Remembered are the live members and those the cluster is
 	// remembered to have (partition.go). While Remembered is larger,
 	// cluster-wide limits are decided at the share Alive/Remembered.
@@ -54,6 +57,7 @@ func (n *Node) Status() Status {
 		st.Members = []MemberStatus{{Member: gossip.Member{Name: n.self, State: gossip.StateAlive, Self: true}, Share: 1}}
 	}
 	st.Checks, st.Denied = n.metrics.totals()
+	st.Rates = n.rates.rates()
 	st.Alive, st.Remembered = topo.reachable, topo.remembered
 	return st
 }

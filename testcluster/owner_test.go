@@ -150,6 +150,18 @@ func TestOwnerCrashMidRun(t *testing.T) {
 		if l.fallbacks.Load() == 0 {
 			t.Fatal("no check fell back while the owner was unreachable: the test did not exercise the fallback")
 		}
+		// The survivors' status pages plot every fallback, once its
+		// second has been sampled.
+		time.Sleep(2 * time.Second)
+		var plotted uint64
+		for _, i := range survivors {
+			for _, n := range c.Node(i).Rates().Fallbacks {
+				plotted += n
+			}
+		}
+		if plotted != uint64(l.fallbacks.Load()) {
+			t.Fatalf("the survivors' rates count %d fallbacks, their checks %d", plotted, l.fallbacks.Load())
+		}
 	})
 }
 

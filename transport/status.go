@@ -24,6 +24,9 @@ type Status struct {
 	// Checks and Denied count every check decided here since start.
 	Checks uint64 `json:"checks"`
 	Denied uint64 `json:"denied"`
+	// Rates are the checks, denials and fallbacks per second of the last
+	// five minutes, which the page plots.
+	Rates RatesView `json:"rates"`
 	// PartitionShare is the share of each cluster-wide limit this node
 	// decides at: 1, or live / remembered members while some are missing
 	// (a partition, or a failure within the partition window).
@@ -44,6 +47,18 @@ type MemberStatus struct {
 	Self  bool    `json:"self,omitempty"`
 }
 
+// RatesView is a node's checks, denials and fallbacks per second over the
+// last five minutes (cluster.Rates), oldest first: element i counts the
+// second that starts len-i seconds before End.
+type RatesView struct {
+	// End is the end of the last second counted; absent before the node
+	// has run for a second.
+	End       *time.Time `json:"end,omitempty"`
+	Checks    []uint64   `json:"checks"`
+	Denied    []uint64   `json:"denied"`
+	Fallbacks []uint64   `json:"fallbacks"`
+}
+
 // HotKeyView is a key the node checks often.
 type HotKeyView struct {
 	Rule string  `json:"rule,omitempty"`
@@ -62,6 +77,11 @@ func NewStatus(st cluster.Status) Status {
 	v := Status{Self: st.Self, Time: st.Time, Rules: RuleViews(st.Rules), HotKeys: []HotKeyView{}, TopDenied: DeniedKeyViews(st.TopDenied),
 		Checks: st.Checks, Denied: st.Denied,
 		PartitionShare: float64(st.Alive) / float64(max(st.Remembered, 1)), Remembered: st.Remembered, Reachable: st.Alive}
+	v.Rates = RatesView{Checks: st.Rates.Checks, Denied: st.Rates.Denied, Fallbacks: st.Rates.Fallbacks}
+	if !st.Rates.End.IsZero() {
+		end := st.Rates.End.UTC()
+		v.Rates.End = &end
+	}
 	for _, m := range st.Members {
 		v.Members = append(v.Members, MemberStatus{Name: m.Name, Addr: m.Addr, State: m.State.String(), Share: m.Share, Self: m.Self})
 	}

@@ -46,6 +46,12 @@ func readDocs(t *testing.T, file string) []obj {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return decodeDocs(t, file, data)
+}
+
+// decodeDocs decodes a stream of YAML documents named name.
+func decodeDocs(t *testing.T, name string, data []byte) []obj {
+	t.Helper()
 	var docs []obj
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	for {
@@ -53,7 +59,7 @@ func readDocs(t *testing.T, file string) []obj {
 		if err := dec.Decode(&d); errors.Is(err, io.EOF) {
 			break
 		} else if err != nil {
-			t.Fatalf("%s: %v", file, err)
+			t.Fatalf("%s: %v", name, err)
 		}
 		if d != nil {
 			docs = append(docs, d)
@@ -91,7 +97,17 @@ func TestKubernetesManifests(t *testing.T) {
 		}
 	}
 
-	pod := path(dep, "spec", "template", "spec")
+	checkSidecarPod(t, path(dep, "spec", "template", "spec"), svc, path(cm, "metadata", "name").(string), "sluice-gossip")
+}
+
+// checkSidecarPod checks a pod spec that runs sluice as a native sidecar:
+// its environment parses as the node's options, the seed is the headless
+// Service seed, the gossip key comes from the Secret secret, the ports are
+// those the node listens on, the probes hit the admin port, the rules are
+// the ConfigMap rulesConfigMap, and an API socket is shared with the
+// application. It returns the sidecar's options and its container.
+func checkSidecarPod(t *testing.T, pod any, seed obj, rulesConfigMap, secret string) (options, obj) {
+	t.Helper()
 	var sidecar obj
 	for _, c := range list(path(pod, "initContainers")) {
 		if path(c, "name") == "sluice" {
@@ -113,7 +129,7 @@ func TestKubernetesManifests(t *testing.T) {
 			env[name] = "demo-5d8f-x2x9q"
 		case path(e, "valueFrom", "fieldRef", "fieldPath") == "metadata.namespace":
 			env[name] = "shop"
-		case path(e, "valueFrom", "secretKeyRef", "name") == "sluice-gossip":
+		case path(e, "valueFrom", "secretKeyRef", "name") == secret:
 			env[name] = base64.StdEncoding.EncodeToString(make([]byte, 32)) // what the documented command makes
 		default:
 			t.Fatalf("env %s: a source the test does not know", name)
@@ -123,7 +139,7 @@ func TestKubernetesManifests(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the sidecar's environment does not parse: %v", err)
 	}
-	if want := path(svc, "metadata", "name").(string) + ".shop.svc.cluster.local"; len(o.seeds) != 1 || o.seeds[0] != want {
+	if want := path(seed, "metadata", "name").(string) + ".shop.svc.cluster.local"; len(o.seeds) != 1 || o.seeds[0] != want {
 		t.Fatalf("seed %v, want the headless Service %q", o.seeds, want)
 	}
 	if len(o.gossipKeys) == 0 || o.nodeName != "demo-5d8f-x2x9q" {
@@ -161,7 +177,7 @@ func TestKubernetesManifests(t *testing.T) {
 	for _, v := range list(path(pod, "volumes")) {
 		volumes[path(v, "name").(string)] = v
 	}
-	if v := volumes[mounts[o.rulesPath]]; path(v, "configMap", "name") != path(cm, "metadata", "name") {
+	if v := volumes[mounts[o.rulesPath]]; path(v, "configMap", "name") != rulesConfigMap {
 		t.Errorf("--rules %s is not the ConfigMap's mount", o.rulesPath)
 	}
 	if volumes[mounts[o.dataDir]] == nil {
@@ -181,7 +197,7 @@ func TestKubernetesManifests(t *testing.T) {
 					shared = true
 				}
 			}
-			if cmd := fmt.Sprint(path(c, "command")); !strings.Contains(cmd, "unix:"+sock) {
+			if cmd := expandEnv(c, fmt.Sprint(path(c, "command"))); !strings.Contains(cmd, "unix:"+sock) {
 				t.Errorf("the application (%s) is not pointed at the socket %s", cmd, sock)
 			}
 		}
@@ -192,6 +208,24 @@ func TestKubernetesManifests(t *testing.T) {
 	if path(pod, "securityContext", "runAsNonRoot") != true {
 		t.Error("the pod must run as non-root")
 	}
+	return o, sidecar
+}
+
+// expandEnv replaces $(NAME) in s with the value of NAME in container c's
+// environment, as the kubelet does in a command.
+func expandEnv(c any, s string) string {
+	env := map[string]string{}
+	for _, e := range list(path(c, "env")) {
+		if v, ok := path(e, "value").(string); ok {
+			env[path(e, "name").(string)] = v
+		}
+	}
+	return envRef.ReplaceAllStringFunc(s, func(ref string) string {
+		if v, ok := env[envRef.FindStringSubmatch(ref)[1]]; ok {
+			return v
+		}
+		return ref
+	})
 }
 
 // TestComposeFile checks the compose fleet's sidecar settings the same way.

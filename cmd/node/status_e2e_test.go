@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"image/png"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,8 +18,9 @@ import (
 // TestStatusPage loads the admin status page of a real node in a real
 // headless browser (Debian's Chromium), lets its script run, and checks the
 // page it renders: the node among the members, alive, its rule, and checks
-// counted, the keys denied most, the version; and a screenshot that is
-// not blank.
+// counted, the keys denied most, the version, the plots of the last five
+// minutes drawn in SVG; a screenshot that is not blank, and one the width
+// of a phone that the page fits.
 func TestStatusPage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a browser")
@@ -49,10 +51,22 @@ func TestStatusPage(t *testing.T) {
 		post(t, p.api+"/v1/check", `{"rule": "api", "key": "alice"}`)
 	}
 
+	// The plots read the per-second counts, which take each second once it
+	// has passed: wait until the node has counted all 48.
+	awaitAPI(t, p, 30*time.Second, "counting the checks in its rates", func() bool {
+		_, st := request(t, http.MethodGet, admin+"/v1/status", "")
+		rates, _ := st["rates"].(map[string]any)
+		sum := 0.0
+		for _, v := range list(rates["checks"]) {
+			sum += v.(float64)
+		}
+		return sum == 48
+	})
+
 	run := func(args ...string) []byte {
 		t.Helper()
 		cmd := exec.CommandContext(ctx, browser, append([]string{"--headless", "--no-sandbox", "--disable-gpu",
-			"--disable-dev-shm-usage", "--user-data-dir=" + filepath.Join(dir, "chrome"), "--virtual-time-budget=5000"}, args...)...)
+			"--disable-dev-shm-usage", "--hide-scrollbars", "--user-data-dir=" + filepath.Join(dir, "chrome"), "--virtual-time-budget=5000"}, args...)...)
 		var out, errOut bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &errOut
 		if err := cmd.Run(); err != nil {
@@ -75,7 +89,17 @@ func TestStatusPage(t *testing.T) {
 	if !regexp.MustCompile(`<td>api</td><td>alice</td><td>46</td>`).MatchString(denied) {
 		t.Fatalf("the top denied keys lack alice, denied 46 times:\n%s", denied)
 	}
-	for _, want := range []string{"48 checks since start", ">api<", "1 of 1 alive", `<span id="version">dev</span>`} {
+	// The plots: a line and an area in each, and the five minutes' sums.
+	for id, sum := range map[string]string{"checks": "48 in 5 min", "denied": "46 in 5 min", "fallbacks": "0 in 5 min"} {
+		fig := regexp.MustCompile(`(?s)<figure class="plot" id="plot-` + id + `">.*?</figure>`).FindString(dom)
+		if !regexp.MustCompile(`<svg [^>]*viewBox="0 0 300 60".*<path class="area" d="M0,60 L0,[0-9.]+ L1,.*<path class="line" d="M0,[0-9.]+ L1,`).MatchString(fig) {
+			t.Fatalf("the %s plot has no line drawn in its SVG:\n%s", id, fig)
+		}
+		if !strings.Contains(fig, sum) {
+			t.Fatalf("the %s plot lacks %q:\n%s", id, sum, fig)
+		}
+	}
+	for _, want := range []string{"48 checks since start", ">api<", "1 of 1 alive", `<span id="version">dev</span>`, `name="viewport"`} {
 		if !strings.Contains(dom, want) {
 			t.Fatalf("the page lacks %q:\n%s", want, dom)
 		}
@@ -103,8 +127,39 @@ func TestStatusPage(t *testing.T) {
 	if len(colors) < 3 {
 		t.Fatalf("the screenshot is blank (%d colours)", len(colors))
 	}
+	// On a phone's screen, the page fits its width: nothing is drawn past
+	// it, so the right-hand strip is the page's background.
+	phone := filepath.Join(dir, "phone.png")
+	run("--screenshot="+phone, "--window-size=390,844", admin+"/")
+	checkFitsWidth(t, phone)
 	if out := os.Getenv("SLUICE_SCREENSHOT"); out != "" {
 		data, _ := os.ReadFile(shot)
 		os.WriteFile(out, data, 0o644)
+		data, _ = os.ReadFile(phone)
+		os.WriteFile(strings.TrimSuffix(out, ".png")+"-phone.png", data, 0o644)
+	}
+}
+
+// checkFitsWidth fails unless the right-hand strip of the screenshot in
+// file (narrower than the page's margin) is all background: a page wider
+// than the window is cut off at its edge, where it leaves ink.
+func checkFitsWidth(t *testing.T, file string) {
+	t.Helper()
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := img.Bounds()
+	for y := b.Min.Y; y < b.Max.Y; y++ {
+		for x := b.Max.X - 6; x < b.Max.X; x++ {
+			if r, g, bl, _ := img.At(x, y).RGBA(); r < 0xf000 || g < 0xf000 || bl < 0xf000 {
+				t.Fatalf("%s: ink at (%d, %d), in the right margin of a %d px wide window: the page is wider than a phone's screen", file, x, y, b.Dx())
+			}
+		}
 	}
 }
