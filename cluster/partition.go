@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/bits"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -78,6 +79,8 @@ func remembered(alive int64, missing map[string]time.Time) (n int64, next time.T
 type learnedMissing struct {
 	mu    sync.Mutex
 	until map[string]time.Time
+	// exchanged: a peer's state has arrived since start.
+	exchanged atomic.Bool
 }
 
 // copy returns the members learned of.
@@ -132,7 +135,7 @@ func (n *Node) missingState() []missingMember {
 
 // mergeMissing takes in a peer's missing members.
 func (n *Node) mergeMissing(ms []missingMember) {
-	now, news := time.Now(), false
+	now, news := time.Now(), !n.learned.exchanged.Swap(true)
 	for i, m := range ms {
 		if i == maxMissingShared || m.Name == "" || len(m.Name) > maxNameBytes || m.Name == n.self {
 			continue
@@ -255,8 +258,9 @@ func (n *Node) observePartition(old, t *topology) {
 // it has found its peers again, it decides at its share of that many
 // members, not at the whole limit alone. It lasts until the partition
 // window after the size was stored, and ends once the node sees that many
-// members alive, or joinSettle after its first peer appeared (by then the
-// join's state exchange has told it of every member).
+// members alive, once a peer's state has told it who is missing now (the
+// cluster may have shrunk meanwhile), or joinSettle after its first peer
+// appeared.
 type bootMemory struct {
 	size      int64
 	until     time.Time
@@ -269,8 +273,14 @@ const joinSettle = 10 * time.Second
 
 // remembered returns the stored size still in force at now with alive
 // members seen, and until when it may be (0 when over).
-func (b *bootMemory) remembered(alive int64, now time.Time) (int64, time.Time) {
+func (b *bootMemory) remembered(alive int64, exchanged bool, now time.Time) (int64, time.Time) {
 	if b.size == 0 {
+		return 0, time.Time{}
+	}
+	if exchanged && alive > 1 {
+		// A peer's state has told this node who is missing now: the
+		// cluster may have shrunk (gracefully) since the size was stored.
+		b.size = 0
 		return 0, time.Time{}
 	}
 	if alive > 1 && b.firstPeer.IsZero() {

@@ -83,21 +83,25 @@ func TestSideShare(t *testing.T) {
 func TestBootMemoryLastsUntilThePeersAreFound(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	b := bootMemory{size: 5, until: t0.Add(5 * time.Minute)}
-	if n, _ := b.remembered(1, t0); n != 5 {
+	if n, _ := b.remembered(1, false, t0); n != 5 {
 		t.Fatalf("alone after a restart: remembered %d, want the stored 5", n)
 	}
-	if n, until := b.remembered(2, t0.Add(time.Second)); n != 5 || !until.Equal(t0.Add(time.Second+joinSettle)) {
+	if n, until := b.remembered(2, false, t0.Add(time.Second)); n != 5 || !until.Equal(t0.Add(time.Second+joinSettle)) {
 		t.Fatalf("first peer found: remembered %d until %v, want 5 until a state exchange later", n, until)
 	}
-	if n, _ := b.remembered(3, t0.Add(time.Second+joinSettle)); n != 0 {
+	if n, _ := b.remembered(3, false, t0.Add(time.Second+joinSettle)); n != 0 {
 		t.Fatalf("a state exchange after the first peer: remembered %d, want the memory over", n)
 	}
 	b = bootMemory{size: 5, until: t0.Add(5 * time.Minute)}
-	if n, _ := b.remembered(5, t0); n != 0 {
+	if n, _ := b.remembered(3, true, t0); n != 0 {
+		t.Fatalf("a peer's state arrived (the cluster may have shrunk): remembered %d, want the memory over", n)
+	}
+	b = bootMemory{size: 5, until: t0.Add(5 * time.Minute)}
+	if n, _ := b.remembered(5, false, t0); n != 0 {
 		t.Fatalf("every stored member alive: remembered %d, want the memory over", n)
 	}
 	b = bootMemory{size: 5, until: t0.Add(5 * time.Minute)}
-	if n, _ := b.remembered(1, t0.Add(5*time.Minute)); n != 0 {
+	if n, _ := b.remembered(1, false, t0.Add(5*time.Minute)); n != 0 {
 		t.Fatalf("the window passed alone: remembered %d, want the memory over", n)
 	}
 }

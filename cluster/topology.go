@@ -158,7 +158,7 @@ func (n *Node) topologyLoop(ctx context.Context) error {
 		now := time.Now() // the clock of the members' Since
 		topo.remembered, next = remembered(topo.alive(), missingMembers(members, n.learned.copy(), now, n.partitionWindow))
 		topo.reachable = max(topo.alive()-n.replicas.hearing.silentOn(topo), 1)
-		if size, until := n.boot.remembered(topo.alive(), now); size > 0 {
+		if size, until := n.boot.remembered(topo.alive(), n.learned.exchanged.Load(), now); size > 0 {
 			topo.remembered = max(topo.remembered, size)
 			if next.IsZero() || until.Before(next) {
 				next = until
