@@ -2,10 +2,12 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/sluicerl/sluice/rules"
 )
@@ -59,4 +61,38 @@ func openDefaultPersist(o options, open func(options) (*rules.Persist, error), l
 	}
 	p, err := open(o)
 	return p, o.dataDir, err
+}
+
+// openPersist opens the rules database in --data-dir. A damaged one stops
+// the node, unless --recover-data-dir is given: then it is moved aside and
+// the node starts with an empty database, logging at error level where the
+// damaged file went. The rules come back from peers in the gossip state
+// exchange, as for any node that joins.
+func openPersist(o options, now time.Time, log *slog.Logger) (*rules.Persist, error) {
+	p, err := rules.OpenPersist(o.dataDir)
+	switch {
+	case err == nil:
+		return p, nil
+	case errors.Is(err, rules.ErrLocked):
+		return nil, fmt.Errorf("--data-dir: %w: is another node using this directory? Give each node its own", err)
+	case !errors.Is(err, rules.ErrCorrupt):
+		return nil, fmt.Errorf("--data-dir: %w", err)
+	case !o.recoverDataDir:
+		return nil, fmt.Errorf("--data-dir: %w. The node stops rather than start without the API rules stored there: "+
+			"move the file aside (rename it, keep it), or start once with --recover-data-dir to have the node do that; "+
+			"either way the node starts with no stored API rules and takes them from its peers (docs/troubleshooting.md)", err)
+	}
+	moved, merr := rules.MoveAside(o.dataDir, now)
+	if merr != nil {
+		return nil, fmt.Errorf("--recover-data-dir: %w (after: %w)", merr, err)
+	}
+	log.Error("rules database damaged: moved it aside; starting with no stored API rules, which come back from peers that have them",
+		"moved_to", moved, "err", err)
+	if len(o.seeds) == 0 {
+		log.Warn("no --seed: unless peers join this node, the API rules that were in the damaged database are lost; set them again through the API", "moved_to", moved)
+	}
+	if p, err = rules.OpenPersist(o.dataDir); err != nil {
+		return nil, fmt.Errorf("--data-dir, after moving the damaged database to %s: %w", moved, err)
+	}
+	return p, nil
 }

@@ -11,7 +11,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -357,40 +356,6 @@ func (a *lastAsked) awaitQuiet(ctx context.Context, quiet time.Duration) {
 	}
 }
 
-// openPersist opens the rules database in --data-dir. A damaged one stops
-// the node, unless --recover-data-dir is given: then it is moved aside and
-// the node starts with an empty database, logging at error level where the
-// damaged file went. The rules come back from peers in the gossip state
-// exchange, as for any node that joins.
-func openPersist(o options, now time.Time, log *slog.Logger) (*rules.Persist, error) {
-	p, err := rules.OpenPersist(o.dataDir)
-	switch {
-	case err == nil:
-		return p, nil
-	case errors.Is(err, rules.ErrLocked):
-		return nil, fmt.Errorf("--data-dir: %w: is another node using this directory? Give each node its own", err)
-	case !errors.Is(err, rules.ErrCorrupt):
-		return nil, fmt.Errorf("--data-dir: %w", err)
-	case !o.recoverDataDir:
-		return nil, fmt.Errorf("--data-dir: %w. The node stops rather than start without the API rules stored there: "+
-			"move the file aside (rename it, keep it), or start once with --recover-data-dir to have the node do that; "+
-			"either way the node starts with no stored API rules and takes them from its peers (docs/troubleshooting.md)", err)
-	}
-	moved, merr := rules.MoveAside(o.dataDir, now)
-	if merr != nil {
-		return nil, fmt.Errorf("--recover-data-dir: %w (after: %w)", merr, err)
-	}
-	log.Error("rules database damaged: moved it aside; starting with no stored API rules, which come back from peers that have them",
-		"moved_to", moved, "err", err)
-	if len(o.seeds) == 0 {
-		log.Warn("no --seed: unless peers join this node, the API rules that were in the damaged database are lost; set them again through the API", "moved_to", moved)
-	}
-	if p, err = rules.OpenPersist(o.dataDir); err != nil {
-		return nil, fmt.Errorf("--data-dir, after moving the damaged database to %s: %w", moved, err)
-	}
-	return p, nil
-}
-
 // advertisedPeerAddr is the peer address put in the node's metadata. A
 // wildcard host is left out (":7947"): peers then use the host they reach
 // the node's gossip at.
@@ -408,13 +373,4 @@ func serve(srv *http.Server, ln net.Listener) error {
 		return err
 	}
 	return nil
-}
-
-// partitionWindow maps the flag, where 0 turns the memory off, to the
-// Config field, where 0 means the default.
-func partitionWindow(d time.Duration) time.Duration {
-	if d == 0 {
-		return -1
-	}
-	return d
 }

@@ -244,3 +244,12 @@ func newLogger(o options, w io.Writer) (*slog.Logger, error) {
 	}
 	return nil, fmt.Errorf("--log-format must be json or text, got %q", o.logFormat)
 }
+
+// partitionWindow maps the flag, where 0 turns the memory off, to the
+// Config field, where 0 means the default.
+func partitionWindow(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
+}
