@@ -49,7 +49,9 @@ func (c *Cluster) StateOf(observer, target int) (gossip.State, bool) {
 }
 
 // Converged reports whether each of the given nodes sees exactly the given
-// nodes alive.
+// nodes alive, and has rebuilt its ring from them: a node's ring follows
+// its membership a moment later, and until then it decides keys as their
+// owner under the older view.
 func (c *Cluster) Converged(nodes ...int) bool {
 	var want []string
 	for _, i := range nodes {
@@ -58,6 +60,11 @@ func (c *Cluster) Converged(nodes ...int) bool {
 	slices.Sort(want)
 	for _, i := range nodes {
 		if !slices.Equal(c.Alive(i), want) {
+			return false
+		}
+		ring := c.nodes[i].Node.RingMembers()
+		slices.Sort(ring)
+		if !slices.Equal(ring, want) {
 			return false
 		}
 	}
