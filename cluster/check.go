@@ -69,11 +69,17 @@ type Result struct {
 
 // Check decides one check. Its errors are bad input (*rules.FieldError),
 // ErrNotReady, or ctx's error if the caller left while the check waited
-// on its owner.
+// on its owner (or, on a restarted node, for its first peer: see
+// bootGate).
 func (n *Node) Check(ctx context.Context, req *Request) (Result, error) {
 	c, err := n.resolve(req)
 	if err != nil {
 		return Result{}, err
+	}
+	if n.gate.holding.Load() {
+		if err := n.settleOne(ctx, &c); err != nil {
+			return Result{}, err
+		}
 	}
 	if n.hot.sampled() {
 		n.hot.record(c.id, n.now())
@@ -96,6 +102,11 @@ func (n *Node) CheckBatch(ctx context.Context, reqs []Request) ([]Result, error)
 	cs, err := n.resolveAll(reqs)
 	if err != nil {
 		return nil, err
+	}
+	if n.gate.holding.Load() {
+		if err := n.settle(ctx, cs); err != nil {
+			return nil, err
+		}
 	}
 	out := make([]Result, len(cs))
 	if err := n.decideSome(ctx, cs, every(len(cs)), out); err != nil {
@@ -165,6 +176,11 @@ func (n *Node) Wait(ctx context.Context, req *Request, maxWait time.Duration) (R
 	c, err := n.resolve(req)
 	if err != nil {
 		return Result{}, err
+	}
+	if n.gate.holding.Load() {
+		if err := n.settleOne(ctx, &c); err != nil {
+			return Result{}, err
+		}
 	}
 	if c.limit.Algo.Windowed() {
 		return Result{}, &rules.FieldError{Field: "algorithm",

@@ -28,6 +28,11 @@ func (n *Node) CheckAll(ctx context.Context, reqs []Request) ([]Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if n.gate.holding.Load() {
+		if err := n.settle(ctx, cs); err != nil {
+			return nil, err
+		}
+	}
 	out := make([]Result, len(cs))
 	binding := 0
 	for i := range cs {

@@ -137,6 +137,7 @@ type Node struct {
 	partition       *partitionMetrics
 	learned         learnedMissing // members peers count as missing
 	boot            bootMemory     // the size stored before a restart
+	gate            bootGate       // holds a restarted node's checks until it finds a peer
 	sizeSavedAt     atomic.Int64   // Unix ns the remembered size was last stored
 
 	// Rules: the file's, and the API's catalog; in force, their
@@ -244,6 +245,9 @@ func New(cfg Config) (*Node, error) {
 		n.boot = n.storedSize(cfg.Persist)
 		topo.remembered = max(topo.remembered, n.boot.size)
 		n.owners.restarted = n.boot.size > 0
+		if n.boot.size > 1 {
+			n.gate.arm()
+		}
 	}
 	n.topo.Store(topo)
 	if cfg.Gossip == nil {
@@ -257,6 +261,11 @@ func New(cfg Config) (*Node, error) {
 		gc.Logger = cfg.Logger
 	}
 	gc.OnChange = n.membershipChanged
+	gc.Joined = func(others int) {
+		if others == 0 {
+			n.gate.open() // nobody answered: no peer to wait for
+		}
+	}
 	gc.Handler = (*sharedState)(n)
 	if n.gossip, err = gossip.New(gc); err != nil {
 		return nil, err

@@ -311,7 +311,7 @@ func (n *Node) storedSize(p *rules.Persist) bootMemory {
 	if size <= 1 || time.Since(at) >= n.partitionWindow || at.After(time.Now().Add(time.Minute)) {
 		return bootMemory{} // none, too old, or from a clock since stepped back
 	}
-	n.log.Info("deciding cluster-wide keys at a share of the cluster size stored before the restart, until the peers are found",
+	n.log.Info("deciding cluster-wide keys at a share of the cluster size stored before the restart, until the peers are found (its cluster-wide checks wait for the first peer, at most 2s)",
 		"members", size, "stored", at)
 	return bootMemory{size: size, until: at.Add(n.partitionWindow)}
 }

@@ -169,6 +169,9 @@ func (n *Node) topologyLoop(ctx context.Context) error {
 			expire.Reset(next.Sub(now))
 		}
 		old := n.topo.Swap(topo)
+		if topo.alive() > 1 {
+			n.gate.open() // a peer is found: its checks go by this ring
+		}
 		n.observePartition(old, topo)
 		n.saveSize(topo, topo.remembered != old.remembered)
 		n.owners.topologyChanged(ctx, old, topo)

@@ -78,6 +78,10 @@ type Config struct {
 	// OnChange is called, never concurrently, after the member list
 	// changes. It must not block.
 	OnChange func()
+	// Joined, if set, is called after each attempt to join the seeds
+	// (and failed members) with the number of other members known then:
+	// 0 says the attempt found nobody.
+	Joined func(others int)
 	// Registerer receives the gossip metrics. If nil, not registered.
 	Registerer prometheus.Registerer
 	// Logger receives memberlist's logs at their levels. If nil, discarded.
@@ -270,6 +274,9 @@ func (g *Gossip) Run(ctx context.Context) error {
 	backoff := 200 * time.Millisecond
 	for {
 		g.joinOnce(ctx)
+		if g.cfg.Joined != nil {
+			g.cfg.Joined(g.ml.NumMembers() - 1)
+		}
 		wait := g.cfg.RejoinInterval
 		if g.ml.NumMembers() < 2 && (len(g.cfg.Seeds) > 0 || g.view.hasFailed()) {
 			wait = min(backoff, g.cfg.RejoinInterval) // alone: look for peers sooner
