@@ -3,8 +3,9 @@
 // unexported adapters. No memberlist type leaves this package.
 //
 // A node joins through seed names that it resolves itself to every A/AAAA
-// record. It retries until it has a peer, then keeps re-resolving the seeds
-// and re-joining failed members on a timer. memberlist alone never re-merges
+// record, contacting a random sample of them (memberlist spreads the rest
+// by gossip). It retries until it has a peer, then keeps re-resolving the
+// seeds and re-joining failed members on a timer. memberlist alone never re-merges
 // two halves that declared each other dead, and never re-resolves a name.
 // Gossip is encrypted with a keyring (AES-GCM) and fenced by a cluster
 // label; traffic from nodes without the key or label is rejected and counted.
@@ -12,10 +13,12 @@ package gossip
 
 import (
 	"context"
+	cryptorand "crypto/rand"
 	"errors"
 	"fmt"
 	"log"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"slices"
 	"strconv"
@@ -44,6 +47,15 @@ type Config struct {
 	Seeds []string
 	// Resolver resolves seed names. If nil, the system resolver.
 	Resolver Resolver
+	// SeedSample is the most addresses one join attempt contacts: a random
+	// sample of the seeds' addresses that are not live members and of the
+	// failed members still remembered. One answer is enough to learn the
+	// whole cluster; each contact is a full state exchange. If zero,
+	// defaults to 16; negative: every address.
+	SeedSample int
+	// Rand draws the sample; only Run's goroutine uses it. If nil, a
+	// generator seeded from crypto/rand.
+	Rand *rand.Rand
 	// Keys is the gossip keyring, each key 16, 24 or 32 bytes; the first is
 	// the one used to encrypt. Empty means unencrypted, which New refuses
 	// when there are seeds unless Insecure is set.
@@ -137,6 +149,14 @@ func New(cfg Config) (*Gossip, error) {
 	}
 	if cfg.Resolver == nil {
 		cfg.Resolver = net.DefaultResolver
+	}
+	if cfg.SeedSample == 0 {
+		cfg.SeedSample = 16
+	}
+	if cfg.Rand == nil {
+		var seed [32]byte
+		_, _ = cryptorand.Read(seed[:]) // never fails
+		cfg.Rand = rand.New(rand.NewChaCha8(seed))
 	}
 	if cfg.Jitter == nil {
 		cfg.Jitter = func(time.Duration) time.Duration { return 0 }
@@ -294,8 +314,8 @@ func (g *Gossip) Run(ctx context.Context) error {
 	}
 }
 
-// joinOnce resolves the seeds and joins every address that is not a live
-// member yet, and every failed member still remembered.
+// joinOnce resolves the seeds and joins a sample of the addresses that are
+// not live members yet and of the failed members still remembered.
 func (g *Gossip) joinOnce(ctx context.Context) {
 	seedAddrs, err := resolveSeeds(ctx, g.cfg.Resolver, g.cfg.Seeds, g.defaultPort())
 	if err != nil {
@@ -304,6 +324,7 @@ func (g *Gossip) joinOnce(ctx context.Context) {
 	now := time.Now()
 	g.view.forget(now, g.cfg.ReconnectTimeout)
 	targets := joinTargets(seedAddrs, g.view.liveAddrs(), g.view.failedAddrs(now, g.cfg.ReconnectTimeout), g.Addr())
+	targets = sample(targets, g.cfg.SeedSample, g.cfg.Rand)
 	if len(targets) == 0 {
 		return
 	}

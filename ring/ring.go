@@ -1,8 +1,10 @@
 // Package ring maps keys to their owner among a set of members, by
-// consistent hashing with bounded loads (buraksezer/consistent): each key
-// hashes to one of a fixed number of partitions, and partitions are spread
-// over members so that none owns more than Load times its fair share. When
-// a member joins or leaves, only about 1/N of the keys change owner.
+// consistent hashing with bounded loads (the algorithm of
+// buraksezer/consistent): each key hashes to one of a number of partitions,
+// and partitions are spread over members so that none owns more than Load
+// times its fair share. The number of partitions grows with the members,
+// about 16 each, so that the cap holds at any size. When a member joins or
+// leaves, only about 1/N of the keys change owner.
 //
 // A Ring is an immutable snapshot: build a new one when membership changes
 // (off any hot lock), publish it with an atomic pointer, and look keys up
@@ -16,16 +18,17 @@ import (
 	"slices"
 	"unsafe"
 
-	"github.com/buraksezer/consistent"
 	"github.com/cespare/xxhash/v2"
 )
 
 // Config shapes a ring. Zero fields mean defaults. Every node of a cluster
 // must use the same Config, or they disagree on owners.
 type Config struct {
-	// PartitionCount is the number of partitions keys hash into; the ring
-	// holds at most this many members. If zero, defaults to 1021 (a prime,
-	// 20 to 50 partitions per member up to about 50 members).
+	// PartitionCount fixes the number of partitions keys hash into (a key's
+	// partition is then its hash modulo the count); the ring holds at most
+	// this many members. If zero, the count follows the members:
+	// BasePartitions (1021, a prime) up to 63 members, PartitionsPerMember
+	// (16) per member past that (partitions.go).
 	PartitionCount int
 	// ReplicationFactor is the number of points each member has on the
 	// hash circle. If zero, defaults to 20; must be at least 2.
@@ -48,23 +51,25 @@ type xxHasher struct{}
 
 func (xxHasher) Sum64(b []byte) uint64 { return xxhash.Sum64(b) }
 
-// ErrTooManyMembers is returned by New for more members than partitions.
+// ErrTooManyMembers is returned by New for more members than a fixed
+// Config.PartitionCount. A ring whose count follows its members has room
+// for any number.
 var ErrTooManyMembers = errors.New("ring: more members than partitions")
 
 // Ring is an immutable assignment of partitions to members. It is safe for
 // concurrent use.
 type Ring struct {
 	members []string // sorted
-	owners  []string // owners[partition] is the member that owns it
+	owners  []int32  // owners[partition] indexes the member that owns it
+	base    uint64   // the key mapping extends hash mod base (partitionOf)
 	hasher  Hasher
 }
 
 // New builds the ring for members (names, unique). No members gives a ring
 // in which no key has an owner.
 func New(members []string, cfg Config) (*Ring, error) {
-	if cfg.PartitionCount == 0 {
-		cfg.PartitionCount = 1021
-	}
+	fixed := cfg.PartitionCount
+	cfg.PartitionCount = partitionCount(len(members), fixed)
 	if cfg.ReplicationFactor == 0 {
 		cfg.ReplicationFactor = 20
 	}
@@ -74,7 +79,6 @@ func New(members []string, cfg Config) (*Ring, error) {
 	if cfg.Hasher == nil {
 		cfg.Hasher = xxHasher{}
 	}
-	// consistent panics on these; say why instead.
 	switch {
 	case cfg.PartitionCount < 1:
 		return nil, fmt.Errorf("ring: partition count %d must be positive", cfg.PartitionCount)
@@ -90,43 +94,19 @@ func New(members []string, cfg Config) (*Ring, error) {
 	if len(slices.Compact(slices.Clone(sorted))) != len(sorted) {
 		return nil, errors.New("ring: member names must be unique")
 	}
-	r := &Ring{members: sorted, hasher: cfg.Hasher}
+	r := &Ring{members: sorted, hasher: cfg.Hasher, base: uint64(cfg.PartitionCount)}
+	if fixed == 0 {
+		r.base = BasePartitions
+	}
 	if len(sorted) == 0 {
 		return r, nil
 	}
-	c, err := build(sorted, cfg)
+	owners, err := assign(sorted, cfg.PartitionCount, cfg.ReplicationFactor, cfg.Load, cfg.Hasher)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("ring: building for %d members: %w", len(sorted), err)
 	}
-	r.owners = make([]string, cfg.PartitionCount)
-	for p := range r.owners {
-		r.owners[p] = c.GetPartitionOwner(p).String()
-	}
+	r.owners = owners
 	return r, nil
-}
-
-type member string
-
-func (m member) String() string { return string(m) }
-
-// build runs consistent, turning a panic the guards above did not foresee
-// into an error: a membership change must never crash a node.
-func build(members []string, cfg Config) (c *consistent.Consistent, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			c, err = nil, fmt.Errorf("ring: building for %d members: %v", len(members), p)
-		}
-	}()
-	ms := make([]consistent.Member, len(members))
-	for i, m := range members {
-		ms[i] = member(m)
-	}
-	return consistent.New(ms, consistent.Config{
-		Hasher:            cfg.Hasher,
-		PartitionCount:    cfg.PartitionCount,
-		ReplicationFactor: cfg.ReplicationFactor,
-		Load:              cfg.Load,
-	}), nil
 }
 
 // Owner returns the member that owns key, or "" if the ring has no members.
@@ -141,7 +121,7 @@ func (r *Ring) OwnerBytes(key []byte) string {
 	if len(r.owners) == 0 {
 		return ""
 	}
-	return r.owners[r.hasher.Sum64(key)%uint64(len(r.owners))]
+	return r.OwnerOfHash(r.hasher.Sum64(key))
 }
 
 // OwnerOfHash returns the owner of the key whose hash, by the ring's
@@ -150,7 +130,7 @@ func (r *Ring) OwnerOfHash(h uint64) string {
 	if len(r.owners) == 0 {
 		return ""
 	}
-	return r.owners[h%uint64(len(r.owners))]
+	return r.members[r.owners[partitionOf(h, r.base, uint64(len(r.owners)))]]
 }
 
 // DefaultHasher reports whether the ring hashes with xxhash (Config.Hasher
@@ -163,6 +143,10 @@ func (r *Ring) DefaultHasher() bool {
 // Members returns the members, sorted.
 func (r *Ring) Members() []string { return slices.Clone(r.members) }
 
+// Partitions returns the number of partitions keys hash into: 0 for a ring
+// without members.
+func (r *Ring) Partitions() int { return len(r.owners) }
+
 // Len returns the number of members.
 func (r *Ring) Len() int { return len(r.members) }
 
@@ -171,9 +155,13 @@ func (r *Ring) Share(member string) float64 {
 	if len(r.owners) == 0 {
 		return 0
 	}
+	m, ok := slices.BinarySearch(r.members, member)
+	if !ok {
+		return 0
+	}
 	n := 0
 	for _, o := range r.owners {
-		if o == member {
+		if int(o) == m {
 			n++
 		}
 	}

@@ -151,23 +151,6 @@ func TestMovementOnJoinAndLeave(t *testing.T) {
 	}
 }
 
-func TestNoPanicFrom1To300Members(t *testing.T) {
-	var members []string
-	for i := range 300 {
-		members = append(members, "node-"+strconv.Itoa(i))
-		if n := len(members); n > 64 && n%47 != 0 && n != 300 {
-			continue // every size up to 64, then a sample: building is O(N·P)
-		}
-		r, err := New(members, Config{})
-		if err != nil {
-			t.Fatalf("%d members: %v", len(members), err)
-		}
-		if r.Owner("k") == "" {
-			t.Fatalf("%d members: no owner", len(members))
-		}
-	}
-}
-
 func TestGuards(t *testing.T) {
 	members := []string{"a", "b", "c"}
 	for _, tc := range []struct {
@@ -201,16 +184,5 @@ func BenchmarkOwner(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		r.Owner(key)
-	}
-}
-
-func BenchmarkNew(b *testing.B) {
-	var members []string
-	for i := range 10 {
-		members = append(members, "node-"+strconv.Itoa(i))
-	}
-	b.ReportAllocs()
-	for b.Loop() {
-		New(members, Config{})
 	}
 }

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/miekg/dns"
+	"github.com/sluicerl/sluice/internal/dnstest"
 )
 
 // TestEndToEndCluster runs five sluice processes on loopback addresses
@@ -226,37 +226,10 @@ func freeSharedPort(t *testing.T, ips []string) int {
 }
 
 // startDNS serves A records for name (and an empty answer for other types)
-// on a random UDP port of 127.0.0.1, until the test ends.
+// on a random port of 127.0.0.1, over UDP and TCP, until the test ends.
 func startDNS(t *testing.T, name string, ips []string) string {
 	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	mux := dns.NewServeMux()
-	mux.HandleFunc(".", func(w dns.ResponseWriter, r *dns.Msg) {
-		m := new(dns.Msg)
-		m.SetReply(r)
-		for _, q := range r.Question {
-			if q.Name != name {
-				m.Rcode = dns.RcodeNameError
-				continue
-			}
-			if q.Qtype == dns.TypeA {
-				for _, ip := range ips {
-					m.Answer = append(m.Answer, &dns.A{
-						Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 1},
-						A:   net.ParseIP(ip),
-					})
-				}
-			}
-		}
-		w.WriteMsg(m)
-	})
-	srv := &dns.Server{PacketConn: pc, Handler: mux}
-	go srv.ActivateAndServe()
-	t.Cleanup(func() { srv.Shutdown() })
-	return pc.LocalAddr().String()
+	return dnstest.Start(t, map[string][]string{name: ips}).Addr
 }
 
 // process is one sluice node run by a test.

@@ -46,6 +46,7 @@ func TestOptionsFromFlagsAndEnv(t *testing.T) {
 		{[]string{"--no-such-flag"}, nil, "no-such-flag"},
 		{[]string{"--seed", "sluice.ns.svc"}, nil, "--gossip-key"},
 		{[]string{"--seed", "host:0", "--insecure-gossip"}, nil, "--seed"},
+		{[]string{"--seed-sample", "0"}, nil, "--seed-sample"},
 		{[]string{"--rejoin-interval", "0s"}, nil, "--rejoin-interval"},
 		{[]string{"--gossip-sync-interval", "0s"}, nil, "--gossip-sync-interval"},
 		{[]string{"--gossip-max-members", "0"}, nil, "--gossip-max-members"},

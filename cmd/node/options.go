@@ -37,6 +37,7 @@ type options struct {
 	gossipAddr     string
 	advertiseAddr  string
 	seeds          listFlag
+	seedSample     int
 	dnsServer      string
 	gossipKeys     listFlag
 	clusterLabel   string
@@ -112,6 +113,7 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.StringVar(&o.gossipAddr, "gossip-addr", "0.0.0.0:7946", "`host:port` for gossip over UDP and TCP; peers must reach it")
 	fs.StringVar(&o.advertiseAddr, "advertise-addr", "", "`host:port` peers reach this node's gossip at, if not the gossip address (NAT, containers)")
 	fs.Var(&o.seeds, "seed", "`name[:port]` or ip[:port] to join through; repeatable; a name is resolved to all its A/AAAA records and re-resolved periodically (env: comma-separated)")
+	fs.IntVar(&o.seedSample, "seed-sample", 16, "most seed addresses one join attempt contacts, drawn at random from all the seeds resolve to (one answer is enough; gossip spreads the rest)")
 	fs.StringVar(&o.dnsServer, "dns-server", "", "`host:port` of the DNS server that resolves seeds (default: the system's)")
 	fs.Var(&o.gossipKeys, "gossip-key", "base64 AES `key` (16, 24 or 32 bytes) encrypting gossip; repeatable, the first encrypts, the others are accepted (env: comma-separated)")
 	fs.StringVar(&o.clusterLabel, "cluster-label", "", "`label` fencing the cluster: nodes with another label cannot join")
@@ -168,6 +170,8 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 		return o, fmt.Errorf("--max-wait must be positive, got %v", o.maxWait)
 	case o.nodeName == "":
 		return o, errors.New("--node-name is required (the hostname could not be read)")
+	case o.seedSample < 1:
+		return o, fmt.Errorf("--seed-sample must be at least 1, got %d", o.seedSample)
 	case o.rejoinInterval <= 0:
 		return o, fmt.Errorf("--rejoin-interval must be positive, got %v", o.rejoinInterval)
 	case o.gossipSyncInterval <= 0:
@@ -198,6 +202,7 @@ func gossipConfig(o options, log *slog.Logger) (*gossip.Config, error) {
 		BindAddr:       o.gossipAddr,
 		AdvertiseAddr:  o.advertiseAddr,
 		Seeds:          o.seeds,
+		SeedSample:     o.seedSample,
 		Label:          o.clusterLabel,
 		Insecure:       o.insecureGossip,
 		Profile:        o.gossipProfile,
