@@ -65,6 +65,8 @@ type Result struct {
 	// Unspent reports, for CheckAll, a check that was only read, not
 	// decided, because another check of the same call was denied.
 	Unspent bool
+	// leased: decided from a lease of the owner's tokens (for traces).
+	leased bool
 }
 
 // Check decides one check. Its errors are bad input (*rules.FieldError),
@@ -91,6 +93,9 @@ func (n *Node) Check(ctx context.Context, req *Request) (Result, error) {
 	if !res.Allowed {
 		n.denied.record(c.id, n.now())
 	}
+	if n.tr != nil {
+		n.tr.annotate(ctx, &c, &res)
+	}
 	return res, nil
 }
 
@@ -111,6 +116,9 @@ func (n *Node) CheckBatch(ctx context.Context, reqs []Request) ([]Result, error)
 	out := make([]Result, len(cs))
 	if err := n.decideSome(ctx, cs, every(len(cs)), out); err != nil {
 		return nil, err
+	}
+	if n.tr != nil {
+		n.tr.annotateBatch(ctx, cs, out)
 	}
 	return out, nil
 }
@@ -193,6 +201,9 @@ func (n *Node) Wait(ctx context.Context, req *Request, maxWait time.Duration) (R
 	}
 	if !res.Allowed {
 		n.denied.record(c.id, n.now())
+	}
+	if n.tr != nil {
+		n.tr.annotate(ctx, &c, &res)
 	}
 	if !res.Allowed || res.Wait == 0 {
 		return res, nil

@@ -33,6 +33,16 @@ func (n *Node) CheckAll(ctx context.Context, reqs []Request) ([]Result, error) {
 			return nil, err
 		}
 	}
+	out, err := n.checkAll(ctx, cs)
+	if err == nil && n.tr != nil {
+		n.tr.annotateBatch(ctx, cs, out)
+	}
+	return out, err
+}
+
+// checkAll decides the resolved checks cs of CheckAll.
+func (n *Node) checkAll(ctx context.Context, cs []check) ([]Result, error) {
+	var err error
 	out := make([]Result, len(cs))
 	binding := 0
 	for i := range cs {

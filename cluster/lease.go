@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sluicerl/sluice/bucket"
 	"github.com/sluicerl/sluice/rules"
@@ -198,6 +199,9 @@ type peerJob struct {
 	owner, addr string
 	check       PeerCheck
 	lease       bool // a return of leased tokens, counted as such
+	// parent is the span context of the check that asked for a lease;
+	// invalid when tracing is off.
+	parent trace.SpanContext
 }
 
 // maxQueuedJobs bounds the peer jobs waiting for jobLoop.
@@ -246,8 +250,15 @@ func (o *owners) jobLoop(ctx context.Context) error {
 // run makes one peer job's call, within the forward timeout.
 func (o *owners) run(ctx context.Context, j peerJob) {
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	var span trace.Span
+	if o.tr != nil && j.parent.IsValid() {
+		ctx, span = o.tr.startLease(ctx, j.parent, &j)
+	}
 	ds, err := o.peers.Check(ctx, j.addr, []PeerCheck{j.check})
 	cancel()
+	if span != nil {
+		endLease(span, ds, err)
+	}
 	switch {
 	case j.check.Op != OpReturn:
 	case !j.lease:

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/sluicerl/sluice/bucket"
@@ -79,6 +80,15 @@ type Config struct {
 	// before a restart. If nil, the API refuses to change rules (changes
 	// made on peers still arrive, and are kept in memory).
 	Persist *rules.Persist
+	// Tracer starts the node's spans: it annotates the span of the API
+	// call in a check's context, and traces forwards to owners, lease
+	// requests, fallbacks and, as owner, forwarded checks that come with a
+	// trace context. If nil, tracing is off and costs the check path
+	// nothing.
+	Tracer trace.TracerProvider
+	// TraceKeys puts keys in span attributes. If false, they are left out:
+	// keys are often user or tenant identifiers.
+	TraceKeys bool
 }
 
 // GossipSyncConfig configures gossip mode. Zero fields mean defaults.
@@ -125,6 +135,7 @@ type Node struct {
 	stores    []storeLabel // every store, for the sweep and metrics
 
 	metrics *metrics
+	tr      *tracing // nil: tracing off
 	hot     *hotKeys
 	denied  *deniedKeys
 	rates   *rateRing // checks, denials and fallbacks per second, for the status page (7 KB, kept out of the Node's own cache lines)
@@ -205,6 +216,7 @@ func New(cfg Config) (*Node, error) {
 
 		partitionWindow: cfg.PartitionWindow,
 		partition:       newPartitionMetrics(cfg.Metrics),
+		tr:              newTracing(cfg.Tracer, cfg.TraceKeys),
 	}
 	n.rates.observe(cfg.Now(), rateTotals{}) // counted from here, also before Run
 	store := func(name string) *bucket.Store {
@@ -224,7 +236,7 @@ func New(cfg Config) (*Node, error) {
 	n.owners = &owners{now: cfg.Now, log: cfg.Logger, topo: topology, peers: cfg.Peers, timeout: cfg.Peer.ForwardTimeout,
 		ringCfg: cfg.Peer.Ring, owner: store("owner"), auto: auto, fallback: store("fallback"),
 		leases: newLeases(cfg.Leases, cfg.Metrics), jobs: make(chan peerJob, maxQueuedJobs), replicas: n.replicas,
-		m: newOwnerMetrics(cfg.Metrics)}
+		m: newOwnerMetrics(cfg.Metrics), tr: n.tr}
 	n.owners.reset = n.resetHere
 	n.metrics = newMetrics(cfg.Metrics, n.stores)
 	if cfg.Metrics != nil {

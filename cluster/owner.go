@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/sluicerl/sluice/bucket"
 	"github.com/sluicerl/sluice/ring"
 	"github.com/sluicerl/sluice/rules"
@@ -46,6 +48,7 @@ type owners struct {
 	// on: its own checks go to their new owners.
 	after atomic.Pointer[topology]
 	m     *ownerMetrics
+	tr    *tracing // nil: tracing off
 	// reset drops a key's buckets and leases on this node (Node.resetHere),
 	// for a peer's OpReset.
 	reset func(bucket.ID)
@@ -90,17 +93,23 @@ func (o *owners) decide(ctx context.Context, c *check, res *Result) error {
 	if addr := topo.addrs[owner]; o.leases.on() && addr != "" && c.limit.Algo == bucket.TokenBucket {
 		out, d, want := o.leases.use(c, owner, o.now().UnixNano())
 		if want > 0 {
-			o.enqueue(peerJob{owner: owner, addr: addr, check: c.peerCheck(OpLease, want)})
+			j := peerJob{owner: owner, addr: addr, check: c.peerCheck(OpLease, want)}
+			if o.tr != nil {
+				j.parent = trace.SpanContextFromContext(ctx)
+			}
+			o.enqueue(j)
 		}
 		switch out {
 		case leaseSpent:
 			o.m.leased.Inc()
 			o.leases.spent.Add(float64(c.cost))
 			*res = c.resultFrom(d, owner, false)
+			res.leased = true
 			return nil
 		case leaseDenied:
 			o.m.leaseDenied.Inc()
 			*res = c.resultFrom(d, owner, false)
+			res.leased = true
 			return nil
 		}
 	}
@@ -166,6 +175,11 @@ func (c *check) resultFrom(d bucket.Decision, owner string, fallback bool) Resul
 // time is not asked again until it answers a probe (stalls), so a frozen
 // owner costs one timeout, not one per check.
 func (o *owners) forward(ctx context.Context, topo *topology, owner string, cs []*check, out []Result) error {
+	if o.tr != nil {
+		var span trace.Span
+		ctx, span = o.tr.startForward(ctx, owner, cs)
+		defer endForward(span, out)
+	}
 	var err error
 	addr := topo.addrs[owner]
 	ask, probe := o.stalls.ask(owner, o.now())
@@ -208,6 +222,9 @@ func (o *owners) forward(ctx context.Context, topo *topology, owner string, cs [
 		return ctx.Err()
 	}
 	o.log.Debug("owner unreachable; deciding from the fair share", "owner", owner, "checks", len(cs), "err", err)
+	if o.tr != nil {
+		fellBack(ctx, owner, len(cs), err)
+	}
 	o.fallBack(topo, owner, cs, out)
 	return nil
 }

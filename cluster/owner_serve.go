@@ -1,8 +1,11 @@
 package cluster
 
 import (
+	"context"
 	"errors"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sluicerl/sluice/bucket"
 	"github.com/sluicerl/sluice/rules"
@@ -20,8 +23,13 @@ var ErrLeft = errors.New("this node has left the cluster")
 // check bounce. An auto-mode check that arrives while this node already
 // sees a cluster small enough to gossip is decided on its replica and
 // counted for its peers. It does not block. After Leave it returns ErrLeft.
-func (n *Node) DecideForwarded(checks []PeerCheck) ([]bucket.Decision, error) {
-	return n.owners.serve(checks)
+// If ctx holds the sender's span context and tracing is on, they are
+// decided in a child span of it.
+func (n *Node) DecideForwarded(ctx context.Context, checks []PeerCheck) ([]bucket.Decision, error) {
+	if n.tr == nil || len(checks) == 0 || !trace.SpanContextFromContext(ctx).IsValid() {
+		return n.owners.serve(checks)
+	}
+	return n.tr.serve(ctx, checks, n.owners.serve)
 }
 
 // AcceptHandoff merges buckets of mode whose owner this node has

@@ -7,6 +7,7 @@ import (
 
 	rls "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -32,6 +33,10 @@ type ServerConfig struct {
 	// Asked, if not nil, is called as each call arrives (a node that is
 	// shutting down waits until its application has stopped asking).
 	Asked func()
+	// Tracer starts a span for each rate limit call, the child of the W3C
+	// traceparent in its metadata if it has one; the Limiter adds its
+	// attributes to it. If nil, tracing is off.
+	Tracer trace.TracerProvider
 }
 
 // ServiceName is the full name of Envoy's rate limit service, as the
@@ -66,11 +71,15 @@ func NewServer(cfg ServerConfig) *grpc.Server {
 		calls.WithLabelValues(info.FullMethod, status.Code(err).String()).Observe(time.Since(start).Seconds())
 		return resp, err
 	}
+	interceptors := []grpc.UnaryServerInterceptor{observe}
+	if cfg.Tracer != nil {
+		interceptors = append(interceptors, traced(cfg.Tracer.Tracer("github.com/sluicerl/sluice/envoy")))
+	}
 	srv := grpc.NewServer(
 		grpc.MaxRecvMsgSize(cfg.MaxRecvBytes),
 		grpc.MaxHeaderListSize(uint32(cfg.MaxRecvBytes)),
 		grpc.MaxConcurrentStreams(cfg.MaxStreams),
-		grpc.UnaryInterceptor(observe),
+		grpc.ChainUnaryInterceptor(interceptors...),
 	)
 	rls.RegisterRateLimitServiceServer(srv, cfg.Service)
 	healthpb.RegisterHealthServer(srv, &health{ready: cfg.Ready})

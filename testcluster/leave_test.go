@@ -62,7 +62,7 @@ func TestLeavingNodeAnswersNoPeer(t *testing.T) {
 		awaitRings(c, 5*time.Second, c.All()...)
 		leaver, key := c.Member(1).Name, keyOwnedBy(c, 1)
 		c.Node(1).Leave(context.Background())
-		if _, err := c.Node(1).DecideForwarded([]cluster.PeerCheck{{ID: bucket.ID{Key: key}, Limit: hotLimit, Cost: 1, Sync: rules.SyncOwner}}); err != cluster.ErrLeft {
+		if _, err := c.Node(1).DecideForwarded(context.Background(), []cluster.PeerCheck{{ID: bucket.ID{Key: key}, Limit: hotLimit, Cost: 1, Sync: rules.SyncOwner}}); err != cluster.ErrLeft {
 			t.Fatalf("a leaving node decided a peer's check: %v", err)
 		}
 		res, err := c.Node(0).Check(context.Background(), ownerCheck(key))

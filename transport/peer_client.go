@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sluicerl/sluice/bucket"
 	"github.com/sluicerl/sluice/cluster"
@@ -104,7 +105,8 @@ func NewPeerClient(cfg PeerClientConfig) *PeerClient {
 // call is one Check waiting for its decisions.
 type call struct {
 	checks []cluster.PeerCheck
-	done   chan callResult // buffered: the answer never blocks
+	done   chan callResult   // buffered: the answer never blocks
+	sc     trace.SpanContext // the caller's span, sent with the checks if sampled
 }
 
 type callResult struct {
@@ -113,7 +115,9 @@ type callResult struct {
 }
 
 // Check sends checks to the peer at addr and returns its decisions, in
-// order. It returns ctx's error if ctx ends first, ErrPeerOverloaded if
+// order, with the span context in ctx if it is sampled (so that the
+// owner's spans join the caller's trace). It returns ctx's error if ctx
+// ends first, ErrPeerOverloaded if
 // too much is in flight to that peer, and an error wrapping
 // ErrPeerUnavailable if the peer cannot be reached.
 func (c *PeerClient) Check(ctx context.Context, addr string, checks []cluster.PeerCheck) ([]bucket.Decision, error) {
@@ -128,7 +132,7 @@ func (c *PeerClient) Check(ctx context.Context, addr string, checks []cluster.Pe
 		pc.inflight.Add(-int64(len(checks)))
 		return nil, ErrPeerOverloaded
 	}
-	cl := &call{checks: checks, done: make(chan callResult, 1)}
+	cl := &call{checks: checks, done: make(chan callResult, 1), sc: trace.SpanContextFromContext(ctx)}
 	select {
 	case pc.queue <- cl:
 	default:

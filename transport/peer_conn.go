@@ -75,6 +75,7 @@ func (pc *peerConn) send(w *frameWriter, calls []*call) {
 	for _, cl := range calls {
 		batch.checks = append(batch.checks, cl.checks...)
 	}
+	batch.traces = callTraces(calls, nil)
 	pc.mu.Lock()
 	if pc.conn != conn { // broken meanwhile
 		pc.mu.Unlock()

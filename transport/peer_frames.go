@@ -36,6 +36,7 @@ func (b *peerBatch) encode(e *msgpack.Encoder) {
 			_ = e.EncodeInt(int64(c.MaxWait))
 		}
 	}
+	encodeTraces(e, b.traces)
 }
 
 func (b *peerBatch) decode(d *msgpack.Decoder) error {
@@ -56,7 +57,8 @@ func (b *peerBatch) decode(d *msgpack.Decoder) error {
 			return err
 		}
 	}
-	return nil
+	b.traces, err = decodeTraces(d, n, b.traces)
+	return err
 }
 
 func decodeCheck(d *msgpack.Decoder, c *cluster.PeerCheck) error {

@@ -17,10 +17,11 @@ import (
 // PeerHandler decides checks forwarded to this node as their keys' owner:
 // a *cluster.Node.
 type PeerHandler interface {
-	// DecideForwarded decides checks in order. It must not block on the
-	// network. An error (the node left) closes the connection: the sender
-	// decides from its fair share.
-	DecideForwarded(checks []cluster.PeerCheck) ([]bucket.Decision, error)
+	// DecideForwarded decides checks in order. ctx holds the span context
+	// the sender sent them under, if any (it ends nothing). It must not
+	// block on the network. An error (the node left) closes the
+	// connection: the sender decides from its fair share.
+	DecideForwarded(ctx context.Context, checks []cluster.PeerCheck) ([]bucket.Decision, error)
 	// AcceptHandoff takes in buckets of mode whose owner this node has
 	// become (or, for a cluster that shrank into gossip mode, that it keeps
 	// a replica of). It must not block on the network. An error closes the
@@ -148,7 +149,7 @@ func (s *PeerServer) serveConn(conn net.Conn) {
 		switch {
 		case typ == frameCheckBatch && batch.decode(dec) == nil:
 			var decisions []bucket.Decision
-			if decisions, err = s.cfg.Handler.DecideForwarded(batch.checks); err != nil {
+			if decisions, err = decideTraced(s.cfg.Handler, batch.checks, batch.traces); err != nil {
 				return
 			}
 			s.frames.Inc()

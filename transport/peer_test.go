@@ -26,7 +26,7 @@ type storeHandler struct {
 	sync  rules.Sync    // of the last handoff
 }
 
-func (h *storeHandler) DecideForwarded(checks []cluster.PeerCheck) ([]bucket.Decision, error) {
+func (h *storeHandler) DecideForwarded(_ context.Context, checks []cluster.PeerCheck) ([]bucket.Decision, error) {
 	if h.gate != nil {
 		<-h.gate
 	}

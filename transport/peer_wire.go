@@ -80,6 +80,7 @@ var errMalformed = errors.New("transport: malformed peer frame")
 type peerBatch struct {
 	id     uint64
 	checks []cluster.PeerCheck
+	traces []peerTrace // the span contexts the checks came under (peer_trace.go)
 }
 
 // peerBatchResult answers a peerBatch, one decision per check, in order.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sluicerl/sluice/cluster"
 	"github.com/sluicerl/sluice/rules"
@@ -38,11 +39,16 @@ type ServerConfig struct {
 	Membership Membership
 	// Rules serves /v1/rules. If nil, the endpoints are absent.
 	Rules RulesAPI
+	// Tracer starts a span for each check, batch and wait, the child of
+	// the W3C traceparent header if the request has one; the Limiter adds
+	// its attributes to it. If nil, tracing is off.
+	Tracer trace.TracerProvider
 }
 
 // Server is the local HTTP API. It is safe for concurrent use.
 type Server struct {
 	cfg      ServerConfig
+	tracer   trace.Tracer // nil: tracing off
 	mux      *http.ServeMux
 	requests *prometheus.HistogramVec
 	bufs     sync.Pool // of *[]byte, for request and response bodies
@@ -77,6 +83,9 @@ func NewServer(cfg ServerConfig) *Server {
 		batchBody: newBodyDecoder(&batchJSON{}),
 		rulesBody: newBodyDecoder(&putRulesJSON{}),
 	}
+	if cfg.Tracer != nil {
+		s.tracer = cfg.Tracer.Tracer("github.com/sluicerl/sluice/transport")
+	}
 	if cfg.Registerer != nil {
 		cfg.Registerer.MustRegister(s.requests)
 	}
@@ -108,9 +117,17 @@ func (s *Server) handle(pattern, endpoint string, h handler) {
 	for _, code := range []int{200, 400, 413, statusClientClosed, 500, 503, s.cfg.DenyStatus} {
 		byCode[code] = s.requests.WithLabelValues(endpoint, strconv.Itoa(code))
 	}
+	traced := s.tracer != nil && tracedEndpoint(endpoint)
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		var span trace.Span
+		if traced {
+			r, span = s.startSpan(r, pattern)
+		}
 		code := h(w, r)
+		if span != nil {
+			endSpan(span, code)
+		}
 		o, ok := byCode[code]
 		if !ok {
 			o = s.requests.WithLabelValues(endpoint, strconv.Itoa(code))

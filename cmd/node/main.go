@@ -64,6 +64,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 
+	tracer, stopTracing, err := newTracerProvider(ctx, getenv, build.Version)
+	if err != nil {
+		return err
+	}
+	flushTraces := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), traceFlushTimeout)
+		defer cancel()
+		if err := stopTracing(ctx); err != nil {
+			log.Warn("spans not flushed to the collector", "err", err)
+		}
+	}
+	defer flushTraces() // if run returns early; the last step of a shutdown otherwise
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	build.register(reg)
@@ -112,6 +124,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		PartitionWindow: partitionWindow(o.partitionWindow),
 		Shadow:          o.shadow,
 		Persist:         persist,
+		Tracer:          tracer,
+		TraceKeys:       o.traceKeys,
 	})
 	if err != nil {
 		return err
@@ -203,6 +217,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Registerer: reg,
 		Membership: node,
 		Rules:      node,
+		Tracer:     tracer,
 	})), log)
 	admin := transport.NewHTTPServer(transport.NewAdmin(transport.AdminConfig{
 		Ready:    ready,
@@ -223,7 +238,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if grpcLn != nil {
 		// Health says NOT_SERVING while draining; the service keeps
 		// answering Envoy until it stops asking, as the API does.
-		grpcSrv = envoy.NewServer(envoy.ServerConfig{Service: svc, Ready: ready, Registerer: reg, Asked: asked.mark})
+		grpcSrv = envoy.NewServer(envoy.ServerConfig{Service: svc, Ready: ready, Registerer: reg, Asked: asked.mark, Tracer: tracer})
 		g.Go(func() error { return grpcSrv.Serve(grpcLn) })
 	}
 	peerCtx, stopPeers := context.WithCancel(runCtx) // outlives gctx: peers are told when this node leaves
@@ -313,6 +328,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	stopPeers()
 	cancel()
 	errs = append(errs, g.Wait())
+	flushTraces()
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}

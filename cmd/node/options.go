@@ -55,6 +55,7 @@ type options struct {
 	leaseTerm          time.Duration
 	partitionWindow    time.Duration
 	shadow             bool
+	traceKeys          bool
 
 	adminToken  string
 	showVersion bool // --version: print the build and exit
@@ -129,6 +130,7 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.DurationVar(&o.partitionWindow, "partition-window", 5*time.Minute, "how long a member that failed (not left) still counts in the cluster's size: while fewer members are alive, cluster-wide limits are decided at the live members' share (0: a failed member stops counting at once)")
 	fs.DurationVar(&o.leaseTerm, "lease-term", 250*time.Millisecond, "how long a token lease lasts before unspent tokens go back to the owner")
 	fs.BoolVar(&o.shadow, "shadow", false, "shadow mode for the whole node: every check is decided, counted and reported, and allowed (a dark launch); rules can also say shadow: true")
+	fs.BoolVar(&o.traceKeys, "trace-keys", false, "put the checked keys in span attributes (sluice.key); off, spans carry rule, sync mode, route and decision but never a key. Tracing itself is off unless OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set (OTLP over gRPC)")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version, VCS revision and Go version, and exit")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: sluice [flags]\n       sluice ctl [flags] COMMAND (the command-line client; sluice ctl --help)\n\nRuns a sluice rate-limit node. Every flag can also be set through the\nenvironment: --http-addr as SLUICE_HTTP_ADDR, and so on; a flag on the\ncommand line wins.\n\nFlags:\n")
