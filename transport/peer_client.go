@@ -76,9 +76,10 @@ type PeerClient struct {
 	dropping atomic.Int64
 	conns    prometheus.GaugeFunc // open, exported
 
-	mu     sync.Mutex // guards peers, closed, and every peerConn's inflight going up
-	peers  map[string]*peerConn
-	closed bool
+	mu      sync.Mutex // guards peers, closed, reaping, and every peerConn's inflight going up
+	peers   map[string]*peerConn
+	closed  bool
+	reaping bool // the idle reaper runs: started with the first peer
 }
 
 // NewPeerClient returns a PeerClient for cfg. Close it when done.
@@ -127,7 +128,7 @@ func NewPeerClient(cfg PeerClientConfig) *PeerClient {
 		Name: "sluice_peer_connections_closed_total",
 		Help: "Connections to peers closed, by reason: idle (unused for --peer-idle-timeout), evicted (the least recently used, for --peer-max-conns), error (broken), left (the member left).",
 	}, []string{"reason"})
-	for _, r := range closeReasons {
+	for _, r := range []string{closedIdle, closedEvicted, closedError, closedLeft} {
 		c.closes.WithLabelValues(r) // at zero from start
 	}
 	c.conns = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -136,9 +137,6 @@ func NewPeerClient(cfg PeerClientConfig) *PeerClient {
 	}, func() float64 { return float64(c.open.Load()) })
 	if cfg.Registerer != nil {
 		cfg.Registerer.MustRegister(c.batches, c.dials, c.closes, c.conns)
-	}
-	if cfg.IdleTimeout > 0 {
-		c.wg.Go(c.reapIdle)
 	}
 	return c
 }
@@ -197,6 +195,10 @@ func (c *PeerClient) peer(addr string, n int64) (*peerConn, error) {
 		pc.lastUsed.Store(time.Now().UnixNano())
 		c.peers[addr] = pc
 		c.wg.Go(pc.run)
+		if !c.reaping && c.cfg.IdleTimeout > 0 {
+			c.reaping = true
+			c.wg.Go(c.reapIdle)
+		}
 	}
 	if pc.inflight.Add(n) > int64(c.cfg.MaxInFlight) {
 		pc.inflight.Add(-n)

@@ -37,12 +37,6 @@ const (
 	closedLeft    = "left"
 )
 
-var closeReasons = []string{closedIdle, closedEvicted, closedError, closedLeft}
-
-// errDropped fails nothing in practice (a dropped peer has no calls); it
-// is what the connection is closed with.
-var errDropped = fmt.Errorf("%w: connection closed while idle", ErrPeerUnavailable)
-
 // reapIdle drops idle peers every IdleTimeout/4 until the client closes.
 func (c *PeerClient) reapIdle() {
 	t := time.NewTicker(c.cfg.IdleTimeout / 4)
@@ -137,7 +131,8 @@ func (pc *peerConn) isConnected() bool {
 
 // drop ends pc, already removed from c.peers with nothing in flight: its
 // goroutines end and its connection, if any, closes, counted for reason.
+// No call is pending to be failed.
 func (pc *peerConn) drop(reason string) {
 	close(pc.gone)
-	pc.disconnect(nil, reason, errDropped)
+	pc.disconnect(nil, reason, fmt.Errorf("%w: %s: connection closed (%s)", ErrPeerUnavailable, pc.addr, reason))
 }
