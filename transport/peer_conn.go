@@ -19,7 +19,7 @@ type peerConn struct {
 	c        *PeerClient
 	addr     string
 	queue    chan *call
-	gone     chan struct{} // closed by Forget
+	gone     chan struct{} // closed by Forget, or when dropped (peer_reap.go)
 	inflight atomic.Int64  // checks queued or pending; goes up under c.mu only
 	lastUsed atomic.Int64  // when a frame was last sent, in Unix nanoseconds
 
@@ -127,8 +127,8 @@ func (pc *peerConn) connected() (net.Conn, error) {
 	pc.c.dials.WithLabelValues("ok").Inc()
 	pc.mu.Lock()
 	pc.conn, pc.failedAt = conn, time.Time{}
+	pc.c.open.Add(1) // under pc.mu, before a disconnect can take it off
 	pc.mu.Unlock()
-	pc.c.open.Add(1)
 	pc.c.wg.Go(func() { pc.read(conn) })
 	return conn, nil
 }
