@@ -60,6 +60,11 @@ type Options struct {
 	// Persist gives each node a data directory that outlives its lives,
 	// where it stores the rules set through its API.
 	Persist bool
+	// PeerMaxConns and PeerIdleTimeout bound each node's peer connections
+	// (transport.PeerClientConfig's MaxConns and IdleTimeout). If zero,
+	// the defaults.
+	PeerMaxConns    int
+	PeerIdleTimeout time.Duration
 }
 
 // DefaultKey is the gossip key of a cluster started without Options.Keys.
@@ -262,6 +267,7 @@ func (c *Cluster) StartWith(i int, cfg cluster.Config) {
 	keys := func() [][]byte { return node.PeerKeys() } // called once node is set
 	client := transport.NewPeerClient(transport.PeerClientConfig{
 		Keys: keys, Registerer: cfg.Metrics,
+		MaxConns: c.opts.PeerMaxConns, IdleTimeout: c.opts.PeerIdleTimeout,
 		Dial: func(ctx context.Context, addr string) (net.Conn, error) {
 			timeout := 5 * time.Second
 			if d, ok := ctx.Deadline(); ok {

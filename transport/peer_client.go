@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -38,6 +39,18 @@ type PeerClientConfig struct {
 	// RetryAfter is how long calls to a peer whose dial failed fail at once
 	// before it is dialled again. If zero, defaults to 1s.
 	RetryAfter time.Duration
+	// IdleTimeout is how long a peer may go without a check sent to it
+	// before its connection is closed, with the goroutines and queue kept
+	// for it; the next check to it dials again. A connection is closed
+	// between IdleTimeout and 1.25 × IdleTimeout after its last use, never
+	// with a check in flight. If zero, defaults to 60s; negative: never.
+	IdleTimeout time.Duration
+	// MaxConns bounds the open connections to peers. Dialling one more
+	// first closes the least recently used idle one. If every open
+	// connection has checks in flight, the dial goes ahead all the same (a
+	// soft bound: no check waits or fails for it) and the excess is closed
+	// as connections fall idle. If zero, defaults to 64; negative: no bound.
+	MaxConns int
 	// Logger receives connection errors. If nil, discarded.
 	Logger *slog.Logger
 	// Registerer receives the client's metrics. If nil, not registered.
@@ -45,19 +58,29 @@ type PeerClientConfig struct {
 }
 
 // PeerClient sends checks to their owners over one persistent connection
-// per peer: it is the cluster.Peers of a node. Concurrent calls to one peer are coalesced: while a frame is
-// being written, later calls queue, and the next frame carries all of them
-// (up to MaxBatch checks). It is safe for concurrent use.
+// per peer: it is the cluster.Peers of a node. Concurrent calls to one
+// peer are coalesced: while a frame is being written, later calls queue,
+// and the next frame carries all of them (up to MaxBatch checks).
+// Connections are bounded (peer_reap.go): an idle one is closed after
+// IdleTimeout, and at most MaxConns are kept open. It is safe for
+// concurrent use.
 type PeerClient struct {
 	cfg     PeerClientConfig
 	stop    chan struct{}
 	wg      sync.WaitGroup
 	batches prometheus.Histogram
 	dials   *prometheus.CounterVec
+	closes  *prometheus.CounterVec // by reason
+	open    atomic.Int64           // connections open now
+	// dropping counts connections chosen for eviction and not yet
+	// closed; it goes up under mu (peer_reap.go).
+	dropping atomic.Int64
+	conns    prometheus.GaugeFunc // open, exported
 
-	mu     sync.Mutex // guards peers and closed
-	peers  map[string]*peerConn
-	closed bool
+	mu      sync.Mutex // guards peers, closed, reaping, and every peerConn's inflight going up
+	peers   map[string]*peerConn
+	closed  bool
+	reaping bool // the idle reaper runs: started with the first peer
 }
 
 // NewPeerClient returns a PeerClient for cfg. Close it when done.
@@ -76,6 +99,12 @@ func NewPeerClient(cfg PeerClientConfig) *PeerClient {
 	}
 	if cfg.RetryAfter == 0 {
 		cfg.RetryAfter = time.Second
+	}
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = DefaultPeerIdleTimeout
+	}
+	if cfg.MaxConns == 0 {
+		cfg.MaxConns = DefaultPeerMaxConns
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -96,8 +125,19 @@ func NewPeerClient(cfg PeerClientConfig) *PeerClient {
 	}
 	c.dials.WithLabelValues("ok") // both at zero from start
 	c.dials.WithLabelValues("error")
+	c.closes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sluice_peer_connections_closed_total",
+		Help: "Connections to peers closed, by reason: idle (unused for --peer-idle-timeout), evicted (the least recently used, for --peer-max-conns), error (broken), left (the member left).",
+	}, []string{"reason"})
+	for _, r := range []string{closedIdle, closedEvicted, closedError, closedLeft} {
+		c.closes.WithLabelValues(r) // at zero from start
+	}
+	c.conns = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "sluice_peer_connections",
+		Help: "Connections open to peers, to forward checks to their owners.",
+	}, func() float64 { return float64(c.open.Load()) })
 	if cfg.Registerer != nil {
-		cfg.Registerer.MustRegister(c.batches, c.dials)
+		cfg.Registerer.MustRegister(c.batches, c.dials, c.closes, c.conns)
 	}
 	return c
 }
@@ -124,13 +164,9 @@ func (c *PeerClient) Check(ctx context.Context, addr string, checks []cluster.Pe
 	if len(checks) == 0 || len(checks) > MaxBatch {
 		return nil, fmt.Errorf("transport: %d checks in one call (1 to %d)", len(checks), MaxBatch)
 	}
-	pc, err := c.peer(addr)
+	pc, err := c.peer(addr, int64(len(checks)))
 	if err != nil {
 		return nil, err
-	}
-	if pc.inflight.Add(int64(len(checks))) > int64(c.cfg.MaxInFlight) {
-		pc.inflight.Add(-int64(len(checks)))
-		return nil, ErrPeerOverloaded
 	}
 	cl := &call{checks: checks, done: make(chan callResult, 1), sc: trace.SpanContextFromContext(ctx)}
 	select {
@@ -147,7 +183,11 @@ func (c *PeerClient) Check(ctx context.Context, addr string, checks []cluster.Pe
 	}
 }
 
-func (c *PeerClient) peer(addr string) (*peerConn, error) {
+// peer returns the peerConn of addr, starting one if there is none, with n
+// checks counted in flight on it. They are counted under c.mu, so a
+// peerConn seen idle under c.mu and dropped from c.peers gets no more
+// calls (peer_reap.go).
+func (c *PeerClient) peer(addr string, n int64) (*peerConn, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
@@ -156,8 +196,17 @@ func (c *PeerClient) peer(addr string) (*peerConn, error) {
 	pc, ok := c.peers[addr]
 	if !ok {
 		pc = &peerConn{c: c, addr: addr, queue: make(chan *call, c.cfg.MaxInFlight), pending: map[uint64][]*call{}, gone: make(chan struct{})}
+		pc.lastUsed.Store(time.Now().UnixNano())
 		c.peers[addr] = pc
 		c.wg.Go(pc.run)
+		if !c.reaping && c.cfg.IdleTimeout > 0 {
+			c.reaping = true
+			c.wg.Go(c.reapIdle)
+		}
+	}
+	if pc.inflight.Add(n) > int64(c.cfg.MaxInFlight) {
+		pc.inflight.Add(-n)
+		return nil, ErrPeerOverloaded
 	}
 	return pc, nil
 }
@@ -209,7 +258,7 @@ func (c *PeerClient) Forget(addr string) {
 	c.mu.Unlock()
 	if ok {
 		close(pc.gone)
-		pc.disconnect(nil, fmt.Errorf("%w: %s forgotten", ErrPeerUnavailable, addr))
+		pc.disconnect(nil, closedLeft, fmt.Errorf("%w: %s forgotten", ErrPeerUnavailable, addr))
 	}
 }
 
@@ -226,7 +275,7 @@ func (c *PeerClient) Close() {
 	peers := c.peers
 	c.mu.Unlock()
 	for _, pc := range peers {
-		pc.disconnect(nil, fmt.Errorf("%w: client closed", ErrPeerUnavailable))
+		pc.disconnect(nil, "", fmt.Errorf("%w: client closed", ErrPeerUnavailable))
 	}
 	c.wg.Wait()
 }

@@ -19,8 +19,9 @@ type peerConn struct {
 	c        *PeerClient
 	addr     string
 	queue    chan *call
-	gone     chan struct{} // closed by Forget
-	inflight atomic.Int64  // checks queued or pending
+	gone     chan struct{} // closed by Forget, or when dropped (peer_reap.go)
+	inflight atomic.Int64  // checks queued or pending; goes up under c.mu only
+	lastUsed atomic.Int64  // when a frame was last sent, in Unix nanoseconds
 
 	mu       sync.Mutex // guards the fields below
 	conn     net.Conn   // nil when not connected
@@ -86,14 +87,16 @@ func (pc *peerConn) send(w *frameWriter, calls []*call) {
 	batch.id = pc.nextID
 	pc.pending[batch.id] = calls
 	pc.mu.Unlock()
+	pc.lastUsed.Store(time.Now().UnixNano())
 	pc.c.batches.Observe(float64(len(batch.checks)))
 	if err := w.write(conn, frameCheckBatch, &batch); err != nil {
-		pc.disconnect(conn, fmt.Errorf("%w: write to %s: %v", ErrPeerUnavailable, pc.addr, err))
+		pc.disconnect(conn, closedError, fmt.Errorf("%w: write to %s: %v", ErrPeerUnavailable, pc.addr, err))
 	}
 }
 
 // connected returns the open connection, dialling and authenticating one
-// if there is none, unless a dial failed within RetryAfter.
+// if there is none, unless a dial failed within RetryAfter. Before a dial
+// it closes the least recently used idle connection if MaxConns are open.
 func (pc *peerConn) connected() (net.Conn, error) {
 	pc.mu.Lock()
 	conn, failedAt := pc.conn, pc.failedAt
@@ -104,6 +107,7 @@ func (pc *peerConn) connected() (net.Conn, error) {
 	if !failedAt.IsZero() && time.Since(failedAt) < pc.c.cfg.RetryAfter {
 		return nil, fmt.Errorf("%w: %s failed %v ago", ErrPeerUnavailable, pc.addr, time.Since(failedAt).Round(time.Millisecond))
 	}
+	pc.c.makeRoom(1)
 	ctx, cancel := context.WithTimeout(context.Background(), dialTimeout)
 	defer cancel()
 	conn, err := pc.c.cfg.Dial(ctx, pc.addr)
@@ -124,6 +128,7 @@ func (pc *peerConn) connected() (net.Conn, error) {
 	pc.c.dials.WithLabelValues("ok").Inc()
 	pc.mu.Lock()
 	pc.conn, pc.failedAt = conn, time.Time{}
+	pc.c.open.Add(1) // under pc.mu, before a disconnect can take it off
 	pc.mu.Unlock()
 	pc.c.wg.Go(func() { pc.read(conn) })
 	return conn, nil
@@ -140,36 +145,45 @@ func (pc *peerConn) read(conn net.Conn) {
 			err = errMalformed
 		}
 		if err != nil {
-			pc.disconnect(conn, fmt.Errorf("%w: read from %s: %v", ErrPeerUnavailable, pc.addr, err))
+			pc.disconnect(conn, closedError, fmt.Errorf("%w: read from %s: %v", ErrPeerUnavailable, pc.addr, err))
 			return
 		}
-		pc.mu.Lock()
-		calls, ok := pc.pending[res.id]
-		delete(pc.pending, res.id)
-		pc.mu.Unlock()
-		if !ok {
-			continue // an answer for a batch already failed
-		}
-		total := 0
-		for _, cl := range calls {
-			total += len(cl.checks)
-		}
-		if total != len(res.decisions) {
-			pc.finish(calls, callResult{err: fmt.Errorf("%w: %s answered %d of %d checks", ErrPeerUnavailable, pc.addr, len(res.decisions), total)})
-			continue
-		}
-		off := 0
-		for _, cl := range calls {
-			n := len(cl.checks)
-			pc.finish([]*call{cl}, callResult{decisions: res.decisions[off : off+n : off+n]})
-			off += n
+		pc.deliver(&res)
+		if pc.c.overCap() { // dialled past MaxConns while all were busy
+			pc.c.makeRoom(0)
 		}
 	}
 }
 
+// deliver hands the decisions of res to the calls of its batch.
+func (pc *peerConn) deliver(res *peerBatchResult) {
+	pc.mu.Lock()
+	calls, ok := pc.pending[res.id]
+	delete(pc.pending, res.id)
+	pc.mu.Unlock()
+	if !ok {
+		return // an answer for a batch already failed
+	}
+	total := 0
+	for _, cl := range calls {
+		total += len(cl.checks)
+	}
+	if total != len(res.decisions) {
+		pc.finish(calls, callResult{err: fmt.Errorf("%w: %s answered %d of %d checks", ErrPeerUnavailable, pc.addr, len(res.decisions), total)})
+		return
+	}
+	off := 0
+	for _, cl := range calls {
+		n := len(cl.checks)
+		pc.finish([]*call{cl}, callResult{decisions: res.decisions[off : off+n : off+n]})
+		off += n
+	}
+}
+
 // disconnect closes conn (the current connection if nil) and fails every
-// call pending on it with err.
-func (pc *peerConn) disconnect(conn net.Conn, err error) {
+// call pending on it with err. reason, if not empty, is counted in
+// sluice_peer_connections_closed_total.
+func (pc *peerConn) disconnect(conn net.Conn, reason string, err error) {
 	pc.mu.Lock()
 	if conn == nil {
 		conn = pc.conn
@@ -186,6 +200,10 @@ func (pc *peerConn) disconnect(conn net.Conn, err error) {
 	pc.pending = map[uint64][]*call{}
 	pc.mu.Unlock()
 	conn.Close()
+	pc.c.open.Add(-1)
+	if reason != "" {
+		pc.c.closes.WithLabelValues(reason).Inc()
+	}
 	for _, calls := range pending {
 		pc.finish(calls, callResult{err: err})
 	}

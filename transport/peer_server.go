@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -36,6 +37,14 @@ type PeerServerConfig struct {
 	// Keys returns the cluster keys a peer must prove it holds; none means
 	// no proof is asked (unencrypted clusters). It must not block.
 	Keys func() [][]byte
+	// IdleTimeout is how long a peer connection may carry no frame before
+	// this side closes it. Clients close their idle connections first
+	// (PeerClientConfig.IdleTimeout); this catches those that never do,
+	// such as a peer whose process hangs. Give it at least twice the
+	// clients' timeout, so that it never closes a connection a client is
+	// about to use. If zero, defaults to 2 × DefaultPeerIdleTimeout;
+	// negative: never.
+	IdleTimeout time.Duration
 	// Logger receives connection errors. If nil, discarded.
 	Logger *slog.Logger
 	// Registerer receives the peer server's metrics. If nil, not registered.
@@ -58,6 +67,9 @@ func NewPeerServer(cfg PeerServerConfig) *PeerServer {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = 2 * DefaultPeerIdleTimeout
 	}
 	s := &PeerServer{
 		cfg: cfg,
@@ -138,7 +150,9 @@ func (s *PeerServer) serveConn(conn net.Conn) {
 	r, w := newFrameReader(), newFrameWriter()
 	var batch peerBatch
 	var handoff peerHandoff
+	var renewAt time.Time
 	for {
+		renewAt = s.renewIdleDeadline(conn, renewAt)
 		typ, dec, err := r.read(conn)
 		if err != nil {
 			if errors.Is(err, errMalformed) {
@@ -169,4 +183,21 @@ func (s *PeerServer) serveConn(conn net.Conn) {
 			return
 		}
 	}
+}
+
+// renewIdleDeadline pushes conn's read deadline IdleTimeout past now,
+// unless it was pushed within the last eighth of IdleTimeout (renewAt),
+// which spares a timer update per frame; so a silent connection is closed
+// between 7/8 of IdleTimeout and IdleTimeout after its last frame. It
+// returns when to renew next.
+func (s *PeerServer) renewIdleDeadline(conn net.Conn, renewAt time.Time) time.Time {
+	if s.cfg.IdleTimeout < 0 {
+		return renewAt
+	}
+	now := time.Now()
+	if now.Before(renewAt) {
+		return renewAt
+	}
+	conn.SetReadDeadline(now.Add(s.cfg.IdleTimeout))
+	return now.Add(s.cfg.IdleTimeout / 8)
 }

@@ -34,6 +34,16 @@ func TestOptionsFromFlagsAndEnv(t *testing.T) {
 	if len(o.seeds) != 1 || o.seeds[0] != "c" || len(o.gossipKeys) != 2 {
 		t.Fatalf("seeds %v keys %v: a list flag on the command line wins whole; the env takes comma-separated lists", o.seeds, o.gossipKeys)
 	}
+	o, err = parseOptions([]string{"--peer-idle-timeout", "0"}, func(k string) string { return map[string]string{"SLUICE_PEER_MAX_CONNS": "0"}[k] }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if client, server := peerIdle(o.peerIdle); client >= 0 || server >= 0 || peerMaxConns(o.peerMaxConns) >= 0 {
+		t.Fatalf("--peer-idle-timeout 0 and --peer-max-conns 0 map to idle %v/%v and %d; want negative (never, no bound)", client, server, peerMaxConns(o.peerMaxConns))
+	}
+	if client, server := peerIdle(time.Minute); client != time.Minute || server != 2*time.Minute {
+		t.Fatalf("--peer-idle-timeout 1m maps to %v for the client and %v for the server; want 1m and 2m", client, server)
+	}
 	for _, tc := range []struct {
 		args []string
 		env  map[string]string
@@ -51,6 +61,8 @@ func TestOptionsFromFlagsAndEnv(t *testing.T) {
 		{[]string{"--gossip-sync-interval", "0s"}, nil, "--gossip-sync-interval"},
 		{[]string{"--gossip-max-members", "0"}, nil, "--gossip-max-members"},
 		{[]string{"--lease-term", "0s"}, nil, "--lease-term"},
+		{[]string{"--peer-idle-timeout", "-1s"}, nil, "--peer-idle-timeout"},
+		{[]string{"--peer-max-conns", "-1"}, nil, "--peer-max-conns"},
 	} {
 		_, err := parseOptions(tc.args, func(k string) string { return tc.env[k] }, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

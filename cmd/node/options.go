@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/sluicerl/sluice/gossip"
+	"github.com/sluicerl/sluice/transport"
 )
 
 // options are the node's settings, from flags and the environment.
@@ -45,6 +46,8 @@ type options struct {
 	gossipProfile  string
 	rejoinInterval time.Duration
 	peerAddr       string
+	peerIdle       time.Duration
+	peerMaxConns   int
 
 	dataDir            string
 	dataDirDefault     bool // --data-dir not given: derived from the node name (datadir.go)
@@ -122,6 +125,8 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.StringVar(&o.gossipProfile, "gossip-profile", "lan", "failure-detection timings: lan, wan or local")
 	fs.DurationVar(&o.rejoinInterval, "rejoin-interval", 30*time.Second, "how often seeds are re-resolved and failed peers re-joined")
 	fs.StringVar(&o.peerAddr, "peer-addr", "0.0.0.0:7947", "`host:port` where this node answers checks forwarded to it as a key's owner (TCP); peers reach it on the host of the gossip address")
+	fs.DurationVar(&o.peerIdle, "peer-idle-timeout", transport.DefaultPeerIdleTimeout, "how long a connection to a peer may go unused before it is closed (the next check to that peer dials again); a peer closes connections to it silent for twice this, so give every node the same; 0: never")
+	fs.IntVar(&o.peerMaxConns, "peer-max-conns", transport.DefaultPeerMaxConns, "most connections open to peers, to forward checks to their owners; one more closes the least recently used idle one, and if all are busy the bound is passed until one falls idle; 0: no bound")
 	fs.StringVar(&o.dataDir, "data-dir", "", "`directory` where rules set through the API are stored, so they survive restarts (default: sluice-data/<node name>, one per node); given empty, this node refuses rule changes through its API")
 	fs.BoolVar(&o.recoverDataDir, "recover-data-dir", false, "if the rules database in --data-dir is damaged or empty, move it aside (renamed rules.db.corrupt-<unix time>, never deleted) and start with no stored API rules, taking them from peers; without it, such a node refuses to start")
 	fs.DurationVar(&o.gossipSyncInterval, "gossip-sync-interval", 50*time.Millisecond, "how often a node tells its peers what it admitted in gossip mode; bounds how long they decide without knowing")
@@ -184,6 +189,10 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 		return o, fmt.Errorf("--partition-window must be between 0 and 24h (how long a failed member is kept), got %v", o.partitionWindow)
 	case len(o.nodeName) > 256:
 		return o, fmt.Errorf("--node-name must be at most 256 bytes, got %d", len(o.nodeName))
+	case o.peerIdle < 0:
+		return o, fmt.Errorf("--peer-idle-timeout must be 0 (never) or positive, got %v", o.peerIdle)
+	case o.peerMaxConns < 0:
+		return o, fmt.Errorf("--peer-max-conns must be 0 (no bound) or positive, got %d", o.peerMaxConns)
 	case o.leaseTerm <= 0:
 		return o, fmt.Errorf("--lease-term must be positive, got %v", o.leaseTerm)
 	case len(o.seeds) > 0 && len(o.gossipKeys) == 0 && !o.insecureGossip:
@@ -259,4 +268,23 @@ func partitionWindow(d time.Duration) time.Duration {
 		return -1
 	}
 	return d
+}
+
+// peerIdle maps --peer-idle-timeout, where 0 means never, to the client's
+// and the server's IdleTimeout (the server's twice the client's), where 0
+// means the default.
+func peerIdle(d time.Duration) (client, server time.Duration) {
+	if d == 0 {
+		return -1, -1
+	}
+	return d, 2 * d
+}
+
+// peerMaxConns maps --peer-max-conns, where 0 means no bound, to
+// PeerClientConfig.MaxConns, where 0 means the default.
+func peerMaxConns(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }

@@ -1,0 +1,138 @@
+package transport
+
+import (
+	"fmt"
+	"time"
+)
+
+// Bounding peer connections. Keys spread evenly over owners would
+// otherwise leave every node connected to every other: N² connections
+// across a fleet, each with two goroutines, a read buffer and a queue.
+// Two rules keep a node's share small (docs/design/ownership.md):
+//
+//   - A peer with nothing in flight whose last frame was sent IdleTimeout
+//     ago is dropped whole: its connection is closed, its goroutines end
+//     and its queue is freed. A tick every IdleTimeout/4 looks.
+//   - Before a dial, if MaxConns connections are open, the least recently
+//     used peer with nothing in flight is dropped the same way. If every
+//     open connection is busy, the dial goes ahead (no check waits for a
+//     connection, none fails for the bound) and the excess is dropped as
+//     soon as an answer arrives and an idle one can be found.
+//
+// A peer is dropped only under c.mu, with nothing in flight, and removed
+// from c.peers at once; since checks are counted in flight under c.mu
+// (PeerClient.peer), no check is ever sent on a connection being closed.
+
+// DefaultPeerIdleTimeout is PeerClientConfig.IdleTimeout's default.
+const DefaultPeerIdleTimeout = 60 * time.Second
+
+// DefaultPeerMaxConns is PeerClientConfig.MaxConns's default.
+const DefaultPeerMaxConns = 64
+
+// The reasons of sluice_peer_connections_closed_total.
+const (
+	closedIdle    = "idle"
+	closedEvicted = "evicted"
+	closedError   = "error"
+	closedLeft    = "left"
+)
+
+// reapIdle drops idle peers every IdleTimeout/4 until the client closes.
+func (c *PeerClient) reapIdle() {
+	t := time.NewTicker(c.cfg.IdleTimeout / 4)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case now := <-t.C:
+			c.reap(now)
+		}
+	}
+}
+
+// reap drops every peer idle at now: nothing in flight, and no frame sent
+// for IdleTimeout. A peer whose last use is after now (the clock went
+// back) is not idle.
+func (c *PeerClient) reap(now time.Time) {
+	cutoff := now.Add(-c.cfg.IdleTimeout).UnixNano()
+	var idle []*peerConn
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	for addr, pc := range c.peers {
+		if pc.inflight.Load() == 0 && pc.lastUsed.Load() <= cutoff {
+			delete(c.peers, addr)
+			idle = append(idle, pc)
+		}
+	}
+	c.mu.Unlock()
+	for _, pc := range idle {
+		pc.drop(closedIdle)
+	}
+}
+
+// overCap reports whether more than MaxConns connections are open.
+func (c *PeerClient) overCap() bool {
+	return c.cfg.MaxConns > 0 && c.open.Load() > int64(c.cfg.MaxConns)
+}
+
+// makeRoom drops the least recently used idle peers until at most
+// MaxConns − extra connections are open, or no open one is idle.
+func (c *PeerClient) makeRoom(extra int) {
+	if c.cfg.MaxConns <= 0 {
+		return
+	}
+	for {
+		pc := c.evict(extra)
+		if pc == nil {
+			return
+		}
+		pc.drop(closedEvicted)
+		c.dropping.Add(-1)
+	}
+}
+
+// evict removes from c.peers, and returns, the connected peer with nothing
+// in flight that sent its last frame longest ago, if more than
+// MaxConns − extra connections are open, not counting those being dropped
+// (c.dropping, which it adds the peer to); nil if there is none, or no
+// need. Concurrent callers therefore never drop more than the excess.
+func (c *PeerClient) evict(extra int) *peerConn {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || c.open.Load()-c.dropping.Load()+int64(extra) <= int64(c.cfg.MaxConns) {
+		return nil
+	}
+	var lru *peerConn
+	for _, pc := range c.peers {
+		if pc.inflight.Load() != 0 || !pc.isConnected() {
+			continue
+		}
+		if lru == nil || pc.lastUsed.Load() < lru.lastUsed.Load() {
+			lru = pc
+		}
+	}
+	if lru != nil {
+		delete(c.peers, lru.addr)
+		c.dropping.Add(1)
+	}
+	return lru
+}
+
+// isConnected reports whether pc has a connection open.
+func (pc *peerConn) isConnected() bool {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	return pc.conn != nil
+}
+
+// drop ends pc, already removed from c.peers with nothing in flight: its
+// goroutines end and its connection, if any, closes, counted for reason.
+// No call is pending to be failed.
+func (pc *peerConn) drop(reason string) {
+	close(pc.gone)
+	pc.disconnect(nil, reason, fmt.Errorf("%w: %s: connection closed (%s)", ErrPeerUnavailable, pc.addr, reason))
+}
