@@ -73,6 +73,15 @@ func (s *Store) Level(now time.Time, id ID) (int64, bool) {
 	return tokens, true
 }
 
+// Holds reports whether the store holds bucket id.
+func (s *Store) Holds(id ID) bool {
+	sh := s.shard(id)
+	sh.mu.Lock()
+	_, held := sh.entries[id]
+	sh.mu.Unlock()
+	return held
+}
+
 // Seed puts bucket id in at now holding tokens (at most the burst; for a
 // window, the count left before the rate), unless the store already holds
 // it: a bucket that exists keeps its level. It reports whether it put one

@@ -66,7 +66,15 @@ const takeoverTerm = int64(10 * time.Second)
 // in (the lower level stays), so a restart costs at most that share.
 func (o *owners) seedTakeover(store *bucket.Store, id bucket.ID, l bucket.Limit, topo *topology, owned, hot bool, now time.Time) {
 	ns := now.UnixNano()
-	if ns-o.lastFallback.Load() <= takeoverTerm {
+	fellBack := ns-o.lastFallback.Load() <= takeoverTerm
+	f, j := o.failover.Load(), o.joined.Load()
+	if owned && !fellBack && (f == nil || ns >= f.until) && (j == nil || ns >= j.until) {
+		return // no window open: two atomic loads and a clock read
+	}
+	if store.Holds(id) {
+		return // one shard lock: the usual case inside a window
+	}
+	if fellBack {
 		// This node decided the key from its fair share lately (its
 		// owner did not answer), as did the rest of its side: the
 		// estimate is its share's level times the members alive.
@@ -89,7 +97,7 @@ func (o *owners) seedTakeover(store *bucket.Store, id bucket.ID, l bucket.Limit,
 		store.Seed(now, id, l, share)
 		return
 	}
-	if f := o.failover.Load(); f != nil && ns < f.until {
+	if f != nil && ns < f.until {
 		// Its owner before a member went is gone: this node has no
 		// share of the key to go by (it did not see its traffic), but
 		// the key was not full at the old owner for all it knows.
@@ -100,7 +108,7 @@ func (o *owners) seedTakeover(store *bucket.Store, id bucket.ID, l bucket.Limit,
 			}
 		}
 	}
-	if j := o.joined.Load(); j != nil && ns < j.until {
+	if j != nil && ns < j.until {
 		store.Seed(now, id, l, share)
 	}
 }
