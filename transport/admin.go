@@ -90,7 +90,7 @@ func NewAdmin(cfg AdminConfig) http.Handler {
 		keysHandlers(mux, cfg.Keys, cfg.Token)
 	}
 	if cfg.Status != nil {
-		statusHandlers(mux, cfg.Status, cfg.Version)
+		statusHandlers(mux, cfg.Status, cfg.Version, cfg.Token)
 	}
 	// Go's profiler, here only, never on the API port, and guarded: its
 	// cmdline shows flags such as --gossip-key and --admin-token, and a

@@ -146,9 +146,15 @@ func TestKeyEndpoints(t *testing.T) {
 	if code != 200 || len(keys) != 1 || keys[0].(map[string]any)["key"] != "alice" || keys[0].(map[string]any)["denied"] != 1.0 {
 		t.Fatalf("top denied: %d %v", code, top)
 	}
-	code, st := adminDo(t, h, "GET", "/v1/status", "", remote, "")
-	if denied, _ := st["top_denied"].([]any); code != 200 || len(denied) != 1 || st["version"] != "v1.2.3" {
+	code, st := adminDo(t, h, "GET", "/v1/status", "", loopback, "")
+	if denied, _ := st["top_denied"].([]any); code != 200 || len(denied) != 1 || st["version"] != "v1.2.3" || st["keys_hidden"] != nil {
 		t.Fatalf("status: %d %v, want alice among top_denied and the version", code, st)
+	}
+	// From the network, the status shows no keys: they would go around
+	// the guard of /debug/top-denied.
+	code, st = adminDo(t, h, "GET", "/v1/status", "", remote, "")
+	if denied, _ := st["top_denied"].([]any); code != 200 || len(denied) != 0 || len(st["hot_keys"].([]any)) != 0 || st["keys_hidden"] != true || st["version"] != "v1.2.3" {
+		t.Fatalf("status from the network: %d %v, want no keys, keys_hidden and the version", code, st)
 	}
 	for _, tc := range []struct{ method, target, body, field string }{
 		{"GET", "/v1/keys/inspect?rule=api", "", "key"},
