@@ -242,8 +242,9 @@ func guard(token string, h http.HandlerFunc) http.Handler {
 // one is set, 403 for a client that is not on loopback when none is).
 func authorize(token string, r *http.Request) int {
 	if token != "" {
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
+		// The scheme is case-insensitive (RFC 9110, 11.1): "bearer" too.
+		scheme, got, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+		if !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
 			return http.StatusUnauthorized
 		}
 		return 0

@@ -63,8 +63,13 @@ func TestKeyEndpointsGuard(t *testing.T) {
 				t.Errorf("%s with Authorization %q: %d %v, want 401", path, auth, code, body)
 			}
 		}
-		if code, body := adminDo(t, locked, "GET", path, "", remote, "Bearer s3cret"); code != 200 {
-			t.Errorf("%s from the network with the token: %d %v", path, code, body)
+		for _, auth := range []string{"Bearer s3cret", "bearer s3cret", "BEARER s3cret"} {
+			if code, body := adminDo(t, locked, "GET", path, "", remote, auth); code != 200 {
+				t.Errorf("%s from the network with %q: %d %v", path, auth, code, body)
+			}
+		}
+		if code, body := adminDo(t, locked, "GET", path, "", remote, "Basic s3cret"); code != 401 {
+			t.Errorf("%s with another scheme: %d %v, want 401", path, code, body)
 		}
 	}
 	if code, body := adminDo(t, open, "POST", "/v1/keys/reset", `{"rule": "api", "key": "a"}`, remote, ""); code != 403 {
