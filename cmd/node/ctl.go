@@ -370,7 +370,8 @@ func (c *ctlClient) rules(ctx context.Context, args []string, stderr io.Writer) 
 			return errors.New("ctl rules put: give the rule's NAME, then its flags")
 		}
 		name := args[1]
-		if err := fs.Parse(args[2:]); err != nil {
+		err := fs.Parse(args[2:])
+		if err != nil {
 			return err
 		}
 		if fs.NArg() > 0 {
@@ -379,9 +380,8 @@ func (c *ctlClient) rules(ctx context.Context, args []string, stderr io.Writer) 
 		if err := checkUTF8("rules put", append(descs, name, spec.Period, spec.Algorithm, spec.Sync)...); err != nil {
 			return err
 		}
-		for _, d := range descs {
-			k, v, _ := strings.Cut(d, "=")
-			spec.Descriptors = append(spec.Descriptors, rules.DescriptorSpec{Key: k, Value: v})
+		if spec.Descriptors, err = descriptorSpecs(descs); err != nil {
+			return err
 		}
 		var v struct {
 			Rules []rules.Entry `json:"rules"`

@@ -183,6 +183,8 @@ func TestCtlUsage(t *testing.T) {
 		{[]string{"reset", "--descriptor", "user:\xff"}, "must be valid UTF-8"},
 		{[]string{"inspect", "--rule", "a\xffb", "k"}, "must be valid UTF-8"},
 		{[]string{"rules", "put", "x", "--limit", "1", "--period", "1s", "--descriptor", "user=\xff"}, "must be valid UTF-8"},
+		// The selector's NAME:VALUE given to rules put, which takes KEY=VALUE.
+		{[]string{"rules", "put", "x", "--limit", "1", "--period", "1s", "--descriptor", "route:/api"}, "write KEY=VALUE"},
 	} {
 		out, err := n.ctl(t, tc.args...)
 		if err == nil || !strings.Contains(err.Error()+out, tc.want) {
