@@ -370,17 +370,13 @@ func (c *ctlClient) rules(ctx context.Context, args []string, stderr io.Writer) 
 			return errors.New("ctl rules put: give the rule's NAME, then its flags")
 		}
 		name := args[1]
-		err := fs.Parse(args[2:])
-		if err != nil {
+		if err := fs.Parse(args[2:]); err != nil {
 			return err
 		}
 		if fs.NArg() > 0 {
 			return fmt.Errorf("ctl rules put: unexpected argument %q", fs.Arg(0))
 		}
-		if err := checkUTF8("rules put", append(descs, name, spec.Period, spec.Algorithm, spec.Sync)...); err != nil {
-			return err
-		}
-		if spec.Descriptors, err = descriptorSpecs(descs); err != nil {
+		if err := putSpec(name, &spec, descs); err != nil {
 			return err
 		}
 		var v struct {

@@ -22,6 +22,17 @@ func checkUTF8(cmd string, args ...string) error {
 	return nil
 }
 
+// putSpec checks the strings of `rules put NAME` and sets spec's
+// descriptors from descs.
+func putSpec(name string, spec *rules.Spec, descs []string) error {
+	if err := checkUTF8("rules put", append(descs, name, spec.Period, spec.Algorithm, spec.Sync)...); err != nil {
+		return err
+	}
+	var err error
+	spec.Descriptors, err = descriptorSpecs(descs)
+	return err
+}
+
 // descriptorSpecs returns the descriptors of `rules put`, given as KEY
 // (any value) or KEY=VALUE. A KEY:VALUE, the form a key selector takes
 // (--descriptor NAME:VALUE), is refused: it would set a rule on the key
