@@ -56,9 +56,9 @@ type AdminConfig struct {
 	// Keys serves /v1/keys/inspect, /v1/keys/reset and /debug/top-denied.
 	// If nil, they are absent.
 	Keys KeyAdmin
-	// Token, if set, is required of every request to the Keys endpoints
-	// (Authorization: Bearer <token>); if empty, they answer loopback
-	// clients only.
+	// Token, if set, is required of every request to the Keys endpoints,
+	// the keyring and the profiler (Authorization: Bearer <token>); if
+	// empty, they answer loopback clients only.
 	Token string
 }
 
@@ -80,7 +80,9 @@ func NewAdmin(cfg AdminConfig) http.Handler {
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
 	if cfg.Keyring != nil {
-		kh := keyringHandler(cfg.Keyring)
+		// The keyring holds the gossip key, from which the peer
+		// protocol's key is derived: guarded as the key endpoints are.
+		kh := guard(cfg.Token, keyringHandler(cfg.Keyring).ServeHTTP)
 		mux.Handle("/v1/keyring", kh)
 		mux.Handle("/v1/keyring/", kh)
 	}
@@ -88,14 +90,16 @@ func NewAdmin(cfg AdminConfig) http.Handler {
 		keysHandlers(mux, cfg.Keys, cfg.Token)
 	}
 	if cfg.Status != nil {
-		statusHandlers(mux, cfg.Status, cfg.Version)
+		statusHandlers(mux, cfg.Status, cfg.Version, cfg.Token)
 	}
-	// Go's profiler, here only, never on the API port.
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.Handle("/debug/pprof/profile", longWrite(pprof.Profile))
-	mux.Handle("/debug/pprof/trace", longWrite(pprof.Trace))
+	// Go's profiler, here only, never on the API port, and guarded: its
+	// cmdline shows flags such as --gossip-key and --admin-token, and a
+	// profile costs CPU for as long as the client asks.
+	mux.Handle("/debug/pprof/", guard(cfg.Token, pprof.Index))
+	mux.Handle("/debug/pprof/cmdline", guard(cfg.Token, pprof.Cmdline))
+	mux.Handle("/debug/pprof/symbol", guard(cfg.Token, pprof.Symbol))
+	mux.Handle("/debug/pprof/profile", guard(cfg.Token, longWrite(pprof.Profile).ServeHTTP))
+	mux.Handle("/debug/pprof/trace", guard(cfg.Token, longWrite(pprof.Trace).ServeHTTP))
 	return mux
 }
 

@@ -59,7 +59,7 @@ func TestKeyringEndpoints(t *testing.T) {
 	oldKey := []byte("keyring-endpoint-old-key-32-byte")
 	newKey := []byte("keyring-endpoint-new-key-32-byte")
 	node := clusterNode(t, oldKey)
-	h := transport.NewAdmin(transport.AdminConfig{Ready: node.Ready, Gatherer: prometheus.NewRegistry(), Keyring: node})
+	h := fromLoopback(transport.NewAdmin(transport.AdminConfig{Ready: node.Ready, Gatherer: prometheus.NewRegistry(), Keyring: node}))
 	b64 := base64.StdEncoding.EncodeToString
 	body := func(k []byte) string { return `{"key": "` + b64(k) + `"}` }
 
@@ -96,7 +96,7 @@ func TestKeyringWithoutEncryption(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := transport.NewAdmin(transport.AdminConfig{Ready: node.Ready, Gatherer: prometheus.NewRegistry(), Keyring: node})
+	h := fromLoopback(transport.NewAdmin(transport.AdminConfig{Ready: node.Ready, Gatherer: prometheus.NewRegistry(), Keyring: node}))
 	if r := do(t, h, "GET", "/v1/keyring", ""); r.code != http.StatusConflict {
 		t.Fatalf("keyring of an unencrypted node: %d %s", r.code, r.raw)
 	}

@@ -97,7 +97,7 @@ func TestReplacementCharacterIsAKey(t *testing.T) {
 func TestKeyringStrictJSON(t *testing.T) {
 	key := []byte("keyring-strict-json-test-32-byte")
 	node := clusterNode(t, key)
-	h := transport.NewAdmin(transport.AdminConfig{Ready: node.Ready, Gatherer: prometheus.NewRegistry(), Keyring: node})
+	h := fromLoopback(transport.NewAdmin(transport.AdminConfig{Ready: node.Ready, Gatherer: prometheus.NewRegistry(), Keyring: node}))
 	other := base64.StdEncoding.EncodeToString([]byte("keyring-strict-json-other-32-byt"))
 	for _, tc := range []struct{ body, want string }{
 		{`{"key": "not a key", "key": "` + other + `"}`, "key: given twice"},

@@ -225,25 +225,36 @@ func adminFail(w http.ResponseWriter, err error) {
 // keeps these endpoints to loopback clients unless it has a token.
 func guard(token string, h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if token != "" {
-			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-			if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="sluice admin"`)
-				writeValue(w, http.StatusUnauthorized, map[string]string{"error": "authorization: a valid admin token is required (Authorization: Bearer <token>; the node's --admin-token)"})
-				return
-			}
+		switch code := authorize(token, r); code {
+		case http.StatusUnauthorized:
+			w.Header().Set("WWW-Authenticate", `Bearer realm="sluice admin"`)
+			writeValue(w, code, map[string]string{"error": "authorization: a valid admin token is required (Authorization: Bearer <token>; the node's --admin-token)"})
+		case http.StatusForbidden:
+			writeValue(w, code, map[string]string{"error": "authorization: this endpoint answers loopback clients only, unless the node is started with --admin-token"})
+		default:
 			h(w, r)
-			return
 		}
-		if _, unix := r.Context().Value(http.LocalAddrContextKey).(*net.UnixAddr); unix {
-			h(w, r) // a Unix socket: its file mode says who may connect
-			return
-		}
-		host, _, err := net.SplitHostPort(r.RemoteAddr)
-		if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
-			writeValue(w, http.StatusForbidden, map[string]string{"error": "authorization: this endpoint answers loopback clients only, unless the node is started with --admin-token"})
-			return
-		}
-		h(w, r)
 	})
+}
+
+// authorize says whether r may use the guarded endpoints: 0 if it may,
+// else the status of the refusal (401 for a missing or wrong token when
+// one is set, 403 for a client that is not on loopback when none is).
+func authorize(token string, r *http.Request) int {
+	if token != "" {
+		// The scheme is case-insensitive (RFC 9110, 11.1): "bearer" too.
+		scheme, got, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+		if !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
+			return http.StatusUnauthorized
+		}
+		return 0
+	}
+	if _, unix := r.Context().Value(http.LocalAddrContextKey).(*net.UnixAddr); unix {
+		return 0 // a Unix socket: its file mode says who may connect
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+		return http.StatusForbidden
+	}
+	return 0
 }

@@ -2,6 +2,7 @@ package transport_test
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"net"
 	"net/http"
@@ -62,12 +63,74 @@ func TestKeyEndpointsGuard(t *testing.T) {
 				t.Errorf("%s with Authorization %q: %d %v, want 401", path, auth, code, body)
 			}
 		}
-		if code, body := adminDo(t, locked, "GET", path, "", remote, "Bearer s3cret"); code != 200 {
-			t.Errorf("%s from the network with the token: %d %v", path, code, body)
+		for _, auth := range []string{"Bearer s3cret", "bearer s3cret", "BEARER s3cret"} {
+			if code, body := adminDo(t, locked, "GET", path, "", remote, auth); code != 200 {
+				t.Errorf("%s from the network with %q: %d %v", path, auth, code, body)
+			}
+		}
+		if code, body := adminDo(t, locked, "GET", path, "", remote, "Basic s3cret"); code != 401 {
+			t.Errorf("%s with another scheme: %d %v, want 401", path, code, body)
 		}
 	}
 	if code, body := adminDo(t, open, "POST", "/v1/keys/reset", `{"rule": "api", "key": "a"}`, remote, ""); code != 403 {
 		t.Errorf("reset from the network, no token set: %d %v", code, body)
+	}
+}
+
+// fromLoopback serves h as if every request came from a loopback client.
+func fromLoopback(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.RemoteAddr = loopback
+		h.ServeHTTP(w, r)
+	})
+}
+
+// TestAdminSecretsGuarded: the keyring (which hands out the gossip key,
+// and lets a caller replace it) and the profiler (whose cmdline shows
+// --gossip-key and --admin-token) are guarded as the key endpoints are:
+// loopback clients only without a token, the token's holders with one.
+func TestAdminSecretsGuarded(t *testing.T) {
+	node := clusterNode(t, []byte("admin-secrets-guard-test-32-byte"))
+	newH := func(token string) http.Handler {
+		return transport.NewAdmin(transport.AdminConfig{Ready: node.Ready, Gatherer: prometheus.NewRegistry(), Keyring: node, Token: token})
+	}
+	open, locked := newH(""), newH("s3cret")
+	other := `{"key": "` + base64.StdEncoding.EncodeToString([]byte("admin-secrets-guard-othr-32-byte")) + `"}`
+	for _, tc := range []struct{ method, path, body string }{
+		{"GET", "/v1/keyring", ""},
+		{"POST", "/v1/keyring/install", other},
+		{"POST", "/v1/keyring/use", other},
+		{"GET", "/debug/pprof/cmdline", ""},
+		{"GET", "/debug/pprof/", ""},
+		{"GET", "/debug/pprof/goroutine?debug=1", ""},
+	} {
+		send := func(h http.Handler, remote, auth string) *httptest.ResponseRecorder {
+			r := httptest.NewRequest(tc.method, tc.path, strings.NewReader(tc.body))
+			r.RemoteAddr = remote
+			if auth != "" {
+				r.Header.Set("Authorization", auth)
+			}
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			return w
+		}
+		if w := send(open, remote, ""); w.Code != 403 || strings.Contains(w.Body.String(), "admin-secrets") {
+			t.Errorf("%s %s from the network, no token set: %d %q, want 403", tc.method, tc.path, w.Code, w.Body)
+		}
+		if w := send(locked, loopback, "Bearer wrong"); w.Code != 401 {
+			t.Errorf("%s %s with a wrong token: %d %q, want 401", tc.method, tc.path, w.Code, w.Body)
+		}
+		if tc.method == "GET" {
+			if w := send(open, loopback, ""); w.Code != 200 {
+				t.Errorf("%s %s from loopback: %d %q", tc.method, tc.path, w.Code, w.Body)
+			}
+			if w := send(locked, remote, "Bearer s3cret"); w.Code != 200 {
+				t.Errorf("%s %s from the network with the token: %d %q", tc.method, tc.path, w.Code, w.Body)
+			}
+		}
+	}
+	if keys, _ := node.Keys(); len(keys) != 1 {
+		t.Fatalf("a refused install changed the keyring: %d keys", len(keys))
 	}
 }
 
@@ -88,9 +151,15 @@ func TestKeyEndpoints(t *testing.T) {
 	if code != 200 || len(keys) != 1 || keys[0].(map[string]any)["key"] != "alice" || keys[0].(map[string]any)["denied"] != 1.0 {
 		t.Fatalf("top denied: %d %v", code, top)
 	}
-	code, st := adminDo(t, h, "GET", "/v1/status", "", remote, "")
-	if denied, _ := st["top_denied"].([]any); code != 200 || len(denied) != 1 || st["version"] != "v1.2.3" {
+	code, st := adminDo(t, h, "GET", "/v1/status", "", loopback, "")
+	if denied, _ := st["top_denied"].([]any); code != 200 || len(denied) != 1 || st["version"] != "v1.2.3" || st["keys_hidden"] != nil {
 		t.Fatalf("status: %d %v, want alice among top_denied and the version", code, st)
+	}
+	// From the network, the status shows no keys: they would go around
+	// the guard of /debug/top-denied.
+	code, st = adminDo(t, h, "GET", "/v1/status", "", remote, "")
+	if denied, _ := st["top_denied"].([]any); code != 200 || len(denied) != 0 || len(st["hot_keys"].([]any)) != 0 || st["keys_hidden"] != true || st["version"] != "v1.2.3" {
+		t.Fatalf("status from the network: %d %v, want no keys, keys_hidden and the version", code, st)
 	}
 	for _, tc := range []struct{ method, target, body, field string }{
 		{"GET", "/v1/keys/inspect?rule=api", "", "key"},

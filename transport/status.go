@@ -21,6 +21,10 @@ type Status struct {
 	HotKeys []HotKeyView   `json:"hot_keys"`
 	// TopDenied are the keys denied most here lately.
 	TopDenied []DeniedKeyView `json:"top_denied"`
+	// KeysHidden: HotKeys and TopDenied are left empty, because the client
+	// may not see keys (not on loopback, or without the admin token), as
+	// for /debug/top-denied.
+	KeysHidden bool `json:"keys_hidden,omitempty"`
 	// Checks and Denied count every check decided here since start.
 	Checks uint64 `json:"checks"`
 	Denied uint64 `json:"denied"`
@@ -107,16 +111,21 @@ func RuleViews(rs []rules.Rule) []RuleView {
 //go:embed status.html
 var statusPage []byte
 
-func statusHandlers(mux *http.ServeMux, src StatusSource, version string) {
+func statusHandlers(mux *http.ServeMux, src StatusSource, version, token string) {
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
 		h := w.Header()
 		h.Set("Content-Type", "text/html; charset=utf-8")
 		h.Set("Content-Security-Policy", "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'")
 		w.Write(statusPage)
 	})
-	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		st := NewStatus(src.Status())
 		st.Version = version
+		if authorize(token, r) != 0 {
+			// Keys are what the key endpoints guard: the same keys here
+			// would go around the guard.
+			st.HotKeys, st.TopDenied, st.KeysHidden = []HotKeyView{}, []DeniedKeyView{}, true
+		}
 		writeValue(w, http.StatusOK, st)
 	})
 }

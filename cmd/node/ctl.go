@@ -202,6 +202,9 @@ func (c *ctlClient) key(ctx context.Context, cmd string, args []string, stderr i
 		return err
 	}
 	pos := fs.Args()
+	if err := checkUTF8(cmd, append(append(pos, s.rule, s.period, s.algorithm, s.sync), s.descriptors...)...); err != nil {
+		return err
+	}
 	if len(pos) == 2 && s.rule == "" && s.limit == 0 && len(s.descriptors) == 0 {
 		s.rule, pos = pos[0], pos[1:]
 	}
@@ -373,9 +376,8 @@ func (c *ctlClient) rules(ctx context.Context, args []string, stderr io.Writer) 
 		if fs.NArg() > 0 {
 			return fmt.Errorf("ctl rules put: unexpected argument %q", fs.Arg(0))
 		}
-		for _, d := range descs {
-			k, v, _ := strings.Cut(d, "=")
-			spec.Descriptors = append(spec.Descriptors, rules.DescriptorSpec{Key: k, Value: v})
+		if err := putSpec(name, &spec, descs); err != nil {
+			return err
 		}
 		var v struct {
 			Rules []rules.Entry `json:"rules"`

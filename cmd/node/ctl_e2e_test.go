@@ -178,6 +178,13 @@ func TestCtlUsage(t *testing.T) {
 		{[]string{"rules", "rename"}, "unknown subcommand"},
 		{[]string{"top-denied", "--n", "x"}, "invalid value"},
 		{[]string{"members", "--json"}, "connection refused"}, // parsed; no node there
+		// Invalid UTF-8 would become U+FFFD in a JSON body: another key.
+		{[]string{"reset", "api", "\xff"}, "must be valid UTF-8"},
+		{[]string{"reset", "--descriptor", "user:\xff"}, "must be valid UTF-8"},
+		{[]string{"inspect", "--rule", "a\xffb", "k"}, "must be valid UTF-8"},
+		{[]string{"rules", "put", "x", "--limit", "1", "--period", "1s", "--descriptor", "user=\xff"}, "must be valid UTF-8"},
+		// The selector's NAME:VALUE given to rules put, which takes KEY=VALUE.
+		{[]string{"rules", "put", "x", "--limit", "1", "--period", "1s", "--descriptor", "route:/api"}, "write KEY=VALUE"},
 	} {
 		out, err := n.ctl(t, tc.args...)
 		if err == nil || !strings.Contains(err.Error()+out, tc.want) {

@@ -183,6 +183,28 @@ func TestHelmChartOptions(t *testing.T) {
 		t.Errorf("the application is not pointed at the TCP API: %s", cmd)
 	}
 
+	// The data volume: an emptyDir by default, or exactly the source given
+	// (merged with a default emptyDir, it would have two, which Kubernetes
+	// refuses).
+	for _, tc := range []struct{ set, want string }{
+		{"", "map[emptyDir:map[]]"},
+		{`sluice.dataVolume={"persistentVolumeClaim": {"claimName": "rules"}}`, "map[persistentVolumeClaim:map[claimName:rules]]"},
+	} {
+		var args []string
+		if tc.set != "" {
+			args = []string{"--set-json", tc.set}
+		}
+		for _, v := range list(path(helmTemplate(t, args...)["Deployment/rel-sluice"], "spec", "template", "spec", "volumes")) {
+			if path(v, "name") != "data" {
+				continue
+			}
+			delete(v.(obj), "name")
+			if got := fmt.Sprint(v); got != tc.want {
+				t.Errorf("data volume with %q: %s, want %s", tc.set, got, tc.want)
+			}
+		}
+	}
+
 	// Kubernetes 1.29 has native sidecars but not the sleep action: no
 	// preStop pause, and a grace period without it.
 	objs = helmTemplate(t, "--kube-version", "1.29.4")

@@ -64,7 +64,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 
-	tracer, stopTracing, err := newTracerProvider(ctx, getenv, build.Version)
+	tracer, stopTracing, err := newTracerProvider(ctx, getenv, build.Version, log)
 	if err != nil {
 		return err
 	}

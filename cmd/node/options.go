@@ -154,6 +154,11 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
+		if f.Name == "version" {
+			// An action, not a setting; and SLUICE_VERSION is the
+			// release version deploy/docker/build.sh stamps.
+			return
+		}
 		env := "SLUICE_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
 		if v := getenv(env); v != "" && !set[f.Name] && envErr == nil {
 			if err := f.Value.Set(v); err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -134,7 +135,7 @@ func hexID(b []byte) string {
 // TestTracingOffWithoutEndpoint: no OTLP endpoint in the environment, no
 // tracer provider: tracing is off.
 func TestTracingOffWithoutEndpoint(t *testing.T) {
-	tp, stop, err := newTracerProvider(context.Background(), func(string) string { return "" }, "test")
+	tp, stop, err := newTracerProvider(context.Background(), func(string) string { return "" }, "test", slog.New(slog.DiscardHandler))
 	if err != nil || tp != nil {
 		t.Fatalf("provider %v, %v; want none", tp, err)
 	}

@@ -60,3 +60,22 @@ func TestEndToEndVersionStamped(t *testing.T) {
 		t.Fatalf("--version: %q, %v", out, err)
 	}
 }
+
+// TestVersionNotFromEnv: --version has no environment equivalent.
+// SLUICE_VERSION is the release version deploy/docker/build.sh stamps, and
+// left in a release shell (or a pod's environment) it made a node refuse
+// to start ("parse error") or print its version and exit 0 instead of
+// serving.
+func TestVersionNotFromEnv(t *testing.T) {
+	for _, v := range []string{"0.1.0", "true", "1"} {
+		o, err := parseOptions(nil, func(k string) string {
+			if k == "SLUICE_VERSION" {
+				return v
+			}
+			return ""
+		}, io.Discard)
+		if err != nil || o.showVersion {
+			t.Errorf("SLUICE_VERSION=%s: showVersion %v, %v; want a node that starts", v, o.showVersion, err)
+		}
+	}
+}
