@@ -147,12 +147,25 @@ type joined struct {
 // this node keys held elsewhere: a new life of a member (it stored its
 // cluster's size) finding its peers, which hold its old keys and hand them
 // back. A node new to the cluster, or a cluster forming, has nothing on
-// its way, and decides from full buckets at once.
+// its way, and decides from full buckets at once; so does a new life whose
+// peers all started with it, within startedTogether (the whole cluster
+// restarted: no peer held its keys while it was away, and a share of the
+// burst would only deny every key that is new in the first seconds).
 func (o *owners) noteJoin(old, topo *topology) {
-	if o.restarted && old.alive() <= 1 && topo.alive() > 1 {
-		o.joined.Store(&joined{until: o.now().UnixNano() + joinGrace})
+	if !o.restarted || old.alive() > 1 || topo.alive() <= 1 {
+		return
 	}
+	if o.started > 0 && topo.firstStart > o.started-int64(startedTogether) {
+		o.log.Info("every peer started with this node: its keys start from full buckets", "peers", topo.alive()-1)
+		return
+	}
+	o.joined.Store(&joined{until: o.now().UnixNano() + joinGrace})
 }
+
+// startedTogether is how close to a restarted node's start its peers must
+// all have started for the cluster to count as restarted as a whole: the
+// longest its checks are held (bootHold), by the peers' own clocks.
+const startedTogether = bootHold
 
 // leave hands every owned bucket to its owner on the ring without this
 // node, to all of them at once within ctx: what a graceful leave does

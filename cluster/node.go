@@ -257,6 +257,7 @@ func New(cfg Config) (*Node, error) {
 		n.boot = n.storedSize(cfg.Persist)
 		topo.remembered = max(topo.remembered, n.boot.size)
 		n.owners.restarted = n.boot.size > 0
+		n.owners.started = cfg.Gossip.Meta.Incarnation
 		if n.boot.size > 1 {
 			n.gate.arm()
 		}

@@ -41,6 +41,7 @@ type owners struct {
 	joined       atomic.Pointer[joined]   // the last join that gave this node keys
 	failover     atomic.Pointer[failover] // the last change that removed members
 	restarted    bool                     // a new life of a member: it stored its cluster's size
+	started      int64                    // this life's start (gossip.Meta.Incarnation, Unix ns)
 	jobs         chan peerJob             // lease requests and returns, run by jobLoop
 	replicas     *replicas                // where auto checks served while this node gossips are counted
 	left         atomic.Bool              // this node is leaving: it answers no peer any more

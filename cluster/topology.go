@@ -29,6 +29,9 @@ type topology struct {
 	// reachable is how many members are alive and heard (silence.go): at
 	// most alive.
 	reachable int64
+	// firstStart is the earliest start (gossip.Meta.Incarnation, Unix ns)
+	// of the live peers; 0 when a peer did not say, or there is none.
+	firstStart int64
 }
 
 // alive returns the number of live members (at least 1: this node).
@@ -48,6 +51,9 @@ func buildTopology(self string, members []gossip.Member, cfg ring.Config, gossip
 		}
 		names = append(names, m.Name)
 		t.addrs[m.Name] = peerAddr(m)
+		if start := m.Meta.Incarnation; len(names) == 2 || start < t.firstStart {
+			t.firstStart = start
+		}
 	}
 	r, err := ring.New(names, cfg)
 	if err != nil {

@@ -98,3 +98,31 @@ func TestRestartedNodeAloneHoldsAtMostBriefly(t *testing.T) {
 		t.Logf("held %v", held)
 	})
 }
+
+// TestWholeClusterRestartStartsFull stops all five members and starts
+// them again together, then drives a new key at 1,000 times its rate
+// through all of them: no peer held any key while the others were down,
+// so keys start from full buckets (a share of the burst for the first
+// seconds, as after a single member's restart, would deny most of it),
+// and the cluster admits within 5% of burst + rate × elapsed.
+func TestWholeClusterRestartStartsFull(t *testing.T) {
+	for _, mode := range []rules.Sync{rules.SyncOwner, rules.SyncAuto} {
+		t.Run(mode.String(), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				c := New(t, 5, Options{Persist: true})
+				c.AwaitConverged(joinBound, c.All()...)
+				awaitRings(c, 5*time.Second, c.All()...)
+				for _, i := range c.All() {
+					c.Stop(i)
+				}
+				for _, i := range c.All() {
+					c.Start(i)
+				}
+				c.AwaitConverged(joinBound, c.All()...)
+				const run = 10 * time.Second
+				h := hammer(c, mode, "fresh", abuseLimit, 1000, run, 5*time.Second, c.All(), nil)
+				hotKeyBand(t, "after a whole-cluster restart, "+mode.String(), h, abuseLimit, run, 5*time.Second)
+			})
+		})
+	}
+}
