@@ -81,18 +81,22 @@ func sample(addrs []string, n int, r *rand.Rand) []string {
 	return out
 }
 
-// seedHostPort splits a seed entry, defaulting the port.
+// seedHostPort splits a seed entry, defaulting the port. An IPv6 address
+// may come bracketed without a port ("[::1]").
 func seedHostPort(seed string, defaultPort int) (host, port string, err error) {
+	host, port = seed, strconv.Itoa(defaultPort)
 	if h, p, err := net.SplitHostPort(seed); err == nil {
 		if n, err := strconv.Atoi(p); err != nil || n <= 0 || n > 65535 {
 			return "", "", fmt.Errorf("seed %q: bad port", seed)
 		}
-		return h, p, nil
+		host, port = h, p
+	} else if len(seed) > 2 && seed[0] == '[' && seed[len(seed)-1] == ']' {
+		host = seed[1 : len(seed)-1]
 	}
-	if seed == "" {
-		return "", "", errors.New("empty seed")
+	if host == "" || host == "[]" {
+		return "", "", fmt.Errorf("seed %q: no host", seed)
 	}
-	return seed, strconv.Itoa(defaultPort), nil
+	return host, port, nil
 }
 
 // ValidateSeed reports whether a seed entry is well formed, for flag
