@@ -20,7 +20,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
-	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -314,31 +313,6 @@ func (g *Gossip) Run(ctx context.Context) error {
 	}
 }
 
-// joinOnce resolves the seeds and joins a sample of the addresses that are
-// not live members yet and of the failed members still remembered.
-func (g *Gossip) joinOnce(ctx context.Context) {
-	seedAddrs, err := resolveSeeds(ctx, g.cfg.Resolver, g.cfg.Seeds, g.defaultPort())
-	if err != nil {
-		g.cfg.Logger.Warn("resolving gossip seeds", "err", err)
-	}
-	now := time.Now()
-	g.view.forget(now, g.cfg.ReconnectTimeout)
-	targets := joinTargets(seedAddrs, g.view.liveAddrs(), g.view.failedAddrs(now, g.cfg.ReconnectTimeout), g.Addr())
-	targets = sample(targets, g.cfg.SeedSample, g.cfg.Rand)
-	if len(targets) == 0 {
-		return
-	}
-	n, err := g.ml.Join(targets)
-	switch {
-	case n > 0:
-		g.joins.WithLabelValues("ok").Inc()
-		g.cfg.Logger.Debug("joined", "targets", targets, "answered", n)
-	default:
-		g.joins.WithLabelValues("error").Inc()
-		g.cfg.Logger.Info("join found no peer yet", "targets", targets, "err", err)
-	}
-}
-
 func (g *Gossip) defaultPort() int {
 	return int(g.ml.LocalNode().Port)
 }
@@ -378,17 +352,4 @@ func (g *Gossip) shutdown() error {
 		g.shutdownErr = errors.Join(g.ml.Shutdown(), awaitDrained(g.id))
 	})
 	return g.shutdownErr
-}
-
-// joinTargets is the pure step of the join loop: the seed addresses that
-// are not live members, plus remembered failed members, without this node,
-// each once, in a stable order.
-func joinTargets(seeds []string, live map[string]bool, failed []string, self string) []string {
-	var out []string
-	for _, a := range append(slices.Clone(seeds), failed...) {
-		if a != self && !live[a] && !slices.Contains(out, a) {
-			out = append(out, a)
-		}
-	}
-	return out
 }

@@ -40,8 +40,8 @@ func TestResolveSeeds(t *testing.T) {
 		"other":              {"10.0.0.1"},
 	}
 	got, err := resolveSeeds(context.Background(), r,
-		[]string{"sluice.default.svc", "other:8000", "10.0.0.7", "[fd00::2]:7000", "missing", "bad:port:x"}, 7946)
-	want := []string{"10.0.0.1:7946", "10.0.0.1:8000", "10.0.0.2:7946", "10.0.0.7:7946", "[fd00::1]:7946", "[fd00::2]:7000"}
+		[]string{"sluice.default.svc", "other:8000", "10.0.0.7", "[fd00::2]:7000", "[fd00::3]", "missing", "bad:port:x"}, 7946)
+	want := []string{"10.0.0.1:7946", "10.0.0.1:8000", "10.0.0.2:7946", "10.0.0.7:7946", "[fd00::1]:7946", "[fd00::2]:7000", "[fd00::3]:7946"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("resolveSeeds = %v, want %v", got, want)
 	}
@@ -51,12 +51,12 @@ func TestResolveSeeds(t *testing.T) {
 }
 
 func TestValidateSeed(t *testing.T) {
-	for _, ok := range []string{"sluice", "sluice.ns.svc:7946", "10.0.0.1", "[::1]:7946", "::1"} {
+	for _, ok := range []string{"sluice", "sluice.ns.svc:7946", "10.0.0.1", "[::1]:7946", "::1", "[::1]"} {
 		if err := ValidateSeed(ok); err != nil {
 			t.Errorf("ValidateSeed(%q) = %v", ok, err)
 		}
 	}
-	for _, bad := range []string{"", "host:0", "host:99999", "host:x"} {
+	for _, bad := range []string{"", "host:0", "host:99999", "host:x", ":7946", "[]", "[]:7946"} {
 		if ValidateSeed(bad) == nil {
 			t.Errorf("ValidateSeed(%q) accepted", bad)
 		}

@@ -81,18 +81,22 @@ func sample(addrs []string, n int, r *rand.Rand) []string {
 	return out
 }
 
-// seedHostPort splits a seed entry, defaulting the port.
+// seedHostPort splits a seed entry, defaulting the port. An IPv6 address
+// may come bracketed without a port ("[::1]").
 func seedHostPort(seed string, defaultPort int) (host, port string, err error) {
+	host, port = seed, strconv.Itoa(defaultPort)
 	if h, p, err := net.SplitHostPort(seed); err == nil {
 		if n, err := strconv.Atoi(p); err != nil || n <= 0 || n > 65535 {
 			return "", "", fmt.Errorf("seed %q: bad port", seed)
 		}
-		return h, p, nil
+		host, port = h, p
+	} else if len(seed) > 2 && seed[0] == '[' && seed[len(seed)-1] == ']' {
+		host = seed[1 : len(seed)-1]
 	}
-	if seed == "" {
-		return "", "", errors.New("empty seed")
+	if host == "" || host == "[]" {
+		return "", "", fmt.Errorf("seed %q: no host", seed)
 	}
-	return seed, strconv.Itoa(defaultPort), nil
+	return host, port, nil
 }
 
 // ValidateSeed reports whether a seed entry is well formed, for flag
@@ -100,4 +104,55 @@ func seedHostPort(seed string, defaultPort int) (host, port string, err error) {
 func ValidateSeed(seed string) error {
 	_, _, err := seedHostPort(seed, 1)
 	return err
+}
+
+// joinOnce resolves the seeds and joins a sample of the addresses that are
+// not live members yet and of the failed members still remembered.
+func (g *Gossip) joinOnce(ctx context.Context) {
+	seedAddrs, err := resolveSeeds(ctx, g.cfg.Resolver, g.cfg.Seeds, g.defaultPort())
+	if err != nil {
+		g.cfg.Logger.Warn("resolving gossip seeds", "err", err)
+	}
+	now := time.Now()
+	g.view.forget(now, g.cfg.ReconnectTimeout)
+	targets := joinTargets(seedAddrs, g.view.liveAddrs(), g.view.failedAddrs(now, g.cfg.ReconnectTimeout), g.Addr())
+	targets = sample(targets, g.cfg.SeedSample, g.cfg.Rand)
+	if len(targets) == 0 {
+		return
+	}
+	// One address at a time, so that a node told to stop does not first
+	// wait out the TCP timeout of every target that does not answer (16 ×
+	// 10s on a LAN profile, with a sample of blackholed addresses).
+	n := 0
+	var errs []error
+	for _, a := range targets {
+		if ctx.Err() != nil {
+			return
+		}
+		k, err := g.ml.Join([]string{a})
+		n += k
+		errs = append(errs, err)
+	}
+	err = errors.Join(errs...)
+	switch {
+	case n > 0:
+		g.joins.WithLabelValues("ok").Inc()
+		g.cfg.Logger.Debug("joined", "targets", targets, "answered", n)
+	default:
+		g.joins.WithLabelValues("error").Inc()
+		g.cfg.Logger.Info("join found no peer yet", "targets", targets, "err", err)
+	}
+}
+
+// joinTargets is the pure step of the join loop: the seed addresses that
+// are not live members, plus remembered failed members, without this node,
+// each once, in a stable order.
+func joinTargets(seeds []string, live map[string]bool, failed []string, self string) []string {
+	var out []string
+	for _, a := range append(slices.Clone(seeds), failed...) {
+		if a != self && !live[a] && !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	return out
 }

@@ -2,6 +2,7 @@ package gossip
 
 import (
 	"context"
+	"net"
 	"testing"
 	"time"
 )
@@ -35,5 +36,50 @@ func TestRealSockets(t *testing.T) {
 		if err := <-done; err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestStopDuringJoinOfSilentSeeds: a node told to stop while joining a
+// sample of seeds that accept connections but never answer (a partition
+// that blackholes them) stops after the one it is waiting on, not after
+// waiting out the TCP timeout of every address in the sample.
+func TestStopDuringJoinOfSilentSeeds(t *testing.T) {
+	accepted := make(chan net.Conn, 64)
+	var seeds []string
+	for range 8 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				accepted <- c // held open, never answered
+			}
+		}()
+		seeds = append(seeds, ln.Addr().String())
+	}
+	g, err := New(Config{Name: "a", BindAddr: "127.0.0.1:0", Profile: "local", Insecure: true, Seeds: seeds})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.Run(ctx) }()
+	first := <-accepted
+	defer first.Close()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n := 1 + len(accepted); n > 1 {
+		t.Fatalf("%d of %d silent seeds contacted after the node was told to stop; want only the one it was waiting on", n, len(seeds))
+	}
+	for len(accepted) > 0 {
+		(<-accepted).Close()
 	}
 }

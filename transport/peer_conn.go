@@ -127,11 +127,32 @@ func (pc *peerConn) connected() (net.Conn, error) {
 	}
 	pc.c.dials.WithLabelValues("ok").Inc()
 	pc.mu.Lock()
+	if pc.ended() {
+		// Forgotten or closed during the dial: the disconnect that came
+		// with it found no connection, so none must be left open now.
+		pc.mu.Unlock()
+		conn.Close()
+		return nil, fmt.Errorf("%w: %s: dropped while dialling", ErrPeerUnavailable, pc.addr)
+	}
 	pc.conn, pc.failedAt = conn, time.Time{}
 	pc.c.open.Add(1) // under pc.mu, before a disconnect can take it off
 	pc.mu.Unlock()
 	pc.c.wg.Go(func() { pc.read(conn) })
 	return conn, nil
+}
+
+// ended reports whether pc was forgotten or its client closed. Both close
+// their channel before disconnecting pc under pc.mu, so a connection set
+// under pc.mu after ended reports false is closed by that disconnect.
+func (pc *peerConn) ended() bool {
+	select {
+	case <-pc.gone:
+		return true
+	case <-pc.c.stop:
+		return true
+	default:
+		return false
+	}
 }
 
 // read delivers the peer's answers to their calls until the connection

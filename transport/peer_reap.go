@@ -37,9 +37,15 @@ const (
 	closedLeft    = "left"
 )
 
-// reapIdle drops idle peers every IdleTimeout/4 until the client closes.
+// minReapTick is the shortest interval between two looks for idle peers,
+// whatever IdleTimeout: a tick of IdleTimeout/4 would be 0 (a panic in
+// time.NewTicker) under 4ns, and spin the reaper under a few µs.
+const minReapTick = time.Millisecond
+
+// reapIdle drops idle peers every IdleTimeout/4, or minReapTick if that
+// is longer, until the client closes.
 func (c *PeerClient) reapIdle() {
-	t := time.NewTicker(c.cfg.IdleTimeout / 4)
+	t := time.NewTicker(max(c.cfg.IdleTimeout/4, minReapTick))
 	defer t.Stop()
 	for {
 		select {
