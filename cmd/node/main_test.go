@@ -62,6 +62,7 @@ func TestOptionsFromFlagsAndEnv(t *testing.T) {
 		{[]string{"--gossip-max-members", "0"}, nil, "--gossip-max-members"},
 		{[]string{"--lease-term", "0s"}, nil, "--lease-term"},
 		{[]string{"--peer-idle-timeout", "-1s"}, nil, "--peer-idle-timeout"},
+		{[]string{"--peer-idle-timeout", "10ms"}, nil, "--peer-idle-timeout"},
 		{[]string{"--peer-max-conns", "-1"}, nil, "--peer-max-conns"},
 	} {
 		_, err := parseOptions(tc.args, func(k string) string { return tc.env[k] }, io.Discard)
