@@ -177,7 +177,7 @@ func (n *Node) topologyLoop(ctx context.Context) error {
 		n.owners.topologyChanged(ctx, old, topo)
 		if len(members) > settleAbove {
 			// Changes meanwhile wait in n.changed and make one rebuild.
-			settle := time.NewTimer(ringSettle)
+			settle := time.NewTimer(n.ringSettle)
 			select {
 			case <-ctx.Done():
 				settle.Stop()
@@ -189,12 +189,13 @@ func (n *Node) topologyLoop(ctx context.Context) error {
 }
 
 // A ring of more than settleAbove members is rebuilt at most once per
-// ringSettle: a build costs milliseconds there (16 ms at 2,000 members),
-// and while a fleet starts or restarts, members join one after another,
-// so a node rebuilding on each would spend seconds of CPU (2,000 builds,
-// 32 s, at 2,000 members). The ring lags the membership by at most
-// ringSettle more, against seconds for gossip to spread a change.
+// Config.Peer.RingSettle (defaultRingSettle): a build costs milliseconds
+// there (16 ms at 2,000 members), and while a fleet starts or restarts,
+// members join one after another, so a node rebuilding on each would spend
+// seconds of CPU (2,000 builds, 32 s, at 2,000 members). The ring lags the
+// membership by at most that much more, against seconds for gossip to
+// spread a change.
 const (
-	settleAbove = 63
-	ringSettle  = 250 * time.Millisecond
+	settleAbove       = 63
+	defaultRingSettle = 250 * time.Millisecond
 )

@@ -31,6 +31,11 @@ type scaleRun struct {
 	window time.Duration
 	// coldOnly stops after the cold start.
 	coldOnly bool
+	// lean leaves out what the CI test does not assert: the idle window,
+	// the restart of 10% of the nodes, and the graceful leave at the end
+	// (every node is killed instead), and waits 5 s after the cold start,
+	// not 15.
+	lean bool
 	// during, if set, runs on the converged cluster after the measurements
 	// (the CI test's hot key).
 	during func(t *testing.T, c *Cluster)
@@ -87,6 +92,15 @@ func aliveCount(c *Cluster, n int, nodes []int) bool {
 	return c.Converged(nodes...)
 }
 
+// fewestSeen returns the fewest members alive in any node's view.
+func fewestSeen(c *Cluster, nodes []int) int {
+	fewest := len(nodes)
+	for _, i := range nodes {
+		fewest = min(fewest, len(c.Alive(i)))
+	}
+	return fewest
+}
+
 // measureScale runs r: a cold start of r.n nodes to convergence, idle and
 // loaded traffic, peer connections, a rule change's spread, and 10% of
 // the nodes restarted at once.
@@ -109,7 +123,15 @@ func measureScale(t *testing.T, r scaleRun) scaleResult {
 			}
 		}})
 		all := c.All()
-		out.coldStart = c.Await(r.converge, "cold start converges", func() bool { return aliveCount(c, r.n, all) })
+		begin, lastLog := time.Now(), time.Now()
+		out.coldStart = c.Await(r.converge, "cold start converges", func() bool {
+			if time.Since(lastLog) >= 5*time.Second { // progress, for sizes that take long
+				lastLog = time.Now()
+				t.Logf("%d nodes: after %v (wall %v) the fewest members a node sees is %d",
+					r.n, time.Since(begin), wall.now().Sub(wall0).Round(time.Second), fewestSeen(c, all))
+			}
+			return aliveCount(c, r.n, all)
+		})
 		out.wallStart = wall.now().Sub(wall0)
 		runtime.GC()
 		var ms runtime.MemStats
@@ -121,8 +143,13 @@ func measureScale(t *testing.T, r scaleRun) scaleResult {
 			stopAllAtOnce(c)
 			return
 		}
-		time.Sleep(15 * time.Second) // past the joins' state exchanges
-		out.idle = trafficOver(c, r.window, nil)
+		if r.lean {
+			defer killAll(c)
+			time.Sleep(5 * time.Second)
+		} else {
+			time.Sleep(15 * time.Second) // past the joins' state exchanges
+			out.idle = trafficOver(c, r.window, nil)
+		}
 		var forwards, fails float64
 		out.loaded = trafficOver(c, r.window, func(ctx context.Context) {
 			forwards, fails = ownerLoad(ctx, c, r.checksPerSecond)
@@ -140,6 +167,9 @@ func measureScale(t *testing.T, r scaleRun) scaleResult {
 
 		if r.during != nil {
 			r.during(t, c)
+		}
+		if r.lean {
+			return
 		}
 
 		// 10% of the nodes leave and come back at once, under their names.
@@ -268,3 +298,12 @@ func stopAtOnce(c *Cluster, nodes []int) {
 // stopAllAtOnce stops every node together: the cluster's cleanup stops
 // them one after another, which at thousands of nodes takes minutes.
 func stopAllAtOnce(c *Cluster) { stopAtOnce(c, c.All()) }
+
+// killAll crashes every node at once: no leave to announce, no handoff.
+func killAll(c *Cluster) {
+	for _, i := range c.All() {
+		c.Net.Kill(c.Member(i).Addr)
+		c.Net.Kill(c.PeerAddrOf(i))
+	}
+	stopAllAtOnce(c)
+}
