@@ -175,7 +175,7 @@ func (n *Node) topologyLoop(ctx context.Context) error {
 		n.observePartition(old, topo)
 		n.saveSize(topo, topo.remembered != old.remembered)
 		n.owners.topologyChanged(ctx, old, topo)
-		if len(members) > settleAbove {
+		if topo.alive() > settleAbove {
 			// Changes meanwhile wait in n.changed and make one rebuild.
 			settle := time.NewTimer(n.ringSettle)
 			select {
