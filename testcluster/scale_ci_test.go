@@ -11,7 +11,7 @@ import (
 const (
 	// fleetSize is the cluster TestScaleFleet runs.
 	fleetSize = 512
-	// fleetConverge bounds a cold start, in virtual time (28 s measured:
+	// fleetConverge bounds a cold start, in virtual time (22 to 28 s measured:
 	// see docs/design/scale.md).
 	fleetConverge = 60 * time.Second
 	// fleetBytesPerNode bounds what the network carries per node per
