@@ -110,6 +110,10 @@ type PeerConfig struct {
 	ForwardTimeout time.Duration
 	// Ring configures the hash ring; every node must use the same.
 	Ring ring.Config
+	// RingSettle is the least time between two rebuilds of a ring of more
+	// than 63 members: the membership changes in between make one rebuild.
+	// If zero, defaults to 250ms.
+	RingSettle time.Duration
 }
 
 // Node decides checks. It is safe for concurrent use; its zero value is
@@ -125,14 +129,16 @@ type Node struct {
 
 	// Routing: the topology, rebuilt on membership change, and the
 	// deciders a check is routed to.
-	topo      atomic.Pointer[topology]
-	changed   chan struct{} // membership changed; buffered 1
-	ringCfg   ring.Config
-	gossipMax int
-	local     *localMode
-	replicas  *replicas
-	owners    *owners
-	stores    []storeLabel // every store, for the sweep and metrics
+	topo    atomic.Pointer[topology]
+	changed chan struct{} // membership changed; buffered 1
+	ringCfg ring.Config
+	// ringSettle is the least time between rebuilds of a large ring.
+	ringSettle time.Duration
+	gossipMax  int
+	local      *localMode
+	replicas   *replicas
+	owners     *owners
+	stores     []storeLabel // every store, for the sweep and metrics
 
 	metrics *metrics
 	tr      *tracing // nil: tracing off
@@ -178,6 +184,9 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Peer.ForwardTimeout <= 0 {
 		cfg.Peer.ForwardTimeout = 250 * time.Millisecond
 	}
+	if cfg.Peer.RingSettle <= 0 {
+		cfg.Peer.RingSettle = defaultRingSettle
+	}
 	if cfg.GossipSync.Interval <= 0 {
 		cfg.GossipSync.Interval = 50 * time.Millisecond
 	}
@@ -203,6 +212,7 @@ func New(cfg Config) (*Node, error) {
 		self:       self,
 		changed:    make(chan struct{}, 1),
 		ringCfg:    cfg.Peer.Ring,
+		ringSettle: cfg.Peer.RingSettle,
 		gossipMax:  cfg.GossipSync.MaxMembers,
 		hot:        newHotKeys(cfg.Now()),
 		denied:     newDeniedKeys(cfg.Now()),

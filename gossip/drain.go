@@ -36,10 +36,21 @@ func labeled(id string, f func()) {
 	pprof.Do(context.Background(), pprof.Labels(goroutineLabel, id), func(context.Context) { f() })
 }
 
+// Reading the goroutine profile costs time in proportion to every goroutine
+// of the process, so awaitDrained polls it first after drainFirstPoll and
+// then at doubling intervals up to drainMaxPoll: a process that holds many
+// nodes (testcluster runs thousands) and stops many at once would
+// otherwise spend most of its time reading profiles.
+const (
+	drainFirstPoll = 20 * time.Millisecond
+	drainMaxPoll   = 320 * time.Millisecond
+)
+
 // awaitDrained waits until no goroutine labeled id is left, or drainTimeout
 // passes; it returns an error naming how many are left in that case.
 func awaitDrained(id string) error {
 	deadline := time.Now().Add(drainTimeout)
+	poll := drainFirstPoll
 	for {
 		n := labeledGoroutines(id)
 		if n == 0 {
@@ -48,7 +59,8 @@ func awaitDrained(id string) error {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("gossip: %d memberlist goroutines still running %v after shutdown", n, drainTimeout)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(poll)
+		poll = min(2*poll, drainMaxPoll)
 	}
 }
 

@@ -140,10 +140,19 @@ func (c *Cluster) add() *Member {
 	return m
 }
 
-// AddrOf returns node i's gossip address on the network: 127.0.1.(i+1).
-// The network is in memory: nothing is sent to that address.
-func AddrOf(i int) string {
-	return net.JoinHostPort("127.0.1."+strconv.Itoa(i+1), strconv.Itoa(gossipPort))
+// AddrOf returns node i's gossip address on the network: 127.0.1.(i+1)
+// for the first 255 nodes, 127.1.(i/250).(i%250+1) past them. The network
+// is in memory: nothing is sent to that address.
+func AddrOf(i int) string { return addrIn(1, i) }
+
+// addrIn returns node i's gossip address in block b (1: first lives, 2:
+// relocated ones), unique for every i below 64,000.
+func addrIn(b, i int) string {
+	ip := "127.0." + strconv.Itoa(b) + "." + strconv.Itoa(i+1)
+	if i >= 255 {
+		ip = "127." + strconv.Itoa(b) + "." + strconv.Itoa(i/250) + "." + strconv.Itoa(i%250+1)
+	}
+	return net.JoinHostPort(ip, strconv.Itoa(gossipPort))
 }
 
 func ipOf(addr string) string {
@@ -165,7 +174,7 @@ func (c *Cluster) List(nodes ...int) {
 // rescheduled elsewhere under the same name. SeedName is not changed.
 func (c *Cluster) Relocate(i int) {
 	m := c.nodes[i]
-	m.Addr = net.JoinHostPort("127.0.2."+strconv.Itoa(i+1), strconv.Itoa(gossipPort))
+	m.Addr = addrIn(2, i)
 }
 
 // Add adds a node (not listed under SeedName; not started) and returns its

@@ -140,6 +140,26 @@ func (n *Network) Traffic() Traffic {
 	return t
 }
 
+// OpenStreams returns the streams open to port, by host address: those
+// the host dialled, and those it accepted. An end is open until its side
+// closes it, so a stream the other side has closed counts until this one
+// notices.
+func (n *Network) OpenStreams(port int) (dialed, accepted map[string]int) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	dialed, accepted = make(map[string]int), make(map[string]int)
+	for c := range n.conns {
+		switch {
+		case c.port != port:
+		case c.dialed:
+			dialed[c.local]++
+		default:
+			accepted[c.local]++
+		}
+	}
+	return dialed, accepted
+}
+
 func (n *Network) reachableLocked(from, to string) bool {
 	return n.group[from] == n.group[to]
 }
@@ -236,7 +256,7 @@ func (h *Host) DialTimeout(addr string, timeout time.Duration) (net.Conn, error)
 	client, server := net.Pipe()
 	_, p, _ := net.SplitHostPort(addr)
 	port, _ := strconv.Atoi(p)
-	cc := &conn{Conn: client, net: n, local: h.addr, remote: addr, port: port}
+	cc := &conn{Conn: client, net: n, local: h.addr, remote: addr, port: port, dialed: true}
 	sc := &conn{Conn: server, net: n, local: addr, remote: h.addr, port: port}
 	select {
 	case dst.streams <- sc:
@@ -302,7 +322,8 @@ type conn struct {
 	net.Conn
 	net           *Network
 	local, remote string
-	port          int // the port the stream was opened to
+	port          int  // the port the stream was opened to
+	dialed        bool // the dialling end
 }
 
 func (c *conn) Write(b []byte) (int, error) {
