@@ -38,6 +38,9 @@ type scaleRun struct {
 	// during, if set, runs on the converged cluster after the measurements
 	// (the CI test's hot key).
 	during func(t *testing.T, c *Cluster)
+	// peerMaxConns caps each node's dialled peer connections (0: the
+	// client's default, --peer-max-conns's).
+	peerMaxConns int
 }
 
 // scaleKeys is how many owner-mode keys the load window checks.
@@ -108,7 +111,7 @@ func measureScale(t *testing.T, r scaleRun) scaleResult {
 	out := scaleResult{n: r.n}
 	wall0 := wall.now()
 	synctest.Test(t, func(t *testing.T) {
-		c := New(t, r.n, Options{Configure: func(i int, cfg *cluster.Config) {
+		c := New(t, r.n, Options{PeerMaxConns: r.peerMaxConns, Configure: func(i int, cfg *cluster.Config) {
 			if i == 0 && cfg.Persist == nil { // the node rules are changed on
 				p, err := rules.OpenPersist(t.TempDir())
 				if err != nil {
