@@ -20,7 +20,10 @@ const bootHold = 2 * time.Second
 // sidecars gave a key limited to 12 a minute 8 to 13 tokens over its
 // limit, most from the moment each new life answered before it joined.
 // A join normally takes tens of milliseconds; the hold ends when the
-// first peer is alive in the node's ring, when a join attempt found
+// node's ring holds the members of the first peer state it merged (not
+// before: the first members notified during the join's merge made a ring
+// of three of five in the fault suite, whose owners differ from the
+// cluster's, and a second owner decided the key), when a join attempt found
 // nobody (the whole cluster is restarting), or after bootHold (the seed
 // name does not resolve, or the peers do not answer), whichever is first.
 // A node that was not restarted, or whose cluster was itself alone, never

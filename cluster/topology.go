@@ -154,6 +154,12 @@ func (n *Node) topologyLoop(ctx context.Context) error {
 		case <-n.changed:
 		case <-expire.C:
 		}
+		// Read before the members: memberlist merges a peer's member
+		// list before its state, so once a state has arrived the members
+		// read after include every one it brought. A list read half-way
+		// through the first merge (a restarted node's join) must neither
+		// end the boot memory nor open the boot gate.
+		exchanged := n.learned.exchanged.Load()
 		members := n.gossip.Members()
 		var next time.Time
 		topo, err := buildTopology(n.self, members, n.ringCfg, n.gossipMax)
@@ -164,7 +170,7 @@ func (n *Node) topologyLoop(ctx context.Context) error {
 		now := time.Now() // the clock of the members' Since
 		topo.remembered, next = remembered(topo.alive(), missingMembers(members, n.learned.copy(), now, n.partitionWindow))
 		topo.reachable = max(topo.alive()-n.replicas.hearing.silentOn(topo), 1)
-		if size, until := n.boot.remembered(topo.alive(), n.learned.exchanged.Load(), now); size > 0 {
+		if size, until := n.boot.remembered(topo.alive(), exchanged, now); size > 0 {
 			topo.remembered = max(topo.remembered, size)
 			if next.IsZero() || until.Before(next) {
 				next = until
@@ -175,8 +181,8 @@ func (n *Node) topologyLoop(ctx context.Context) error {
 			expire.Reset(next.Sub(now))
 		}
 		old := n.topo.Swap(topo)
-		if topo.alive() > 1 {
-			n.gate.open() // a peer is found: its checks go by this ring
+		if exchanged && topo.alive() > 1 {
+			n.gate.open() // a peer's whole member list is in: checks go by this ring
 		}
 		n.observePartition(old, topo)
 		n.saveSize(topo, topo.remembered != old.remembered)
