@@ -53,10 +53,12 @@ func (g *bootGate) open() {
 }
 
 // settle holds the cluster-wide checks among cs while the gate holds, then
-// routes them again with the ring the node has then. Callers test
-// n.gate.holding first: one atomic load when the gate is open. Its error
-// is ctx's, if the caller left.
+// routes them again with the ring the node has then: one atomic load when
+// the gate is open. Its error is ctx's, if the caller left.
 func (n *Node) settle(ctx context.Context, cs []check) error {
+	if !n.gate.holding.Load() {
+		return nil
+	}
 	wait := false
 	for i := range cs {
 		wait = wait || cs[i].route != routeLocal
@@ -79,6 +81,9 @@ func (n *Node) settle(ctx context.Context, cs []check) error {
 
 // settleOne is settle for a single check.
 func (n *Node) settleOne(ctx context.Context, c *check) error {
+	if !n.gate.holding.Load() {
+		return nil
+	}
 	one := []check{*c}
 	if err := n.settle(ctx, one); err != nil {
 		return err

@@ -78,10 +78,8 @@ func (n *Node) Check(ctx context.Context, req *Request) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	if n.gate.holding.Load() {
-		if err := n.settleOne(ctx, &c); err != nil {
-			return Result{}, err
-		}
+	if err := n.settleOne(ctx, &c); err != nil {
+		return Result{}, err
 	}
 	if n.hot.sampled() {
 		n.hot.record(c.id, n.now())
@@ -108,10 +106,8 @@ func (n *Node) CheckBatch(ctx context.Context, reqs []Request) ([]Result, error)
 	if err != nil {
 		return nil, err
 	}
-	if n.gate.holding.Load() {
-		if err := n.settle(ctx, cs); err != nil {
-			return nil, err
-		}
+	if err := n.settle(ctx, cs); err != nil {
+		return nil, err
 	}
 	out := make([]Result, len(cs))
 	if err := n.decideSome(ctx, cs, every(len(cs)), out); err != nil {
@@ -185,10 +181,8 @@ func (n *Node) Wait(ctx context.Context, req *Request, maxWait time.Duration) (R
 	if err != nil {
 		return Result{}, err
 	}
-	if n.gate.holding.Load() {
-		if err := n.settleOne(ctx, &c); err != nil {
-			return Result{}, err
-		}
+	if err := n.settleOne(ctx, &c); err != nil {
+		return Result{}, err
 	}
 	if c.limit.Algo.Windowed() {
 		return Result{}, &rules.FieldError{Field: "algorithm",

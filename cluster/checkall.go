@@ -28,10 +28,8 @@ func (n *Node) CheckAll(ctx context.Context, reqs []Request) ([]Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if n.gate.holding.Load() {
-		if err := n.settle(ctx, cs); err != nil {
-			return nil, err
-		}
+	if err := n.settle(ctx, cs); err != nil {
+		return nil, err
 	}
 	out, err := n.checkAll(ctx, cs)
 	if err == nil && n.tr != nil {
