@@ -36,7 +36,6 @@ func TestAlgorithmsAcrossTheCluster(t *testing.T) {
 				synctest.Test(t, func(t *testing.T) {
 					c := New(t, 5, Options{Configure: func(_ int, cfg *cluster.Config) { cfg.Leases.Threshold = -1 }})
 					c.AwaitConverged(joinBound, c.All()...)
-					awaitRings(c, 5*time.Second, c.All()...)
 					ctx, stop := context.WithCancel(context.Background())
 					start := time.Now()
 					ld := driveChecks(ctx, c, func() *cluster.Request {
@@ -75,7 +74,6 @@ func TestLeakyWaitsAcrossTheCluster(t *testing.T) {
 		l := bucket.Limit{Rate: 10, Period: time.Second, Burst: 20, Algo: bucket.LeakyBucket}
 		c := New(t, 5)
 		c.AwaitConverged(joinBound, c.All()...)
-		awaitRings(c, 5*time.Second, c.All()...)
 		ctx, stop := context.WithTimeout(context.Background(), 10*time.Second)
 		defer stop()
 		start := time.Now()
@@ -129,7 +127,6 @@ func TestAutoKeepsTheLogOnItsOwner(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c := New(t, 3)
 		c.AwaitConverged(joinBound, c.All()...)
-		awaitRings(c, 5*time.Second, c.All()...)
 		l := bucket.Limit{Rate: 5, Period: time.Minute, Burst: 5, Algo: bucket.SlidingWindowLog}
 		admitted := 0
 		for i := range 15 {

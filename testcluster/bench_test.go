@@ -30,7 +30,6 @@ func BenchmarkCheckRoute(b *testing.B) {
 		}
 	}})
 	c.AwaitConverged(joinBound, c.All()...)
-	awaitRings(c, 5*time.Second, c.All()...)
 	limit := bucket.Limit{Rate: 1 << 40, Period: time.Second, Burst: 1 << 40}
 	owner := c.Member(1).Name
 	keyOwnedBy := func(owner string) string {

@@ -236,7 +236,6 @@ func TestAutoModeSwitches(t *testing.T) {
 			c.Start(3)
 			c.Start(4)
 			c.AwaitConverged(joinBound, c.All()...)
-			awaitRings(c, 5*time.Second, c.All()...)
 			spent("after switching to owners", c.All()...)
 		})
 		owned := routes()

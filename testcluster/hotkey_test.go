@@ -136,7 +136,6 @@ func TestHotKeyAtAnyRate(t *testing.T) {
 					synctest.Test(t, func(t *testing.T) {
 						c := New(t, n)
 						c.AwaitConverged(joinBound, c.All()...)
-						awaitRings(c, 5*time.Second, c.All()...)
 						h := hammer(c, mode, "abuser", abuseLimit, mult, time.Minute, 10*time.Second, c.All(), nil)
 						hotKeyBand(t, fmt.Sprintf("%d nodes, %v, %g×", n, mode, mult), h, abuseLimit, time.Minute, 10*time.Second)
 					})
@@ -157,7 +156,6 @@ func TestHotKeyUnderLossAndChurn(t *testing.T) {
 				synctest.Test(t, func(t *testing.T) {
 					c := New(t, 5)
 					c.AwaitConverged(joinBound, c.All()...)
-					awaitRings(c, 5*time.Second, c.All()...)
 					five := c.All()
 					var during func()
 					switch fault {

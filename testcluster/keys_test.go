@@ -19,7 +19,6 @@ func TestInspectAndResetOwnerMode(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c := New(t, 3, Options{Configure: func(_ int, cfg *cluster.Config) { cfg.Leases.Threshold = -1 }})
 		c.AwaitConverged(joinBound, c.All()...)
-		awaitRings(c, 5*time.Second, c.All()...)
 		limit := bucket.Limit{Rate: 5, Period: time.Hour, Burst: 5}
 		req := func() *cluster.Request {
 			return &cluster.Request{Key: "k", Inline: limit, Cost: 1, Sync: rules.SyncOwner, SyncSet: true}
@@ -73,7 +72,6 @@ func TestResetGossipMode(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c := New(t, 3)
 		c.AwaitConverged(joinBound, c.All()...)
-		awaitRings(c, 5*time.Second, c.All()...)
 		limit := bucket.Limit{Rate: 6, Period: time.Hour, Burst: 6}
 		req := func(cost int64) *cluster.Request {
 			return &cluster.Request{Key: "g", Inline: limit, Cost: cost, Sync: rules.SyncGossip, SyncSet: true}
@@ -111,7 +109,6 @@ func TestInspectShowsLeasesOut(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c := New(t, 3)
 		c.AwaitConverged(joinBound, c.All()...)
-		awaitRings(c, 5*time.Second, c.All()...)
 		limit := bucket.Limit{Rate: 1000, Period: time.Second, Burst: 1000}
 		req := &cluster.Request{Key: "hot", Inline: limit, Sync: rules.SyncOwner, SyncSet: true}
 		ctx, stop := context.WithCancel(context.Background())

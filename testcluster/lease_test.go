@@ -39,7 +39,6 @@ func TestLeasesExact(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c := New(t, 5)
 		c.AwaitConverged(joinBound, c.All()...)
-		awaitRings(c, 5*time.Second, c.All()...)
 		ctx, stop := context.WithCancel(context.Background())
 		start := time.Now()
 		l := drive(ctx, c, "hot", c.All()...)
@@ -74,7 +73,6 @@ func TestLeasesZipf(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c := New(t, 5)
 		c.AwaitConverged(joinBound, c.All()...)
-		awaitRings(c, 5*time.Second, c.All()...)
 		const keys = 100_000
 		limit := bucket.Limit{Rate: 20, Period: time.Second, Burst: 10}
 		zipf := func(rng *rand.Rand, n uint64) func() uint64 { return rand.NewZipf(rng, 1.2, 1, n-1).Uint64 }
@@ -107,7 +105,6 @@ func TestLeaseHolderKilled(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c := New(t, 5)
 		c.AwaitConverged(joinBound, c.All()...)
-		awaitRings(c, 5*time.Second, c.All()...)
 		res, _ := c.Node(0).Check(context.Background(), &cluster.Request{Key: "hot", Inline: hotLimit, Sync: rules.SyncOwner, SyncSet: true})
 		var holder int
 		var others []int
@@ -154,7 +151,6 @@ func TestLeasesOff(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c := New(t, 3, Options{Configure: func(_ int, cfg *cluster.Config) { cfg.Leases.Threshold = -1 }})
 		c.AwaitConverged(joinBound, c.All()...)
-		awaitRings(c, 5*time.Second, c.All()...)
 		ctx, stop := context.WithCancel(context.Background())
 		l := drive(ctx, c, "hot", c.All()...)
 		time.Sleep(5 * time.Second)

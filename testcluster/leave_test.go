@@ -21,7 +21,6 @@ func TestLeavingNodeMintsNoBurst(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c := New(t, 3, Options{Configure: func(_ int, cfg *cluster.Config) { cfg.Leases.Threshold = -1 }})
 		c.AwaitConverged(joinBound, c.All()...)
-		awaitRings(c, 5*time.Second, c.All()...)
 		key := keyOwnedBy(c, 1)
 		// Drain it on its owner.
 		for {
@@ -59,7 +58,6 @@ func TestLeavingNodeAnswersNoPeer(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c := New(t, 3, Options{Configure: func(_ int, cfg *cluster.Config) { cfg.Leases.Threshold = -1 }})
 		c.AwaitConverged(joinBound, c.All()...)
-		awaitRings(c, 5*time.Second, c.All()...)
 		leaver, key := c.Member(1).Name, keyOwnedBy(c, 1)
 		c.Node(1).Leave(context.Background())
 		if _, err := c.Node(1).DecideForwarded(context.Background(), []cluster.PeerCheck{{ID: bucket.ID{Key: key}, Limit: hotLimit, Cost: 1, Sync: rules.SyncOwner}}); err != cluster.ErrLeft {

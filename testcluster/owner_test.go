@@ -92,7 +92,6 @@ func TestOwnerModeExact(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c := New(t, 5, Options{Configure: func(_ int, cfg *cluster.Config) { cfg.Leases.Threshold = -1 }})
 		c.AwaitConverged(joinBound, c.All()...)
-		awaitRings(c, 5*time.Second, c.All()...)
 		ctx, stop := context.WithCancel(context.Background())
 		start := time.Now()
 		l := drive(ctx, c, "hot", c.All()...)
@@ -120,7 +119,6 @@ func TestOwnerCrashMidRun(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c := New(t, 5)
 		c.AwaitConverged(joinBound, c.All()...)
-		awaitRings(c, 5*time.Second, c.All()...)
 		res, _ := c.Node(0).Check(context.Background(), &cluster.Request{Key: "hot", Inline: hotLimit, Cost: 0, Sync: rules.SyncOwner, SyncSet: true})
 		owner := slices.IndexFunc(c.All(), func(i int) bool { return c.Member(i).Name == res.Owner })
 		var survivors []int
@@ -176,7 +174,6 @@ func TestRollingRestart(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c := New(t, 5)
 		c.AwaitConverged(joinBound, c.All()...)
-		awaitRings(c, 5*time.Second, c.All()...)
 		start := time.Now()
 		var admitted, failed int64
 		ctx, stop := context.WithCancel(context.Background())
@@ -199,7 +196,6 @@ func TestRollingRestart(t *testing.T) {
 			time.Sleep(3 * time.Second)
 			c.Start(i)
 			c.AwaitConverged(joinBound, c.All()...)
-			awaitRings(c, 5*time.Second, c.All()...)
 			time.Sleep(5 * time.Second)
 			stop()
 			l.wg.Wait()
@@ -236,7 +232,6 @@ func manyKeys(t *testing.T, dist func(*rand.Rand, uint64) func() uint64) {
 	synctest.Test(t, func(t *testing.T) {
 		c := New(t, 5)
 		c.AwaitConverged(joinBound, c.All()...)
-		awaitRings(c, 5*time.Second, c.All()...)
 		const keys = 2000
 		limit := bucket.Limit{Rate: 5, Period: time.Second, Burst: 5}
 		asked, admitted, elapsed := driveKeys(t, c, keys, limit, 30*time.Second, 2*time.Millisecond, dist)
@@ -308,7 +303,6 @@ func TestOwnerModeBatch(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c := New(t, 5)
 		c.AwaitConverged(joinBound, c.All()...)
-		awaitRings(c, 5*time.Second, c.All()...)
 		limit := bucket.Limit{Rate: 1, Period: time.Hour, Burst: 7}
 		const keys = 20
 		var mu sync.Mutex

@@ -30,7 +30,6 @@ func TestPartitionAtAnyRate(t *testing.T) {
 				synctest.Test(t, func(t *testing.T) {
 					c := New(t, 5)
 					c.AwaitConverged(joinBound, c.All()...)
-					awaitRings(c, 5*time.Second, c.All()...)
 					const before, after = 10 * time.Second, 20 * time.Second
 					run := before + split + after
 					var reduced float64

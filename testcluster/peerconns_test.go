@@ -27,7 +27,6 @@ func TestPeerConnectionsBounded(t *testing.T) {
 			cfg.Leases.Threshold = -1
 		}})
 		c.AwaitConverged(joinBound, c.All()...)
-		awaitRings(c, 5*time.Second, c.All()...)
 		limit := bucket.Limit{Rate: 1 << 20, Period: time.Second, Burst: 1 << 20}
 		var keys []string
 		for k := range 120 {

@@ -20,7 +20,6 @@ func TestRollingRestartAtAnyRate(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				c := New(t, 5, Options{Persist: true}) // a new life finds its cluster's size stored
 				c.AwaitConverged(joinBound, c.All()...)
-				awaitRings(c, 5*time.Second, c.All()...)
 				const run = 90 * time.Second
 				var restarted time.Duration
 				h := hammer(c, mode, "abuser", abuseLimit, 1000, run, 5*time.Second, c.All(), func() {
@@ -30,7 +29,6 @@ func TestRollingRestartAtAnyRate(t *testing.T) {
 						c.Stop(i)
 						c.Start(i)
 						c.AwaitConverged(joinBound, c.All()...)
-						awaitRings(c, 5*time.Second, c.All()...)
 						time.Sleep(4 * time.Second)
 					}
 					restarted = time.Since(start)

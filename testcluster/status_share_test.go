@@ -17,7 +17,6 @@ func TestStatusExplainsReducedShare(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c := New(t, 5)
 		c.AwaitConverged(joinBound, c.All()...)
-		awaitRings(c, 5*time.Second, c.All()...)
 		time.Sleep(2 * time.Second)
 		c.Partition([]int{0, 1}, []int{2, 3, 4})
 		time.Sleep(1500 * time.Millisecond)

@@ -19,7 +19,6 @@ func TestNewOwnerWithoutTrafficMintsNoBurst(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c := New(t, 5)
 		c.AwaitConverged(joinBound, c.All()...)
-		awaitRings(c, 5*time.Second, c.All()...)
 		var key string
 		for n := 0; ; n++ {
 			k := "abuser" + strconv.Itoa(n)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"testing"
 	"testing/synctest"
-	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -51,7 +50,6 @@ func TestTraceCrossesToOwner(t *testing.T) {
 			cfg.Leases.Threshold = -1
 		}})
 		c.AwaitConverged(joinBound, c.All()...)
-		awaitRings(c, 5*time.Second, c.All()...)
 		key := ""
 		for _, k := range []string{"a", "b", "c", "d", "e", "f", "g", "h", "i", "j"} {
 			if res, _ := c.Node(0).Check(context.Background(), ownerCheck(k)); res.Owner == c.Member(1).Name {
