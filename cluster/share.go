@@ -32,9 +32,12 @@ import (
 // peer heard from then, and since an earlier one for a peer whose last
 // totals were lost; its report, when it comes, is then no surprise. A
 // node that has just begun to want a key cannot know yet who else does:
-// for its first activeEpochs intervals it counts every live member as
-// spending, and each one it has not heard from as having spent what it
-// did itself.
+// until a whole interval after its first flush it counts every live member
+// as spending, and each one it has not heard from as having spent what it
+// did itself. A whole interval, not a fifth of one: a peer's first totals
+// can arrive after the next epoch has begun (on a host short of CPU they
+// took 10–14 ms, of the 10 ms a flush leaves), and a peer not yet heard
+// from and not counted would have spent its first share twice.
 //
 // A node tells its peers it wants a key even when it admits nothing: each
 // check it decides keeps its totals going out, unchanged if nothing was
@@ -129,11 +132,11 @@ func (t *totals) spend(store *bucket.Store, mode rules.Sync, id bucket.ID, l buc
 	since := ns - activeEpochs*t.interval
 	active := int64(sh.active(k, since))
 	spenders := 1 + active
-	cold := t.lastFlush(ns-t.interval/5) <= r.wanted
+	cold := t.lastFlush(ns-t.interval-t.interval/5) <= r.wanted
 	if cold {
-		// No flush since this node began to want the key (and a fifth of
-		// an interval for its packets to arrive): peers that began at the
-		// same time have not said so yet.
+		// Less than a flush and a whole interval since this node began to
+		// want the key (and a fifth of one for packets in flight): peers
+		// that began at the same time may not have said so yet.
 		spenders = max(spenders, members)
 	}
 	e := &r.share

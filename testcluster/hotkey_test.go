@@ -178,3 +178,28 @@ func TestHotKeyUnderLossAndChurn(t *testing.T) {
 		}
 	}
 }
+
+// TestHotKeyWithSlowSender drives one key at 5,000× its rate through five
+// nodes, fast enough that the whole burst is asked for in the first
+// epoch, with one node's datagrams arriving late: 15 ms (after the next
+// epoch has begun: totals go out 10 ms before it) and 45 ms (most of the
+// next epoch). A host short of CPU delivers them so: five nodes and a
+// load generator on two cores took 10–14 ms. The key's first totals from
+// that node then arrive after its peers have taken the next epoch's
+// level; they must still count it among the spenders (they did not, and
+// the cluster admitted that node's share of the burst twice).
+func TestHotKeyWithSlowSender(t *testing.T) {
+	for _, late := range []time.Duration{15 * time.Millisecond, 45 * time.Millisecond} {
+		for _, mode := range []rules.Sync{rules.SyncGossip, rules.SyncAuto} {
+			t.Run(fmt.Sprintf("%v/%v", late, mode), func(t *testing.T) {
+				synctest.Test(t, func(t *testing.T) {
+					c := New(t, 5)
+					c.AwaitConverged(joinBound, c.All()...)
+					c.Net.SetSlow(c.Member(4).Addr, late)
+					h := hammer(c, mode, "abuser", abuseLimit, 5000, 20*time.Second, 10*time.Second, c.All(), nil)
+					hotKeyBand(t, fmt.Sprintf("5 nodes, %v, 5000×, one sender %v late", mode, late), h, abuseLimit, 20*time.Second, 10*time.Second)
+				})
+			})
+		}
+	}
+}

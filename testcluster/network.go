@@ -20,13 +20,15 @@ import (
 // Faults: Partition splits hosts into groups that cannot reach each other
 // (a black hole: dials time out, open streams are cut); Heal joins them
 // again; Kill takes a host down (dials are refused, streams cut); SetDrop
-// loses a fraction of datagrams; SetDelay delays every datagram.
+// loses a fraction of datagrams; SetDelay delays every datagram; SetSlow
+// delays those one host sends.
 type Network struct {
 	mu    sync.Mutex // guards every field below
 	hosts map[string]*Host
 	group map[string]int // partition group by address; absent = 0
 	drop  float64
 	delay time.Duration
+	slow  map[string]time.Duration // extra delay of datagrams from a host
 	rng   *rand.Rand
 	conns map[*conn]struct{}
 
@@ -50,6 +52,7 @@ func NewNetwork(seed uint64) *Network {
 	return &Network{
 		hosts: make(map[string]*Host),
 		group: make(map[string]int),
+		slow:  make(map[string]time.Duration),
 		rng:   rand.New(rand.NewPCG(seed, seed)),
 		conns: make(map[*conn]struct{}),
 	}
@@ -131,6 +134,15 @@ func (n *Network) SetDelay(d time.Duration) {
 	n.mu.Unlock()
 }
 
+// SetSlow delays every datagram the host at addr sends by d more than
+// the others: a sender whose packets leave late, as a process starved of
+// CPU sends them (0 ends it).
+func (n *Network) SetSlow(addr string, d time.Duration) {
+	n.mu.Lock()
+	n.slow[addr] = d
+	n.mu.Unlock()
+}
+
 // Traffic returns what the network has carried so far.
 func (n *Network) Traffic() Traffic {
 	n.mu.Lock()
@@ -201,7 +213,7 @@ func (h *Host) WriteTo(b []byte, addr string) (time.Time, error) {
 	dst := n.hosts[addr]
 	lost := h.down || dst == nil || dst.down || !n.reachableLocked(h.addr, addr) ||
 		(n.drop > 0 && n.rng.Float64() < n.drop)
-	delay := n.delay
+	delay := n.delay + n.slow[h.addr]
 	n.mu.Unlock()
 	if lost {
 		return now, nil
