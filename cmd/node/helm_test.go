@@ -205,6 +205,49 @@ func TestHelmChartOptions(t *testing.T) {
 		}
 	}
 
+	// A probe given with another handler replaces the default httpGet
+	// (merged, the probe would have two handlers, which Kubernetes
+	// refuses); its other fields keep their defaults.
+	sidecarOf := func(objs map[string]obj) obj {
+		for _, c := range list(path(objs["Deployment/rel-sluice"], "spec", "template", "spec", "initContainers")) {
+			if path(c, "name") == "sluice" {
+				return c.(obj)
+			}
+		}
+		t.Fatal("no sluice sidecar in the Deployment")
+		return nil
+	}
+	probes := sidecarOf(helmTemplate(t, "--set-json", `sluice.livenessProbe={"exec": {"command": ["true"]}}`, "--set-json", `sluice.readinessProbe={"tcpSocket": {"port": "admin"}}`))
+	if p := path(probes, "livenessProbe"); path(p, "httpGet") != nil || path(p, "exec") == nil || path(p, "periodSeconds") != 10 {
+		t.Errorf("livenessProbe given with exec: %v, want exec alone as the handler, periodSeconds 10 kept", p)
+	}
+	if p := path(probes, "readinessProbe"); path(p, "httpGet") != nil || path(p, "tcpSocket") == nil {
+		t.Errorf("readinessProbe given with tcpSocket: %v, want tcpSocket alone as the handler", p)
+	}
+	if p := path(probes, "startupProbe"); path(p, "httpGet", "path") != "/healthz" {
+		t.Errorf("startupProbe, not given: %v, want the default httpGet", p)
+	}
+
+	// A full name of 63 characters (the most a Service name may have)
+	// still gives each object of a kind its own name: the seed Service
+	// and the metrics Service were both cut back to the full name.
+	long := strings.Repeat("s", 63)
+	objs = helmTemplate(t, "--set", "fullnameOverride="+long, "--api-versions", "monitoring.coreos.com/v1")
+	var services []string
+	for name := range objs {
+		if kind, n, _ := strings.Cut(name, "/"); kind == "Service" || kind == "ConfigMap" || kind == "Secret" {
+			services = append(services, name)
+			if len(n) > 63 {
+				t.Errorf("%s: name longer than 63 characters", name)
+			}
+		}
+	}
+	for _, want := range []string{"Service/" + long[:57] + "-peers", "Service/" + long[:55] + "-metrics", "ConfigMap/" + long[:57] + "-rules", "Secret/" + long[:56] + "-gossip"} {
+		if _, ok := objs[want]; !ok {
+			t.Errorf("with a 63-character full name, no %s among %v", want, services)
+		}
+	}
+
 	// Kubernetes 1.29 has native sidecars but not the sleep action: no
 	// preStop pause, and a grace period without it.
 	objs = helmTemplate(t, "--kube-version", "1.29.4")

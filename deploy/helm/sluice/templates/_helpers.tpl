@@ -45,19 +45,49 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- end }}
 
+{{/*
+The full name with "-" and a suffix: the full name is cut to leave room
+for the suffix, so that two objects of one kind (the seed Service and the
+metrics Service) keep different names when the full name is 63 characters
+long. Called with a list: the root context and the suffix.
+*/}}
+{{- define "sluice.suffixed" -}}
+{{- $suffix := index . 1 }}
+{{- printf "%s-%s" (include "sluice.fullname" (index . 0) | trunc (int (sub 62 (len $suffix))) | trimSuffix "-") $suffix }}
+{{- end }}
+
 {{/* The headless seed Service. */}}
 {{- define "sluice.peersName" -}}
-{{- printf "%s-peers" (include "sluice.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- include "sluice.suffixed" (list . "peers") }}
+{{- end }}
+
+{{/* The Service of the admin ports, for the ServiceMonitor. */}}
+{{- define "sluice.metricsName" -}}
+{{- include "sluice.suffixed" (list . "metrics") }}
+{{- end }}
+
+{{/*
+A probe from its values: Helm merges a user's probe into the default one,
+so a probe given with exec, tcpSocket or grpc would keep the default
+httpGet as well, and Kubernetes refuses a probe with two handlers. The
+handler given wins. Called with the probe's values.
+*/}}
+{{- define "sluice.probe" -}}
+{{- $p := deepCopy . }}
+{{- if or $p.exec $p.tcpSocket $p.grpc }}
+{{- $_ := unset $p "httpGet" }}
+{{- end }}
+{{- toYaml $p }}
 {{- end }}
 
 {{/* The Secret holding the gossip key. */}}
 {{- define "sluice.secretName" -}}
-{{- .Values.sluice.gossipKey.existingSecret | default (printf "%s-gossip" (include "sluice.fullname" .)) }}
+{{- .Values.sluice.gossipKey.existingSecret | default (include "sluice.suffixed" (list . "gossip")) }}
 {{- end }}
 
 {{/* The ConfigMap holding the rules. */}}
 {{- define "sluice.rulesName" -}}
-{{- .Values.sluice.existingRulesConfigMap | default (printf "%s-rules" (include "sluice.fullname" .)) }}
+{{- .Values.sluice.existingRulesConfigMap | default (include "sluice.suffixed" (list . "rules")) }}
 {{- end }}
 
 {{/* Where the application reaches the API. */}}
