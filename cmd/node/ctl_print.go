@@ -4,9 +4,11 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/sluicerl/sluice/rules"
 	"github.com/sluicerl/sluice/transport"
 )
 
@@ -142,7 +144,7 @@ func printRules(w io.Writer, v *rulesAnswer) {
 		return
 	}
 	t := table(w)
-	fmt.Fprintln(t, "NAME\tLIMIT\tSYNC\tSHADOW\tORIGIN\tVERSION")
+	fmt.Fprintln(t, "NAME\tLIMIT\tSYNC\tSHADOW\tDESCRIPTORS\tORIGIN\tVERSION")
 	for _, r := range v.Rules {
 		limit := fmt.Sprintf("%d per %s", r.Limit, r.Period)
 		if r.Burst != 0 {
@@ -162,7 +164,20 @@ func printRules(w io.Writer, v *rulesAnswer) {
 		if r.Version != nil {
 			version = fmt.Sprintf("%d @ %s", r.Version.Clock, r.Version.Node)
 		}
-		fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, limit, sync, shadow, r.Origin, version)
+		fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, limit, sync, shadow, descriptorsText(r.Descriptors), r.Origin, version)
 	}
 	t.Flush()
+}
+
+// descriptorsText writes a rule's descriptors as `rules put --descriptor`
+// takes them: KEY, or KEY=VALUE, comma-separated.
+func descriptorsText(ds []rules.DescriptorSpec) string {
+	parts := make([]string, len(ds))
+	for i, d := range ds {
+		parts[i] = d.Key
+		if d.Value != "" {
+			parts[i] += "=" + d.Value
+		}
+	}
+	return strings.Join(parts, ",")
 }
