@@ -173,7 +173,13 @@ func (t *totals) spend(store *bucket.Store, mode rules.Sync, id bucket.ID, l buc
 			// epoch), or by any node that does not know the spenders yet,
 			// within what the replica holds.
 			turn := (e.start/t.interval)%spenders == int64(sh.rank(k, since, t.self))
-			if e.over || float64(cost) <= avail/float64(spenders) || !(cold || turn) || float64(e.spent+cost) > avail {
+			// A node still in its cold window that has heard from every
+			// live member knows the spenders: it waits for its turn too
+			// (each taking the cold pass, they admitted one such check
+			// each from the same tokens: 1.25× in the first 100 ms with
+			// costs up to a sixth of the burst).
+			unknown := cold && active+1 < spenders
+			if e.over || float64(cost) <= avail/float64(spenders) || !(unknown || turn) || float64(e.spent+cost) > avail {
 				d := store.Peek(now, id, l, cost)
 				return bucket.Decision{Limit: d.Limit, ResetAfter: d.ResetAfter, RetryAfter: time.Duration(max(e.start+t.interval-ns, 1))}
 			}
