@@ -291,8 +291,9 @@ func (g *Gossip) NumAlive() int { return g.ml.NumMembers() }
 func (g *Gossip) Run(ctx context.Context) error {
 	defer g.shutdown()
 	backoff := 200 * time.Millisecond
+	failed := 0 // join attempts in a row that found no peer
 	for {
-		g.joinOnce(ctx)
+		failed = g.joinOnce(ctx, failed)
 		if g.cfg.Joined != nil {
 			g.cfg.Joined(g.ml.NumMembers() - 1)
 		}

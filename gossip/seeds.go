@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"slices"
@@ -107,8 +108,12 @@ func ValidateSeed(seed string) error {
 }
 
 // joinOnce resolves the seeds and joins a sample of the addresses that are
-// not live members yet and of the failed members still remembered.
-func (g *Gossip) joinOnce(ctx context.Context) {
+// not live members yet and of the failed members still remembered. failed
+// counts the attempts before it that found no peer, in a row; it returns
+// that count after this attempt. Each attempt logs one line: a lone node
+// retrying (a rolling restart, a cold start) says so at INFO on its first
+// failed attempt and when it finds a peer, and at DEBUG in between.
+func (g *Gossip) joinOnce(ctx context.Context, failed int) int {
 	seedAddrs, err := resolveSeeds(ctx, g.cfg.Resolver, g.cfg.Seeds, g.defaultPort())
 	if err != nil {
 		g.cfg.Logger.Warn("resolving gossip seeds", "err", err)
@@ -118,30 +123,54 @@ func (g *Gossip) joinOnce(ctx context.Context) {
 	targets := joinTargets(seedAddrs, g.view.liveAddrs(), g.view.failedAddrs(now, g.cfg.ReconnectTimeout), g.Addr())
 	targets = sample(targets, g.cfg.SeedSample, g.cfg.Rand)
 	if len(targets) == 0 {
-		return
+		return failed
 	}
 	// One address at a time, so that a node told to stop does not first
 	// wait out the TCP timeout of every target that does not answer (16 ×
 	// 10s on a LAN profile, with a sample of blackholed addresses).
-	n := 0
-	var errs []error
+	n, answered := 0, 0
+	var last error
 	for _, a := range targets {
 		if ctx.Err() != nil {
-			return
+			return failed
 		}
 		k, err := g.ml.Join([]string{a})
 		n += k
-		errs = append(errs, err)
+		if k > 0 {
+			answered++
+		}
+		if err != nil {
+			last = err
+		}
 	}
-	err = errors.Join(errs...)
-	switch {
-	case n > 0:
+	if n > 0 {
 		g.joins.WithLabelValues("ok").Inc()
-		g.cfg.Logger.Debug("joined", "targets", targets, "answered", n)
-	default:
-		g.joins.WithLabelValues("error").Inc()
-		g.cfg.Logger.Info("join found no peer yet", "targets", targets, "err", err)
+		level := slog.LevelDebug
+		if failed > 0 {
+			level = slog.LevelInfo // the end of what the first failure told
+		}
+		g.cfg.Logger.Log(ctx, level, "joined", "tried", len(targets), "answered", answered, "members", n, "failed_attempts", failed)
+		return 0
 	}
+	g.joins.WithLabelValues("error").Inc()
+	level := slog.LevelInfo
+	if failed > 0 {
+		level = slog.LevelDebug // told at INFO on the first
+	}
+	g.cfg.Logger.Log(ctx, level, "join found no peer yet", "tried", len(targets), "answered", 0, "attempt", failed+1, "last_err", lastJoinError(last))
+	return failed + 1
+}
+
+// lastJoinError returns the last of the errors err holds: memberlist's
+// Join returns a list (hashicorp/go-multierror), printed over several
+// lines, of which one address's error is the last.
+func lastJoinError(err error) error {
+	if list, ok := err.(interface{ WrappedErrors() []error }); ok {
+		if errs := list.WrappedErrors(); len(errs) > 0 {
+			return errs[len(errs)-1]
+		}
+	}
+	return err
 }
 
 // joinTargets is the pure step of the join loop: the seed addresses that

@@ -1,8 +1,12 @@
 package gossip
 
 import (
+	"bytes"
 	"context"
+	"fmt"
+	"log/slog"
 	"net"
+	"strings"
 	"testing"
 	"time"
 )
@@ -81,5 +85,63 @@ func TestStopDuringJoinOfSilentSeeds(t *testing.T) {
 	}
 	for len(accepted) > 0 {
 		(<-accepted).Close()
+	}
+}
+
+// TestJoinLogsOneLinePerAttempt: a node whose three seeds refuse
+// connections logs one line per join attempt, not one per seed: at INFO
+// for the first attempt, at DEBUG for the next, each saying how many
+// addresses it tried and answered and the last error; then a seed that
+// answers ends the run of failures with one INFO line.
+func TestJoinLogsOneLinePerAttempt(t *testing.T) {
+	var seeds []string
+	for range 3 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		seeds = append(seeds, ln.Addr().String())
+		ln.Close() // refused from now on
+	}
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	g, err := New(Config{Name: "a", BindAddr: "127.0.0.1:0", Profile: "local", Insecure: true, Seeds: seeds, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.shutdown()
+	ctx := context.Background()
+	attempts := func() []string {
+		var lines []string
+		for line := range strings.Lines(buf.String()) {
+			if !strings.Contains(line, "component=memberlist") {
+				lines = append(lines, line)
+			}
+		}
+		buf.Reset()
+		return lines
+	}
+	for i, level := range []string{"INFO", "DEBUG"} {
+		if failed := g.joinOnce(ctx, i); failed != i+1 {
+			t.Fatalf("attempt %d: %d failed in a row, want %d", i+1, failed, i+1)
+		}
+		lines := attempts()
+		want := fmt.Sprintf(`level=%s msg="join found no peer yet" tried=3 answered=0 attempt=%d last_err="failed to join `, level, i+1)
+		if len(lines) != 1 || !strings.Contains(lines[0], want) {
+			t.Fatalf("attempt %d logged %q; want one line containing %q", i+1, lines, want)
+		}
+	}
+
+	b, err := New(Config{Name: "b", BindAddr: "127.0.0.1:0", Profile: "local", Insecure: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.shutdown()
+	g.cfg.Seeds = append(g.cfg.Seeds, b.Addr())
+	if failed := g.joinOnce(ctx, 2); failed != 0 {
+		t.Fatalf("a join that found a peer leaves %d failed in a row, want 0", failed)
+	}
+	if lines := attempts(); len(lines) != 1 || !strings.Contains(lines[0], `level=INFO msg=joined tried=4 answered=1 members=1 failed_attempts=2`) {
+		t.Fatalf("the join that found a peer logged %q; want one INFO line", lines)
 	}
 }

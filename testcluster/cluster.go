@@ -61,10 +61,12 @@ type Options struct {
 	// where it stores the rules set through its API.
 	Persist bool
 	// PeerMaxConns and PeerIdleTimeout bound each node's peer connections
-	// (transport.PeerClientConfig's MaxConns and IdleTimeout). If zero,
-	// the defaults.
+	// (transport.PeerClientConfig's MaxConns and IdleTimeout), and
+	// PeerMaxAccepted those it accepts (transport.PeerServerConfig's
+	// MaxAccepted). If zero, the defaults.
 	PeerMaxConns    int
 	PeerIdleTimeout time.Duration
+	PeerMaxAccepted int
 }
 
 // DefaultKey is the gossip key of a cluster started without Options.Keys.
@@ -292,7 +294,7 @@ func (c *Cluster) StartWith(i int, cfg cluster.Config) {
 	if err != nil {
 		c.t.Fatalf("testcluster: start %s: %v", m.Name, err)
 	}
-	server := transport.NewPeerServer(transport.PeerServerConfig{Handler: node, Keys: keys, Registerer: cfg.Metrics})
+	server := transport.NewPeerServer(transport.PeerServerConfig{Handler: node, Keys: keys, MaxAccepted: c.opts.PeerMaxAccepted, Registerer: cfg.Metrics})
 	node.SetRules(&rules.Set{})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

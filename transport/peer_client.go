@@ -70,7 +70,8 @@ type PeerClient struct {
 	wg      sync.WaitGroup
 	batches prometheus.Histogram
 	dials   *prometheus.CounterVec
-	closes  *prometheus.CounterVec // by reason
+	closes  *prometheus.CounterVec // by reason; shared with the node's PeerServer
+	resent  prometheus.Counter     // checks sent again after a goaway
 	open    atomic.Int64           // connections open now
 	// dropping counts connections chosen for eviction and not yet
 	// closed; it goes up under mu (peer_reap.go).
@@ -125,19 +126,17 @@ func NewPeerClient(cfg PeerClientConfig) *PeerClient {
 	}
 	c.dials.WithLabelValues("ok") // both at zero from start
 	c.dials.WithLabelValues("error")
-	c.closes = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "sluice_peer_connections_closed_total",
-		Help: "Connections to peers closed, by reason: idle (unused for --peer-idle-timeout), evicted (the least recently used, for --peer-max-conns), error (broken), left (the member left).",
-	}, []string{"reason"})
-	for _, r := range []string{closedIdle, closedEvicted, closedError, closedLeft} {
-		c.closes.WithLabelValues(r) // at zero from start
-	}
+	c.closes = peerCloses(cfg.Registerer)
+	c.resent = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "sluice_peer_resent_checks_total",
+		Help: "Checks sent again on a new connection because their owner closed the one they were sent on before deciding them (it was over its --peer-max-accepted, or the connection was silent past its timeout).",
+	})
 	c.conns = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "sluice_peer_connections",
 		Help: "Connections open to peers, to forward checks to their owners.",
 	}, func() float64 { return float64(c.open.Load()) })
 	if cfg.Registerer != nil {
-		cfg.Registerer.MustRegister(c.batches, c.dials, c.closes, c.conns)
+		cfg.Registerer.MustRegister(c.batches, c.dials, c.resent, c.conns)
 	}
 	return c
 }

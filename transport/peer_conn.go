@@ -25,6 +25,7 @@ type peerConn struct {
 
 	mu       sync.Mutex // guards the fields below
 	conn     net.Conn   // nil when not connected
+	released net.Conn   // the last connection closed at the peer's request (peer_goaway.go)
 	pending  map[uint64][]*call
 	nextID   uint64
 	failedAt time.Time
@@ -65,23 +66,32 @@ func (pc *peerConn) run() {
 	}
 }
 
-// send writes calls as one frame, connecting first if needed.
+// send writes calls as one frame, connecting first if needed. If the
+// peer asks to close the connection before the frame is written, it is
+// written on a new one.
 func (pc *peerConn) send(w *frameWriter, calls []*call) {
-	conn, err := pc.connected()
-	if err != nil {
-		pc.finish(calls, callResult{err: err})
-		return
-	}
 	batch := peerBatch{}
 	for _, cl := range calls {
 		batch.checks = append(batch.checks, cl.checks...)
 	}
 	batch.traces = callTraces(calls, nil)
-	pc.mu.Lock()
-	if pc.conn != conn { // broken meanwhile
+	var conn net.Conn
+	for attempt := 0; ; attempt++ {
+		var err error
+		if conn, err = pc.connected(); err != nil {
+			pc.finish(calls, callResult{err: err})
+			return
+		}
+		pc.mu.Lock()
+		if pc.conn == conn {
+			break // still locked
+		}
+		released := pc.released == conn
 		pc.mu.Unlock()
-		pc.finish(calls, callResult{err: fmt.Errorf("%w: connection to %s lost", ErrPeerUnavailable, pc.addr)})
-		return
+		if !released || attempt > 0 { // broken meanwhile
+			pc.finish(calls, callResult{err: fmt.Errorf("%w: connection to %s lost", ErrPeerUnavailable, pc.addr)})
+			return
+		}
 	}
 	pc.nextID++
 	batch.id = pc.nextID
@@ -162,6 +172,13 @@ func (pc *peerConn) read(conn net.Conn) {
 	var res peerBatchResult
 	for {
 		typ, dec, err := r.read(conn)
+		if err == nil && typ == frameGoAway {
+			var g peerGoAway
+			if err = g.decode(dec); err == nil {
+				pc.goAway(conn, g.id)
+				return
+			}
+		}
 		if err == nil && (typ != frameCheckBatchResult || res.decode(dec) != nil) {
 			err = errMalformed
 		}

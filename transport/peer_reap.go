@@ -1,8 +1,11 @@
 package transport
 
 import (
+	"errors"
 	"fmt"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Bounding peer connections. Keys spread evenly over owners would
@@ -29,13 +32,43 @@ const DefaultPeerIdleTimeout = 60 * time.Second
 // DefaultPeerMaxConns is PeerClientConfig.MaxConns's default.
 const DefaultPeerMaxConns = 64
 
-// The reasons of sluice_peer_connections_closed_total.
+// The reasons of sluice_peer_connections_closed_total: for connections
+// this node dialled, then for those it accepted (peer_accept.go).
 const (
 	closedIdle    = "idle"
 	closedEvicted = "evicted"
 	closedError   = "error"
 	closedLeft    = "left"
+	closedGoAway  = "goaway"
+
+	closedAcceptedIdle    = "accepted_idle"
+	closedAcceptedEvicted = "accepted_evicted"
 )
+
+// peerCloses returns sluice_peer_connections_closed_total with every
+// reason at zero, registered with reg if not nil. A node's client and
+// server count in the same metric: the second to register it gets the
+// first's.
+func peerCloses(reg prometheus.Registerer) *prometheus.CounterVec {
+	closes := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sluice_peer_connections_closed_total",
+		Help: "Peer connections closed, by reason. Dialled by this node: idle (unused for --peer-idle-timeout), evicted (the least recently used, for --peer-max-conns), error (broken), left (the member left), goaway (the owner asked: it was over its --peer-max-accepted, or the connection was silent past its timeout). Accepted by this node, closed by it: accepted_idle (silent for twice --peer-idle-timeout), accepted_evicted (the least recently active idle one, for --peer-max-accepted).",
+	}, []string{"reason"})
+	for _, r := range []string{closedIdle, closedEvicted, closedError, closedLeft, closedGoAway, closedAcceptedIdle, closedAcceptedEvicted} {
+		closes.WithLabelValues(r)
+	}
+	if reg == nil {
+		return closes
+	}
+	if err := reg.Register(closes); err != nil {
+		var already prometheus.AlreadyRegisteredError
+		if !errors.As(err, &already) {
+			panic(err) // as MustRegister: a programmer error
+		}
+		return already.ExistingCollector.(*prometheus.CounterVec)
+	}
+	return closes
+}
 
 // minReapTick is the shortest interval between two looks for idle peers,
 // whatever IdleTimeout: a tick of IdleTimeout/4 would be 0 (a panic in

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -45,19 +47,34 @@ type PeerServerConfig struct {
 	// about to use. If zero, defaults to 2 × DefaultPeerIdleTimeout;
 	// negative: never.
 	IdleTimeout time.Duration
+	// MaxAccepted bounds the accepted connections open: above it, the
+	// least recently active idle one that has carried checks is closed
+	// (peer_accept.go). Busy ones are not, so the bound is passed while
+	// more are busy. If zero, defaults to DefaultPeerMaxAccepted (256);
+	// negative: no bound.
+	MaxAccepted int
 	// Logger receives connection errors. If nil, discarded.
 	Logger *slog.Logger
 	// Registerer receives the peer server's metrics. If nil, not registered.
 	Registerer prometheus.Registerer
 }
 
-// PeerServer answers forwarded checks on peer connections. It is safe for
-// concurrent use.
+// PeerServer answers forwarded checks on peer connections, and closes the
+// accepted connections that stay silent or are over its bound, asking
+// their clients first (peer_goaway.go). It is safe for concurrent use.
 type PeerServer struct {
 	cfg      PeerServerConfig
 	rejected *prometheus.CounterVec
 	frames   prometheus.Counter
 	checks   prometheus.Counter
+	closes   *prometheus.CounterVec // by reason; shared with the node's PeerClient
+	open     atomic.Int64           // accepted connections open: len(conns)
+	gauge    prometheus.GaugeFunc   // open, exported
+
+	mu       sync.Mutex // guards the fields below
+	conns    map[*accepted]struct{}
+	shedding int  // conns marked to be closed for MaxAccepted, not yet closed
+	stopped  bool // Serve's context ended: new connections are closed
 }
 
 // NewPeerServer returns a PeerServer for cfg.
@@ -71,8 +88,13 @@ func NewPeerServer(cfg PeerServerConfig) *PeerServer {
 	if cfg.IdleTimeout == 0 {
 		cfg.IdleTimeout = 2 * DefaultPeerIdleTimeout
 	}
+	if cfg.MaxAccepted == 0 {
+		cfg.MaxAccepted = DefaultPeerMaxAccepted
+	}
 	s := &PeerServer{
-		cfg: cfg,
+		cfg:    cfg,
+		conns:  map[*accepted]struct{}{},
+		closes: peerCloses(cfg.Registerer),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_peer_rejected_total",
 			Help: "Peer connections or frames rejected, by reason: auth (no cluster key proven), malformed (frame dropped, connection closed).",
@@ -86,11 +108,15 @@ func NewPeerServer(cfg PeerServerConfig) *PeerServer {
 			Help: "Forwarded checks answered as owner.",
 		}),
 	}
+	s.gauge = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "sluice_peer_accepted_connections",
+		Help: "Connections accepted from peers and open, on which they forward checks to this node as owner.",
+	}, func() float64 { return float64(s.open.Load()) })
 	for _, r := range []string{"auth", "malformed"} {
 		s.rejected.WithLabelValues(r) // at zero from start
 	}
 	if cfg.Registerer != nil {
-		cfg.Registerer.MustRegister(s.rejected, s.frames, s.checks)
+		cfg.Registerer.MustRegister(s.rejected, s.frames, s.checks, s.gauge)
 	}
 	return s
 }
@@ -99,15 +125,9 @@ func NewPeerServer(cfg PeerServerConfig) *PeerServer {
 // and every connection and returns when their goroutines have finished.
 func (s *PeerServer) Serve(ctx context.Context, ln net.Listener) error {
 	var wg sync.WaitGroup
-	var mu sync.Mutex
-	conns := map[net.Conn]struct{}{}
 	stop := context.AfterFunc(ctx, func() {
 		ln.Close()
-		mu.Lock()
-		for c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
+		s.closeAll()
 	})
 	defer stop()
 	for {
@@ -119,27 +139,24 @@ func (s *PeerServer) Serve(ctx context.Context, ln net.Listener) error {
 			}
 			return err
 		}
-		mu.Lock()
-		if ctx.Err() != nil {
-			mu.Unlock()
-			conn.Close()
-			continue
-		}
-		conns[conn] = struct{}{}
-		mu.Unlock()
-		wg.Go(func() {
-			s.serveConn(conn)
-			mu.Lock()
-			delete(conns, conn)
-			mu.Unlock()
-		})
+		wg.Go(func() { s.serveConn(conn) })
 	}
 }
 
 // serveConn authenticates a peer and answers its batches in order until
-// the connection fails or a frame is malformed.
+// the connection fails or a frame is malformed, or it is closed as idle
+// or for MaxAccepted.
 func (s *PeerServer) serveConn(conn net.Conn) {
-	defer conn.Close()
+	a := s.track(conn)
+	if a == nil {
+		conn.Close()
+		return
+	}
+	reason := ""
+	defer func() {
+		conn.Close()
+		s.untrack(a, reason)
+	}()
 	if err := serverHandshake(conn, s.cfg.Keys()); err != nil {
 		if errors.Is(err, ErrPeerAuth) {
 			s.rejected.WithLabelValues("auth").Inc()
@@ -147,19 +164,29 @@ func (s *PeerServer) serveConn(conn net.Conn) {
 		}
 		return
 	}
+	s.makeRoom()
 	r, w := newFrameReader(), newFrameWriter()
 	var batch peerBatch
 	var handoff peerHandoff
 	var renewAt time.Time
+	var last uint64 // the last batch answered
 	for {
 		renewAt = s.renewIdleDeadline(conn, renewAt)
-		typ, dec, err := r.read(conn)
+		typ, dec, err := a.read(r)
 		if err != nil {
-			if errors.Is(err, errMalformed) {
+			switch {
+			case a.shed.Load():
+				reason = closedAcceptedEvicted
+				s.goAway(conn, w, last)
+			case errors.Is(err, os.ErrDeadlineExceeded):
+				reason = closedAcceptedIdle
+				s.goAway(conn, w, last)
+			case errors.Is(err, errMalformed):
 				s.rejected.WithLabelValues("malformed").Inc()
 			}
 			return
 		}
+		a.busy.Store(true)
 		switch {
 		case typ == frameCheckBatch && batch.decode(dec) == nil:
 			var decisions []bucket.Decision
@@ -169,7 +196,10 @@ func (s *PeerServer) serveConn(conn net.Conn) {
 			s.frames.Inc()
 			s.checks.Add(float64(len(batch.checks)))
 			err = w.write(conn, frameCheckBatchResult, &peerBatchResult{id: batch.id, decisions: decisions})
+			last = batch.id
+			a.carried.CompareAndSwap(carriedNothing, carriedChecks)
 		case typ == frameHandoff && handoff.decode(dec) == nil:
+			a.carried.Store(carriedHandoff)
 			if err = s.cfg.Handler.AcceptHandoff(handoff.sync, handoff.entries); err != nil {
 				return
 			}
@@ -182,6 +212,9 @@ func (s *PeerServer) serveConn(conn net.Conn) {
 		if err != nil {
 			return
 		}
+		a.lastActive.Store(time.Now().UnixNano())
+		a.busy.Store(false)
+		s.makeRoom() // over MaxAccepted while this one was busy, perhaps
 	}
 }
 

@@ -53,6 +53,13 @@ func startPeerServer(t *testing.T, h PeerHandler, keys [][]byte) (*PeerServer, s
 		t.Fatal(err)
 	}
 	s := NewPeerServer(PeerServerConfig{Handler: h, Keys: func() [][]byte { return keys }})
+	serve(t, s, ln)
+	return s, ln.Addr().String()
+}
+
+// serve runs s on ln until the test's cleanup stops it and waits for it.
+func serve(t *testing.T, s *PeerServer, ln net.Listener) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- s.Serve(ctx, ln) }()
@@ -62,7 +69,6 @@ func startPeerServer(t *testing.T, h PeerHandler, keys [][]byte) (*PeerServer, s
 			t.Error(err)
 		}
 	})
-	return s, ln.Addr().String()
 }
 
 func newClient(t *testing.T, cfg PeerClientConfig) *PeerClient {

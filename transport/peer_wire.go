@@ -25,6 +25,7 @@ const (
 	frameCheckBatchResult byte = 2 // peerBatchResult: its answers, in order
 	frameHandoff          byte = 3 // peerHandoff: buckets whose owner this node now is
 	frameHandoffAck       byte = 4 // peerHandoffAck: they are merged
+	frameGoAway           byte = 5 // peerGoAway: the server asks the client to close the connection
 
 	// maxFrameBytes bounds a frame; a longer one closes the connection.
 	maxFrameBytes = 1 << 20
@@ -98,6 +99,13 @@ type peerHandoff struct {
 
 // peerHandoffAck acknowledges a peerHandoff.
 type peerHandoffAck struct{ id uint64 }
+
+// peerGoAway asks the client to close the connection it comes on: the
+// server answered every batch up to id (the last it answered, 0 for none)
+// and decides none after it, so the client sends the batches it has no
+// answer to again on another connection. Its body is an id alone, coded
+// as a handoff ack's.
+type peerGoAway struct{ peerHandoffAck }
 
 // frameWriter encodes frames into a reusable buffer.
 type frameWriter struct {

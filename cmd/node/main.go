@@ -111,7 +111,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	var node *cluster.Node
 	peerKeys := func() [][]byte { return node.PeerKeys() }
 	clientIdle, serverIdle := peerIdle(o.peerIdle)
-	peers := transport.NewPeerClient(transport.PeerClientConfig{Keys: peerKeys, IdleTimeout: clientIdle, MaxConns: peerMaxConns(o.peerMaxConns), Logger: log, Registerer: reg})
+	peers := transport.NewPeerClient(transport.PeerClientConfig{Keys: peerKeys, IdleTimeout: clientIdle, MaxConns: peerBound(o.peerMaxConns), Logger: log, Registerer: reg})
 	defer peers.Close()
 	node, err = cluster.New(cluster.Config{
 		Store:           bucket.StoreConfig{MaxKeys: o.maxKeys},
@@ -132,7 +132,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	defer node.Close() // if run returns before the node ran; after Run, nothing to do
-	peerServer := transport.NewPeerServer(transport.PeerServerConfig{Handler: node, Keys: peerKeys, IdleTimeout: serverIdle, Logger: log, Registerer: reg})
+	peerServer := transport.NewPeerServer(transport.PeerServerConfig{Handler: node, Keys: peerKeys, IdleTimeout: serverIdle, MaxAccepted: peerBound(o.peerMaxAccept), Logger: log, Registerer: reg})
 
 	reloads := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "sluice_rules_reloads_total",

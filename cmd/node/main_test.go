@@ -34,12 +34,14 @@ func TestOptionsFromFlagsAndEnv(t *testing.T) {
 	if len(o.seeds) != 1 || o.seeds[0] != "c" || len(o.gossipKeys) != 2 {
 		t.Fatalf("seeds %v keys %v: a list flag on the command line wins whole; the env takes comma-separated lists", o.seeds, o.gossipKeys)
 	}
-	o, err = parseOptions([]string{"--peer-idle-timeout", "0"}, func(k string) string { return map[string]string{"SLUICE_PEER_MAX_CONNS": "0"}[k] }, io.Discard)
+	o, err = parseOptions([]string{"--peer-idle-timeout", "0"}, func(k string) string {
+		return map[string]string{"SLUICE_PEER_MAX_CONNS": "0", "SLUICE_PEER_MAX_ACCEPTED": "0"}[k]
+	}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if client, server := peerIdle(o.peerIdle); client >= 0 || server >= 0 || peerMaxConns(o.peerMaxConns) >= 0 {
-		t.Fatalf("--peer-idle-timeout 0 and --peer-max-conns 0 map to idle %v/%v and %d; want negative (never, no bound)", client, server, peerMaxConns(o.peerMaxConns))
+	if client, server := peerIdle(o.peerIdle); client >= 0 || server >= 0 || peerBound(o.peerMaxConns) >= 0 || peerBound(o.peerMaxAccept) >= 0 {
+		t.Fatalf("--peer-idle-timeout 0, --peer-max-conns 0 and --peer-max-accepted 0 map to idle %v/%v and bounds %d, %d; want negative (never, no bound)", client, server, peerBound(o.peerMaxConns), peerBound(o.peerMaxAccept))
 	}
 	if client, server := peerIdle(time.Minute); client != time.Minute || server != 2*time.Minute {
 		t.Fatalf("--peer-idle-timeout 1m maps to %v for the client and %v for the server; want 1m and 2m", client, server)
@@ -64,6 +66,7 @@ func TestOptionsFromFlagsAndEnv(t *testing.T) {
 		{[]string{"--peer-idle-timeout", "-1s"}, nil, "--peer-idle-timeout"},
 		{[]string{"--peer-idle-timeout", "10ms"}, nil, "--peer-idle-timeout"},
 		{[]string{"--peer-max-conns", "-1"}, nil, "--peer-max-conns"},
+		{[]string{"--peer-max-accepted", "-1"}, nil, "--peer-max-accepted"},
 	} {
 		_, err := parseOptions(tc.args, func(k string) string { return tc.env[k] }, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -48,6 +48,7 @@ type options struct {
 	peerAddr       string
 	peerIdle       time.Duration
 	peerMaxConns   int
+	peerMaxAccept  int
 
 	dataDir            string
 	dataDirDefault     bool // --data-dir not given: derived from the node name (datadir.go)
@@ -127,6 +128,7 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.StringVar(&o.peerAddr, "peer-addr", "0.0.0.0:7947", "`host:port` where this node answers checks forwarded to it as a key's owner (TCP); peers reach it on the host of the gossip address")
 	fs.DurationVar(&o.peerIdle, "peer-idle-timeout", transport.DefaultPeerIdleTimeout, "how long a connection to a peer may go unused before it is closed (the next check to that peer dials again); a peer closes connections to it silent for twice this, so give every node the same; at least 1s, or 0: never")
 	fs.IntVar(&o.peerMaxConns, "peer-max-conns", transport.DefaultPeerMaxConns, "most connections open to peers, to forward checks to their owners; one more closes the least recently used idle one, and if all are busy the bound is passed until one falls idle; 0: no bound")
+	fs.IntVar(&o.peerMaxAccept, "peer-max-accepted", transport.DefaultPeerMaxAccepted, "most connections accepted from peers kept open (they forward checks to this node as owner); above it the least recently active idle one is closed, at this node's request to its peer, so no check on it is lost; busy ones are not, so the bound is passed until they fall idle; 0: no bound")
 	fs.StringVar(&o.dataDir, "data-dir", "", "`directory` where rules set through the API are stored, so they survive restarts (default: sluice-data/<node name>, one per node); given empty, this node refuses rule changes through its API")
 	fs.BoolVar(&o.recoverDataDir, "recover-data-dir", false, "if the rules database in --data-dir is damaged or empty, move it aside (renamed rules.db.corrupt-<unix time>, never deleted) and start with no stored API rules, taking them from peers; without it, such a node refuses to start")
 	fs.DurationVar(&o.gossipSyncInterval, "gossip-sync-interval", 50*time.Millisecond, "how often a node tells its peers what it admitted in gossip mode; bounds how long they decide without knowing")
@@ -198,6 +200,8 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 		return o, fmt.Errorf("--peer-idle-timeout must be 0 (never) or at least 1s, got %v: a peer closing a connection as a check is sent on it makes that check fall back, and below a second that race is common", o.peerIdle)
 	case o.peerMaxConns < 0:
 		return o, fmt.Errorf("--peer-max-conns must be 0 (no bound) or positive, got %d", o.peerMaxConns)
+	case o.peerMaxAccept < 0:
+		return o, fmt.Errorf("--peer-max-accepted must be 0 (no bound) or positive, got %d", o.peerMaxAccept)
 	case o.leaseTerm <= 0:
 		return o, fmt.Errorf("--lease-term must be positive, got %v", o.leaseTerm)
 	case len(o.seeds) > 0 && len(o.gossipKeys) == 0 && !o.insecureGossip:
@@ -285,9 +289,10 @@ func peerIdle(d time.Duration) (client, server time.Duration) {
 	return d, 2 * d
 }
 
-// peerMaxConns maps --peer-max-conns, where 0 means no bound, to
-// PeerClientConfig.MaxConns, where 0 means the default.
-func peerMaxConns(n int) int {
+// peerBound maps --peer-max-conns and --peer-max-accepted, where 0 means
+// no bound, to PeerClientConfig.MaxConns and PeerServerConfig.MaxAccepted,
+// where 0 means the default.
+func peerBound(n int) int {
 	if n == 0 {
 		return -1
 	}
