@@ -155,7 +155,10 @@ type Node struct {
 	learned         learnedMissing // members peers count as missing
 	boot            bootMemory     // the size stored before a restart
 	gate            bootGate       // holds a restarted node's checks until it finds a peer
-	sizeSavedAt     atomic.Int64   // Unix ns the remembered size was last stored
+	// entered is auto mode's last switch into gossip, while keys not held
+	// yet are seeded from it (enter.go); nil outside that window.
+	entered     atomic.Pointer[gossipEntry]
+	sizeSavedAt atomic.Int64 // Unix ns the remembered size was last stored
 
 	// Rules: the file's, and the API's catalog; in force, their
 	// combination.

@@ -57,6 +57,7 @@ func (n *Node) decide(ctx context.Context, c *check, res *Result) error {
 			*res = out[0]
 			return nil
 		}
+		n.seedEntered(c)
 		n.replicas.decide(c, res)
 		return nil
 	}
@@ -94,6 +95,7 @@ func (n *Node) reserve(ctx context.Context, c *check) (Result, func(), error) {
 			share := fairShare(c.limit, c.topo.remembered)
 			return out[0], func() { n.owners.fallback.RefundN(n.now(), c.id, share, c.cost) }, nil
 		}
+		n.seedEntered(c)
 		res, giveBack := n.replicas.reserve(c)
 		return res, giveBack, nil
 	}

@@ -39,20 +39,38 @@ func (h *hearing) heardFrom(origin string, now int64) {
 	h.mu.Unlock()
 }
 
-// update recomputes the silent peers of topo at now: live members heard
-// before, but not within after. Peers no longer in topo are forgotten (a
-// member that comes back is not silent until it has been heard again). It
-// reports whether the set changed.
+// update recomputes the silent peers of topo at now: live members not
+// heard within after. While nodes heartbeat, a live peer not heard yet
+// counts from the first update that expects it to (a member that joined,
+// or every peer when auto mode has just begun to gossip): one that never
+// beats is silent after that long too. Without heartbeats, and for peers
+// no longer in topo, nothing is kept, so each starts afresh when
+// heartbeats are expected again. It reports whether the set changed.
+//
+// A node cut off from the rest while its cluster routed to owners (no
+// heartbeats) begins to gossip when memberlist declares a first peer dead;
+// it has heard none of them, and without this it would count none silent
+// and spend at the full limit until they were all declared dead.
 func (h *hearing) update(topo *topology, beats bool, now, after int64) bool {
 	var silent []string
 	h.mu.Lock()
+	if h.heard == nil {
+		h.heard = make(map[string]int64)
+	}
 	for name, at := range h.heard {
-		if _, live := topo.addrs[name]; !live {
+		_, live := topo.addrs[name]
+		switch {
+		case !live, !beats:
 			delete(h.heard, name)
-			continue
-		}
-		if beats && now-at > after {
+		case now-at > after:
 			silent = append(silent, name)
+		}
+	}
+	if beats {
+		for name := range topo.addrs {
+			if _, ok := h.heard[name]; !ok {
+				h.heard[name] = now
+			}
 		}
 	}
 	h.mu.Unlock()

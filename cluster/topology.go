@@ -180,6 +180,7 @@ func (n *Node) topologyLoop(ctx context.Context) error {
 		if !next.IsZero() {
 			expire.Reset(next.Sub(now))
 		}
+		n.noteGossipEntry(n.topo.Load(), topo) // before any check routes by topo
 		old := n.topo.Swap(topo)
 		if exchanged && topo.alive() > 1 {
 			n.gate.open() // a peer's whole member list is in: checks go by this ring
