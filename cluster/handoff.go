@@ -17,8 +17,9 @@ const handoffTimeout = 5 * time.Second
 
 // topologyChanged follows a change of membership from old to topo: it
 // forgets peers that left or moved, hands buckets to members that now own
-// them, and moves auto mode's buckets when it switches between gossip and
-// owner. Sends to different members go out at once, bounded by ctx.
+// them, and moves auto and gossip mode's buckets when the cluster crosses
+// their caps, between gossip and owner. Sends to different members go out
+// at once, bounded by ctx.
 func (o *owners) topologyChanged(ctx context.Context, old, topo *topology) {
 	o.m.ringMembers.Set(float64(topo.ring.Len()))
 	o.m.ringShare.Set(topo.ring.Share(topo.self))
@@ -32,16 +33,19 @@ func (o *owners) topologyChanged(ctx context.Context, old, topo *topology) {
 	o.noteFailover(old, topo)
 	// A joiner may own some of our keys now.
 	o.handOff(ctx, topo, rules.SyncOwner)
-	switch {
-	case !topo.autoGossips():
-		// In owner mode (or grown into it): each owner starts from its
-		// replica, and the others' replicas are merged into it (the
-		// lower level stays), so the switch gives no key a fresh burst.
-		o.handOff(ctx, topo, rules.SyncAuto)
-	case !old.autoGossips():
-		// Shrunk into gossip: every member starts its replicas from the
-		// owners' buckets.
-		o.spread(ctx, topo, rules.SyncAuto)
+	for _, mode := range []rules.Sync{rules.SyncAuto, rules.SyncGossip} {
+		switch {
+		case !topo.gossips(mode):
+			// Decided by owners (or grown into it): each owner starts
+			// from its replica, and the others' replicas are merged into
+			// it (the lower level stays), so the switch gives no key a
+			// fresh burst.
+			o.handOff(ctx, topo, mode)
+		case !old.gossips(mode):
+			// Shrunk into gossip: every member starts its replicas from
+			// the owners' buckets.
+			o.spread(ctx, topo, mode)
+		}
 	}
 }
 
@@ -172,8 +176,8 @@ const startedTogether = bootHold
 // before telling the cluster. From its start this node answers no peer,
 // and decides its own checks from its fair share until the handoff is
 // done, then by asking the new owners: no check is decided here on a
-// bucket already handed on. Replicas of gossip mode stay: every other
-// member has its own.
+// bucket already handed on. Replicas of a mode that gossips stay: every
+// other member has its own.
 func (o *owners) leave(ctx context.Context) {
 	o.left.Store(true)
 	topo := o.topo()
@@ -189,8 +193,10 @@ func (o *owners) leave(ctx context.Context) {
 	}
 	var wg sync.WaitGroup
 	wg.Go(func() { o.handOff(ctx, next, rules.SyncOwner) })
-	if !topo.autoGossips() {
-		wg.Go(func() { o.handOff(ctx, next, rules.SyncAuto) })
+	for _, mode := range []rules.Sync{rules.SyncAuto, rules.SyncGossip} {
+		if !topo.gossips(mode) {
+			wg.Go(func() { o.handOff(ctx, next, mode) })
+		}
 	}
 	wg.Wait()
 	// From now on this node's own checks go to the new owners, which
@@ -248,7 +254,7 @@ func (o *owners) send(ctx context.Context, topo *topology, to string, mode rules
 func newHandoffMetrics(reg Registerer) *prometheus.CounterVec {
 	c := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "sluice_handoff_buckets_total",
-		Help: "Buckets handed over when ownership moved or auto mode switched between gossip and owner: sent, received, lost (peer unreachable; it starts them full).",
+		Help: "Buckets handed over when ownership moved or auto or gossip mode switched between gossip and owner (the cluster crossed --gossip-max-members or --gossip-mode-max-members): sent, received, lost (peer unreachable; it starts them full).",
 	}, []string{"result"})
 	for _, r := range []string{"sent", "received", "lost"} {
 		c.WithLabelValues(r)

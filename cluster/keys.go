@@ -263,7 +263,7 @@ func (n *Node) resetHere(id bucket.ID) {
 	for _, s := range n.stores {
 		s.store.Delete(id)
 	}
-	for _, mode := range []rules.Sync{rules.SyncOwner, rules.SyncAuto} {
+	for _, mode := range []rules.Sync{rules.SyncOwner, rules.SyncAuto, rules.SyncGossip} {
 		n.owners.leases.drop(leaseKey{mode, id})
 	}
 }

@@ -21,7 +21,7 @@ import (
 func TestLeftGossipWaitUsesFairShare(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		n := readyNode(t, Config{})
-		topo, err := buildTopology("a", []gossip.Member{{Name: "b", Addr: "10.0.0.2:7946", State: gossip.StateAlive, Meta: gossip.Meta{PeerAddr: ":7947"}}}, ring.Config{}, 8)
+		topo, err := buildTopology("a", []gossip.Member{{Name: "b", Addr: "10.0.0.2:7946", State: gossip.StateAlive, Meta: gossip.Meta{PeerAddr: ":7947"}}}, ring.Config{}, gossipCaps{auto: 8, gossip: 32})
 		if err != nil {
 			t.Fatal(err)
 		}

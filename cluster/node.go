@@ -7,7 +7,8 @@
 // node owns the key on the hash ring, else asks the owner through Peers,
 // spends a lease of the owner's tokens, or, when the owner cannot answer,
 // decides from this node's fair share of the limit. Auto mode is replicas
-// in a small cluster and owners in a large one. The answer is a Result,
+// in a small cluster and owners in a large one; so is gossip mode, with a
+// larger cap. The answer is a Result,
 // which the transport turns into its wire form.
 //
 // Node is the only component that reads the clock: it passes now to the
@@ -58,7 +59,8 @@ type Config struct {
 	Peers Peers
 	// Peer configures owner mode's calls to peers.
 	Peer PeerConfig
-	// GossipSync configures gossip mode and the switch of auto mode.
+	// GossipSync configures gossip mode and the switches of auto and
+	// gossip mode to owners.
 	GossipSync GossipSyncConfig
 	// Leases configures token leases for keys checked often in owner mode.
 	Leases LeaseConfig
@@ -99,7 +101,16 @@ type GossipSyncConfig struct {
 	Interval time.Duration
 	// MaxMembers is the largest cluster in which auto mode gossips; in a
 	// larger one it routes each key to its owner. If zero, defaults to 8.
+	// It is capped at GossipModeMaxMembers: auto gossips with gossip
+	// mode's machinery, whose traffic that cap bounds.
 	MaxMembers int
+	// GossipModeMaxMembers is the largest cluster in which gossip mode
+	// (sync: gossip, set explicitly) gossips; in a larger one its keys
+	// are decided by their owners, as auto's are above MaxMembers, and a
+	// switch either way gives no key a fresh burst. Every node tells every
+	// other what it admitted each Interval, so gossip's packets grow with
+	// the square of the cluster. If zero, defaults to 32.
+	GossipModeMaxMembers int
 }
 
 // PeerConfig configures owner mode's calls to peers. Zero fields mean
@@ -134,7 +145,7 @@ type Node struct {
 	ringCfg ring.Config
 	// ringSettle is the least time between rebuilds of a large ring.
 	ringSettle time.Duration
-	gossipMax  int
+	gossipCaps gossipCaps
 	local      *localMode
 	replicas   *replicas
 	owners     *owners
@@ -159,6 +170,8 @@ type Node struct {
 	// yet are seeded from it (enter.go); nil outside that window.
 	entered     atomic.Pointer[gossipEntry]
 	sizeSavedAt atomic.Int64 // Unix ns the remembered size was last stored
+
+	gossipRouted prometheus.Gauge // sluice_gossip_mode_routed_to_owners (gossipcap.go)
 
 	// Rules: the file's, and the API's catalog; in force, their
 	// combination.
@@ -196,6 +209,14 @@ func New(cfg Config) (*Node, error) {
 	if cfg.GossipSync.MaxMembers <= 0 {
 		cfg.GossipSync.MaxMembers = 8
 	}
+	if cfg.GossipSync.GossipModeMaxMembers <= 0 {
+		cfg.GossipSync.GossipModeMaxMembers = defaultGossipModeMaxMembers
+	}
+	if cfg.GossipSync.MaxMembers > cfg.GossipSync.GossipModeMaxMembers {
+		cfg.Logger.Warn("auto mode gossips only up to gossip mode's cap: above it, auto keys are decided by their owners as gossip-mode keys are",
+			"gossip_max_members", cfg.GossipSync.MaxMembers, "gossip_mode_max_members", cfg.GossipSync.GossipModeMaxMembers)
+		cfg.GossipSync.MaxMembers = cfg.GossipSync.GossipModeMaxMembers
+	}
 	if cfg.LeaveTimeout <= 0 {
 		cfg.LeaveTimeout = 10 * time.Second
 	}
@@ -216,7 +237,7 @@ func New(cfg Config) (*Node, error) {
 		changed:    make(chan struct{}, 1),
 		ringCfg:    cfg.Peer.Ring,
 		ringSettle: cfg.Peer.RingSettle,
-		gossipMax:  cfg.GossipSync.MaxMembers,
+		gossipCaps: gossipCaps{auto: cfg.GossipSync.MaxMembers, gossip: cfg.GossipSync.GossipModeMaxMembers},
 		hot:        newHotKeys(cfg.Now()),
 		denied:     newDeniedKeys(cfg.Now()),
 		rates:      &rateRing{},
@@ -243,13 +264,14 @@ func New(cfg Config) (*Node, error) {
 		Name: "sluice_gossip_counter_updates_total",
 		Help: "Gossip-mode totals received from peers (each a peer's running count of the tokens it admitted for one key).",
 	})
-	auto := store("auto")
-	n.replicas = &replicas{onSilence: n.membershipChanged, now: cfg.Now, self: self, stores: [2]*bucket.Store{store("gossip"), auto}, topo: topology,
+	gossiped, auto := store("gossip"), store("auto")
+	n.replicas = &replicas{onSilence: n.membershipChanged, now: cfg.Now, self: self, stores: [2]*bucket.Store{gossiped, auto}, topo: topology,
 		totals: newTotals(self, cfg.Now().UnixNano(), cfg.GossipSync.Interval), interval: cfg.GossipSync.Interval, log: cfg.Logger, updates: updates}
 	n.owners = &owners{now: cfg.Now, log: cfg.Logger, topo: topology, peers: cfg.Peers, timeout: cfg.Peer.ForwardTimeout,
-		ringCfg: cfg.Peer.Ring, owner: store("owner"), auto: auto, fallback: store("fallback"),
+		ringCfg: cfg.Peer.Ring, owner: store("owner"), auto: auto, gossip: gossiped, fallback: store("fallback"),
 		leases: newLeases(cfg.Leases, cfg.Metrics), jobs: make(chan peerJob, maxQueuedJobs), replicas: n.replicas,
 		m: newOwnerMetrics(cfg.Metrics), tr: n.tr}
+	n.gossipRouted = newGossipCapGauge(cfg.Metrics)
 	n.owners.reset = n.resetHere
 	n.metrics = newMetrics(cfg.Metrics, n.stores)
 	if cfg.Metrics != nil {
@@ -262,7 +284,7 @@ func New(cfg Config) (*Node, error) {
 		}
 		n.catalog.Merge(stored)
 	}
-	topo, err := buildTopology(self, nil, n.ringCfg, n.gossipMax)
+	topo, err := buildTopology(self, nil, n.ringCfg, n.gossipCaps)
 	if err != nil {
 		return nil, err
 	}

@@ -15,7 +15,8 @@ import (
 	"github.com/sluicerl/sluice/rules"
 )
 
-// owners decides checks of sync: owner (and auto in a large cluster). The
+// owners decides checks of sync: owner (and auto and gossip in a cluster
+// above their caps: gossipCaps). The
 // key's owner on the ring holds the authoritative bucket: a check of a key
 // this node owns is decided here; any other goes to its owner over Peers,
 // or is decided from a lease of the owner's tokens (see leases). If the
@@ -31,8 +32,11 @@ type owners struct {
 	timeout time.Duration // forward timeout
 	ringCfg ring.Config
 
-	owner, auto *bucket.Store // authoritative buckets, by mode
-	fallback    *bucket.Store // this node's fair share of keys whose owner it cannot reach
+	// Authoritative buckets, by mode; auto's and gossip's are the
+	// replicas' own stores, so that a key keeps its bucket when its mode
+	// switches between gossip and owner.
+	owner, auto, gossip *bucket.Store
+	fallback            *bucket.Store // this node's fair share of keys whose owner it cannot reach
 
 	leases       *leases
 	stalls       stalls                   // owners that did not answer in time
@@ -43,7 +47,7 @@ type owners struct {
 	restarted    bool                     // a new life of a member: it stored its cluster's size
 	started      int64                    // this life's start (gossip.Meta.Incarnation, Unix ns)
 	jobs         chan peerJob             // lease requests and returns, run by jobLoop
-	replicas     *replicas                // where auto checks served while this node gossips are counted
+	replicas     *replicas                // where checks of a gossiping mode served as owner are counted
 	left         atomic.Bool              // this node is leaving: it answers no peer any more
 	// after is the ring without this node, once it has handed its buckets
 	// on: its own checks go to their new owners.
@@ -68,8 +72,11 @@ func (o *owners) routing(topo *topology) (*topology, bool) {
 
 // store returns the authoritative store of mode.
 func (o *owners) store(mode rules.Sync) *bucket.Store {
-	if mode == rules.SyncAuto {
+	switch mode {
+	case rules.SyncAuto:
 		return o.auto
+	case rules.SyncGossip:
+		return o.gossip
 	}
 	return o.owner
 }

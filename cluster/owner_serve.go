@@ -20,11 +20,11 @@ var ErrLeft = errors.New("this node has left the cluster")
 // owner, in order, on its authoritative buckets; it serves leases,
 // returns and reservations too. It never forwards again, so views of the
 // ring that differ for a moment during membership changes cannot make a
-// check bounce. An auto-mode check that arrives while this node already
-// sees a cluster small enough to gossip is decided on its replica and
-// counted for its peers. It does not block. After Leave it returns ErrLeft.
-// If ctx holds the sender's span context and tracing is on, they are
-// decided in a child span of it.
+// check bounce. An auto- or gossip-mode check that arrives while this node
+// already sees a cluster small enough for its mode to gossip is decided on
+// its replica and counted for its peers. It does not block. After Leave it
+// returns ErrLeft. If ctx holds the sender's span context and tracing is
+// on, they are decided in a child span of it.
 func (n *Node) DecideForwarded(ctx context.Context, checks []PeerCheck) ([]bucket.Decision, error) {
 	if n.tr == nil || len(checks) == 0 || !trace.SpanContextFromContext(ctx).IsValid() {
 		return n.owners.serve(checks)
@@ -33,10 +33,10 @@ func (n *Node) DecideForwarded(ctx context.Context, checks []PeerCheck) ([]bucke
 }
 
 // AcceptHandoff merges buckets of mode whose owner this node has
-// become, or, for a cluster that shrank into gossip mode, that it now
-// keeps a replica of. A bucket it already holds keeps the lower level, so
-// a handoff never gives a key a fresh burst. It does not block. After
-// Leave it returns ErrLeft.
+// become, or, for a cluster that shrank below auto or gossip mode's cap,
+// that it now keeps a replica of. A bucket it already holds keeps the
+// lower level, so a handoff never gives a key a fresh burst. It does not
+// block. After Leave it returns ErrLeft.
 func (n *Node) AcceptHandoff(mode rules.Sync, entries []bucket.Entry) error {
 	return n.owners.accept(mode, entries)
 }
@@ -48,11 +48,10 @@ func (o *owners) serve(checks []PeerCheck) ([]bucket.Decision, error) {
 	out := make([]bucket.Decision, len(checks))
 	now := o.now()
 	topo := o.topo()
-	gossips := topo.autoGossips()
 	for i := range checks {
 		c := &checks[i]
 		mode := c.Sync
-		if mode != rules.SyncAuto {
+		if mode != rules.SyncAuto && mode != rules.SyncGossip {
 			mode = rules.SyncOwner
 		}
 		store := o.store(mode)
@@ -82,7 +81,7 @@ func (o *owners) serve(checks []PeerCheck) ([]bucket.Decision, error) {
 		default:
 			out[i] = store.AllowN(now, c.ID, l, c.Cost)
 		}
-		if mode == rules.SyncAuto && gossips {
+		if topo.gossips(mode) {
 			o.replicas.count(topo, mode, c.ID, l, out[i], c.Cost, now)
 		}
 	}
@@ -93,7 +92,7 @@ func (o *owners) accept(mode rules.Sync, entries []bucket.Entry) error {
 	if o.left.Load() {
 		return ErrLeft
 	}
-	if mode != rules.SyncAuto && mode != rules.SyncOwner {
+	if mode != rules.SyncAuto && mode != rules.SyncGossip && mode != rules.SyncOwner {
 		return nil
 	}
 	now := o.now()

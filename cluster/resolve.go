@@ -145,13 +145,14 @@ func (n *Node) resolve(req *Request) (check, error) {
 	return c, nil
 }
 
-// routeOf picks the decider of mode in topo: auto is gossip in a cluster
-// small enough (Config.GossipSync.MaxMembers) and owner above.
+// routeOf picks the decider of mode in topo: auto and gossip are kept by
+// gossip in a cluster small enough (Config.GossipSync's MaxMembers and
+// GossipModeMaxMembers) and decided by their owners above.
 func routeOf(mode rules.Sync, topo *topology) route {
 	switch {
 	case mode == rules.SyncLocal:
 		return routeLocal
-	case mode == rules.SyncGossip, mode == rules.SyncAuto && topo.autoGossips():
+	case topo.gossips(mode):
 		return routeReplicas
 	}
 	return routeOwners

@@ -44,7 +44,7 @@ func frozenOwnerNode(t *testing.T) (*Node, *frozenPeer, *Request) {
 	n := readyNode(t, Config{Leases: LeaseConfig{Threshold: -1}})
 	peer := &frozenPeer{}
 	n.owners.peers = peer
-	topo, err := buildTopology("a", []gossip.Member{{Name: "b", Addr: "10.0.0.2:7946", State: gossip.StateAlive, Meta: gossip.Meta{PeerAddr: ":7947"}}}, ring.Config{}, 8)
+	topo, err := buildTopology("a", []gossip.Member{{Name: "b", Addr: "10.0.0.2:7946", State: gossip.StateAlive, Meta: gossip.Meta{PeerAddr: ":7947"}}}, ring.Config{}, gossipCaps{auto: 8, gossip: 32})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,6 +31,10 @@ type Status struct {
 	// remembered to have (partition.go). While Remembered is larger,
 	// cluster-wide limits are decided at the share Alive/Remembered.
 	Alive, Remembered int64
+	// AutoRoute and GossipRoute are how keys of auto and gossip mode are
+	// decided at the cluster's size now: "gossip" (each node on its
+	// replica) up to their caps, "owner" above.
+	AutoRoute, GossipRoute string
 }
 
 // MemberStatus is one member as the status page shows it.
@@ -59,6 +63,7 @@ func (n *Node) Status() Status {
 	st.Checks, st.Denied = n.metrics.totals()
 	st.Rates = n.rates.rates()
 	st.Alive, st.Remembered = topo.reachable, topo.remembered
+	st.AutoRoute, st.GossipRoute = routeName(routeOf(rules.SyncAuto, topo)), routeName(routeOf(rules.SyncGossip, topo))
 	return st
 }
 

@@ -11,17 +11,18 @@ import (
 	"github.com/sluicerl/sluice/bucket"
 	"github.com/sluicerl/sluice/gossip"
 	"github.com/sluicerl/sluice/ring"
+	"github.com/sluicerl/sluice/rules"
 )
 
 // topology is what the node knows of its cluster for routing: the ring of
-// live members, where each one answers peer calls, and the size up to
-// which auto mode gossips. It is immutable; a new one is built, off every
-// lock, when membership changes, and published atomically.
+// live members, where each one answers peer calls, and the sizes up to
+// which auto and gossip mode gossip. It is immutable; a new one is built,
+// off every lock, when membership changes, and published atomically.
 type topology struct {
-	ring      *ring.Ring
-	addrs     map[string]string // member name → peer address
-	self      string
-	gossipMax int
+	ring  *ring.Ring
+	addrs map[string]string // member name → peer address
+	self  string
+	caps  gossipCaps
 	// remembered is how many members the cluster is remembered to have:
 	// alive, and failed within the partition window (partition.go); at
 	// least alive.
@@ -37,13 +38,33 @@ type topology struct {
 // alive returns the number of live members (at least 1: this node).
 func (t *topology) alive() int64 { return int64(max(t.ring.Len(), 1)) }
 
+// gossipCaps are the largest clusters in which the modes that gossip do
+// (Config.GossipSync): auto, and gossip itself. Above its cap a mode's keys
+// are decided by their owners on the ring.
+type gossipCaps struct {
+	auto, gossip int
+}
+
 // autoGossips reports whether auto mode gossips in t, rather than routing
 // each key to its owner.
-func (t *topology) autoGossips() bool { return t.alive() <= int64(t.gossipMax) }
+func (t *topology) autoGossips() bool { return t.alive() <= int64(t.caps.auto) }
+
+// gossips reports whether keys of mode are kept by gossip in t, a replica
+// on every member, rather than decided by their owners: auto's and gossip
+// mode's each up to its cap. No other mode gossips.
+func (t *topology) gossips(mode rules.Sync) bool {
+	switch mode {
+	case rules.SyncAuto:
+		return t.autoGossips()
+	case rules.SyncGossip:
+		return t.alive() <= int64(t.caps.gossip)
+	}
+	return false
+}
 
 // buildTopology makes the topology for the live members.
-func buildTopology(self string, members []gossip.Member, cfg ring.Config, gossipMax int) (*topology, error) {
-	t := &topology{self: self, addrs: make(map[string]string), gossipMax: gossipMax}
+func buildTopology(self string, members []gossip.Member, cfg ring.Config, caps gossipCaps) (*topology, error) {
+	t := &topology{self: self, addrs: make(map[string]string), caps: caps}
 	names := []string{self}
 	for _, m := range members {
 		if m.State != gossip.StateAlive || m.Self {
@@ -78,7 +99,7 @@ func (t *topology) without(cfg ring.Config) (*topology, error) {
 	if err != nil {
 		return nil, err
 	}
-	next := &topology{ring: r, addrs: t.addrs, self: t.self, gossipMax: t.gossipMax}
+	next := &topology{ring: r, addrs: t.addrs, self: t.self, caps: t.caps}
 	next.remembered = max(t.remembered-1, next.alive())
 	next.reachable = next.alive()
 	return next, nil
@@ -162,7 +183,7 @@ func (n *Node) topologyLoop(ctx context.Context) error {
 		exchanged := n.learned.exchanged.Load()
 		members := n.gossip.Members()
 		var next time.Time
-		topo, err := buildTopology(n.self, members, n.ringCfg, n.gossipMax)
+		topo, err := buildTopology(n.self, members, n.ringCfg, n.gossipCaps)
 		if err != nil {
 			n.log.Error("ring not rebuilt; keeping the previous one", "err", err)
 			continue
@@ -186,6 +207,7 @@ func (n *Node) topologyLoop(ctx context.Context) error {
 			n.gate.open() // a peer's whole member list is in: checks go by this ring
 		}
 		n.observePartition(old, topo)
+		n.observeGossipCap(old, topo)
 		n.saveSize(topo, topo.remembered != old.remembered)
 		n.owners.topologyChanged(ctx, old, topo)
 		if topo.alive() > settleAbove {

@@ -164,6 +164,49 @@ func TestGossipJoinStartsFromReplicas(t *testing.T) {
 // hotLimitSlow refills one token an hour: a spent burst stays spent.
 var hotLimitSlow = bucket.Limit{Rate: 1, Period: time.Hour, Burst: 20}
 
+// spentKey is the key "slow" checked in mode at hotLimitSlow: once its
+// burst is spent it stays spent, so whether it still is on every node
+// after a switch between gossip and owners shows whether the switch
+// carried its buckets over.
+type spentKey struct {
+	c    *Cluster
+	mode rules.Sync
+}
+
+// check checks the key on node i at cost; an error fails the test.
+func (k spentKey) check(i int, cost int64) cluster.Result {
+	k.c.t.Helper()
+	res, err := k.c.Node(i).Check(context.Background(), &cluster.Request{Key: "slow", Inline: hotLimitSlow, Cost: cost, Sync: k.mode, SyncSet: true})
+	if err != nil {
+		k.c.t.Fatal(err)
+	}
+	return res
+}
+
+// spend spends the key's burst through node 0. A key no node wanted
+// lately gets 1/N of its burst through one node until a flush has been
+// heard (docs/design/gossip.md, the share): it is wanted first.
+func (k spentKey) spend() {
+	k.check(0, 0)
+	time.Sleep(2 * syncInterval)
+	for range hotLimitSlow.Burst {
+		k.check(0, 1)
+	}
+}
+
+// await waits until the key is spent on every one of nodes.
+func (k spentKey) await(when string, nodes ...int) {
+	k.c.t.Helper()
+	k.c.Await(time.Second, "the slow key is spent on every node "+when, func() bool {
+		for _, i := range nodes {
+			if k.check(i, 0).Remaining != 0 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 // TestAutoModeSwitches runs auto mode with the switch at 3 members: 3
 // nodes gossip, 2 more join (5 > 3: keys move to their owners, starting
 // from the replicas), then those 2 leave (back to gossip, replicas starting
@@ -199,32 +242,9 @@ func TestAutoModeSwitches(t *testing.T) {
 		}
 		// A second key, spent and refilling one token an hour, shows
 		// whether each switch carried its state over.
-		slow := func(i int, cost int64) cluster.Result {
-			res, err := c.Node(i).Check(context.Background(), &cluster.Request{Key: "slow", Inline: hotLimitSlow, Cost: cost, Sync: rules.SyncAuto, SyncSet: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			return res
-		}
-		spent := func(when string, nodes ...int) {
-			c.Await(time.Second, "the slow key is spent on every node "+when, func() bool {
-				for _, i := range nodes {
-					if slow(i, 0).Remaining != 0 {
-						return false
-					}
-				}
-				return true
-			})
-		}
-		// A key no node wanted lately gets 1/N of its burst through one
-		// node until a flush has been heard (docs/design/gossip.md, the
-		// share): want it first.
-		slow(0, 0)
-		time.Sleep(2 * syncInterval)
-		for range hotLimitSlow.Burst {
-			slow(0, 1)
-		}
-		spent("in gossip mode", 0, 1, 2)
+		slow := spentKey{c, rules.SyncAuto}
+		slow.spend()
+		slow.await("in gossip mode", 0, 1, 2)
 		phase(20*time.Second, []int{0, 1, 2}, nil)
 		if routes() != 0 {
 			t.Fatal("3 members with the switch at 3 routed checks to owners")
@@ -236,7 +256,7 @@ func TestAutoModeSwitches(t *testing.T) {
 			c.Start(3)
 			c.Start(4)
 			c.AwaitConverged(joinBound, c.All()...)
-			spent("after switching to owners", c.All()...)
+			slow.await("after switching to owners", c.All()...)
 		})
 		owned := routes()
 		if owned == 0 {
@@ -246,7 +266,7 @@ func TestAutoModeSwitches(t *testing.T) {
 			c.Stop(3)
 			c.Stop(4)
 			awaitRings(c, 5*time.Second, 0, 1, 2)
-			spent("after switching back to gossip", 0, 1, 2)
+			slow.await("after switching back to gossip", 0, 1, 2)
 		})
 		elapsed := time.Since(start)
 		want := exact(elapsed)

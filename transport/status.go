@@ -39,6 +39,18 @@ type Status struct {
 	// and Reachable how many of them this node hears.
 	Remembered int64 `json:"members_remembered"`
 	Reachable  int64 `json:"members_reachable"`
+	// Routes are how keys of the modes that gossip are decided at the
+	// cluster's size now.
+	Routes RoutesView `json:"routes"`
+}
+
+// RoutesView is how keys of auto and gossip mode are decided at the
+// cluster's size now: "gossip" (each node on its replica) while the
+// cluster is within the mode's cap (--gossip-max-members,
+// --gossip-mode-max-members), "owner" above.
+type RoutesView struct {
+	Auto   string `json:"auto"`
+	Gossip string `json:"gossip"`
 }
 
 // MemberStatus is one member on the status page.
@@ -80,7 +92,8 @@ type StatusSource interface {
 func NewStatus(st cluster.Status) Status {
 	v := Status{Self: st.Self, Time: st.Time, Rules: RuleViews(st.Rules), HotKeys: []HotKeyView{}, TopDenied: DeniedKeyViews(st.TopDenied),
 		Checks: st.Checks, Denied: st.Denied,
-		PartitionShare: float64(st.Alive) / float64(max(st.Remembered, 1)), Remembered: st.Remembered, Reachable: st.Alive}
+		PartitionShare: float64(st.Alive) / float64(max(st.Remembered, 1)), Remembered: st.Remembered, Reachable: st.Alive,
+		Routes: RoutesView{Auto: st.AutoRoute, Gossip: st.GossipRoute}}
 	v.Rates = RatesView{Checks: st.Rates.Checks, Denied: st.Rates.Denied, Fallbacks: st.Rates.Fallbacks}
 	if !st.Rates.End.IsZero() {
 		end := st.Rates.End.UTC()

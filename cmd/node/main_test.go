@@ -62,6 +62,7 @@ func TestOptionsFromFlagsAndEnv(t *testing.T) {
 		{[]string{"--rejoin-interval", "0s"}, nil, "--rejoin-interval"},
 		{[]string{"--gossip-sync-interval", "0s"}, nil, "--gossip-sync-interval"},
 		{[]string{"--gossip-max-members", "0"}, nil, "--gossip-max-members"},
+		{[]string{"--gossip-mode-max-members", "0"}, nil, "--gossip-mode-max-members"},
 		{[]string{"--lease-term", "0s"}, nil, "--lease-term"},
 		{[]string{"--peer-idle-timeout", "-1s"}, nil, "--peer-idle-timeout"},
 		{[]string{"--peer-idle-timeout", "10ms"}, nil, "--peer-idle-timeout"},

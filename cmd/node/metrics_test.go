@@ -67,7 +67,7 @@ func TestFreshNodeExportsKnownSeriesAtZero(t *testing.T) {
 	for _, r := range []string{"idle", "evicted", "error", "left", "goaway", "accepted_idle", "accepted_evicted"} {
 		want = append(want, `sluice_peer_connections_closed_total{reason="`+r+`"} 0`)
 	}
-	want = append(want, `sluice_peer_connections 0`, `sluice_peer_accepted_connections 0`, `sluice_peer_resent_checks_total 0`)
+	want = append(want, `sluice_peer_connections 0`, `sluice_peer_accepted_connections 0`, `sluice_peer_resent_checks_total 0`, `sluice_gossip_mode_routed_to_owners 0`)
 	for _, e := range []string{"update", "fail", "leave"} {
 		want = append(want, `sluice_gossip_member_events_total{event="`+e+`"} 0`)
 	}

@@ -55,6 +55,7 @@ type options struct {
 	recoverDataDir     bool
 	gossipSyncInterval time.Duration
 	gossipMaxMembers   int
+	gossipModeMax      int
 	leaseThreshold     float64
 	leaseTerm          time.Duration
 	partitionWindow    time.Duration
@@ -132,8 +133,9 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.StringVar(&o.dataDir, "data-dir", "", "`directory` where rules set through the API are stored, so they survive restarts (default: sluice-data/<node name>, one per node); given empty, this node refuses rule changes through its API")
 	fs.BoolVar(&o.recoverDataDir, "recover-data-dir", false, "if the rules database in --data-dir is damaged or empty, move it aside (renamed rules.db.corrupt-<unix time>, never deleted) and start with no stored API rules, taking them from peers; without it, such a node refuses to start")
 	fs.DurationVar(&o.gossipSyncInterval, "gossip-sync-interval", 50*time.Millisecond, "how often a node tells its peers what it admitted in gossip mode; bounds how long they decide without knowing")
-	fs.IntVar(&o.gossipMaxMembers, "gossip-max-members", 8, "largest cluster in which sync auto gossips counters; above it each key is decided by its owner on the hash ring")
-	fs.Float64Var(&o.leaseThreshold, "lease-threshold", 20, "checks per second of one key on this node from which it takes token leases from the key's owner (owner mode) and decides locally; 0 or less: never")
+	fs.IntVar(&o.gossipMaxMembers, "gossip-max-members", 8, "largest cluster in which sync auto gossips counters (every node tells every other what it admitted, each sync interval); above it each auto key is decided by its owner on the hash ring, so at fleet size (hundreds of members) auto gossips nothing. At most --gossip-mode-max-members: a larger value is capped to it")
+	fs.IntVar(&o.gossipModeMax, "gossip-mode-max-members", 32, "largest cluster in which rules set to sync gossip gossip counters; above it their keys are decided by their owners on the hash ring, as sync auto's are above --gossip-max-members, and the switch either way gives no key a fresh burst. Gossip sends every changed total to every member: N² datagrams, 40,000 a second from each node at 2,000 members, which this cap prevents")
+	fs.Float64Var(&o.leaseThreshold, "lease-threshold", 20, "checks per second of one key on this node from which it takes token leases from the key's owner (owner mode) and decides locally; 0 or less: never. It counts one node's checks: a hot key spread over a fleet reaches each node at its rate divided by the members (10,000 a second over 2,000 nodes is 5 on each), so no node leases and the owner decides every check")
 	fs.DurationVar(&o.partitionWindow, "partition-window", 5*time.Minute, "how long a member that failed (not left) still counts in the cluster's size: while fewer members are alive, cluster-wide limits are decided at the live members' share (0: a failed member stops counting at once)")
 	fs.DurationVar(&o.leaseTerm, "lease-term", 250*time.Millisecond, "how long a token lease lasts before unspent tokens go back to the owner")
 	fs.BoolVar(&o.shadow, "shadow", false, "shadow mode for the whole node: every check is decided, counted and reported, and allowed (a dark launch); rules can also say shadow: true")
@@ -192,6 +194,8 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 		return o, fmt.Errorf("--gossip-sync-interval must be positive, got %v", o.gossipSyncInterval)
 	case o.gossipMaxMembers < 1:
 		return o, fmt.Errorf("--gossip-max-members must be at least 1, got %d", o.gossipMaxMembers)
+	case o.gossipModeMax < 1:
+		return o, fmt.Errorf("--gossip-mode-max-members must be at least 1, got %d", o.gossipModeMax)
 	case o.partitionWindow < 0 || o.partitionWindow > 24*time.Hour:
 		return o, fmt.Errorf("--partition-window must be between 0 and 24h (how long a failed member is kept), got %v", o.partitionWindow)
 	case len(o.nodeName) > 256:
