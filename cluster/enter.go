@@ -5,7 +5,8 @@ import "github.com/sluicerl/sluice/rules"
 // Auto mode entering gossip. When a cluster shrinks to --gossip-max-members
 // (a member leaves, is declared dead, or this node is cut off and sees its
 // peers die one by one), every node's auto-mode keys go from their owners to
-// the replicas, which share one store with the owners' buckets: the owner
+// the replicas (gossip mode's alike at --gossip-mode-max-members), which
+// share one store with the owners' buckets: the owner
 // of a key keeps its bucket as its replica, and sends a copy of every bucket
 // that is not full to every other member (owners.spread), which merges it
 // in. A node that decides a key before that copy has arrived (it is on its
@@ -27,17 +28,34 @@ import "github.com/sluicerl/sluice/rules"
 // stays, so the seed costs at most a fair share, and only for keys that
 // were fuller at their owners than that.
 
-// gossipEntry is a switch of auto mode from owners to gossip on this node:
-// until when keys not held yet are seeded (seedEntered).
-type gossipEntry struct{ until int64 }
+// gossipEntry is a switch from owners to gossip on this node: until when
+// keys not held yet of the modes that switched are seeded (seedEntered).
+type gossipEntry struct {
+	until int64
+	modes [2]bool // by replicaStore
+}
 
-// noteGossipEntry records that auto mode switched from routing to owners
-// in old to gossiping in topo.
+// noteGossipEntry records that auto mode, or gossip mode above its cap,
+// switched from routing to owners in old to gossiping in topo.
 func (n *Node) noteGossipEntry(old, topo *topology) {
-	if old.autoGossips() || !topo.autoGossips() || topo.alive() <= 1 {
+	if topo.alive() <= 1 {
 		return
 	}
-	n.entered.Store(&gossipEntry{until: n.now().Add(handoffTimeout).UnixNano()})
+	var e gossipEntry
+	for _, mode := range []rules.Sync{rules.SyncGossip, rules.SyncAuto} {
+		e.modes[replicaStore(mode)] = !old.gossips(mode) && topo.gossips(mode)
+	}
+	if e.modes == [2]bool{} {
+		return
+	}
+	now := n.now().UnixNano()
+	if prev := n.entered.Load(); prev != nil && now < prev.until {
+		for i := range e.modes {
+			e.modes[i] = e.modes[i] || prev.modes[i]
+		}
+	}
+	e.until = now + int64(handoffTimeout)
+	n.entered.Store(&e)
 }
 
 // seedEntered starts c's replica from what this node knows of the key, if
@@ -45,7 +63,7 @@ func (n *Node) noteGossipEntry(old, topo *topology) {
 // held yet. Outside that window it costs one atomic load.
 func (n *Node) seedEntered(c *check) {
 	e := n.entered.Load()
-	if e == nil || c.mode != rules.SyncAuto {
+	if e == nil || c.mode != rules.SyncAuto && c.mode != rules.SyncGossip || !e.modes[replicaStore(c.mode)] {
 		return
 	}
 	now := n.now()
