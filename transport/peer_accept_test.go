@@ -279,3 +279,38 @@ func BenchmarkPeerMaxAccepted(b *testing.B) {
 	cancel()
 	<-done
 }
+
+// TestPeerServerClosesConnectionItsPeerDoesNotRead: a peer that sends a
+// batch and never reads its answer (a hung process) must not keep its
+// accepted connection open for good: the server's write of the answer is
+// bounded by the idle timeout as its reads are, and the close is counted
+// as accepted_idle. Without the write deadline the write blocked forever,
+// past both the idle timeout and MaxAccepted (found by a hostile review).
+func TestPeerServerClosesConnectionItsPeerDoesNotRead(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv, ln := serveOnPipe(t, PeerServerConfig{MaxAccepted: 1, IdleTimeout: 2 * time.Minute})
+		raw, err := ln.dial(context.Background(), "owner")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer raw.Close()
+		if err := clientHandshake(raw, nil); err != nil {
+			t.Fatal(err)
+		}
+		w := newFrameWriter()
+		if err := w.write(raw, frameCheckBatch, &peerBatch{id: 1, checks: reapCheck}); err != nil {
+			t.Fatal(err)
+		}
+		// never read
+		b := newClient(t, PeerClientConfig{Dial: ln.dial, IdleTimeout: -1})
+		mustCheck(t, b, "owner")
+		time.Sleep(10 * time.Minute) // 5 × the server's idle timeout
+		synctest.Wait()
+		open := testutil.ToFloat64(srv.gauge)
+		idle := testutil.ToFloat64(srv.closes.WithLabelValues(closedAcceptedIdle))
+		t.Logf("after 10 min: %v accepted open (cap 1), %v accepted_idle", open, idle)
+		if open != 0 {
+			t.Errorf("%v accepted connections open 10 min later (the other client's was closed for the cap), idle timeout 2 min: a peer that does not read pins its connection (the server's answer write has no deadline)", open)
+		}
+	})
+}

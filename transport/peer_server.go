@@ -210,6 +210,9 @@ func (s *PeerServer) serveConn(conn net.Conn) {
 			return
 		}
 		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				reason = closedAcceptedIdle // the peer read no answer for IdleTimeout
+			}
 			return
 		}
 		a.lastActive.Store(time.Now().UnixNano())
@@ -218,7 +221,7 @@ func (s *PeerServer) serveConn(conn net.Conn) {
 	}
 }
 
-// renewIdleDeadline pushes conn's read deadline IdleTimeout past now,
+// renewIdleDeadline pushes conn's read and write deadlines IdleTimeout past now,
 // unless it was pushed within the last eighth of IdleTimeout (renewAt),
 // which spares a timer update per frame; so a silent connection is closed
 // between 7/8 of IdleTimeout and IdleTimeout after its last frame. It
@@ -231,6 +234,9 @@ func (s *PeerServer) renewIdleDeadline(conn net.Conn, renewAt time.Time) time.Ti
 	if now.Before(renewAt) {
 		return renewAt
 	}
-	conn.SetReadDeadline(now.Add(s.cfg.IdleTimeout))
+	// The write deadline too: a peer that stops reading (a hung process)
+	// would otherwise hold an answer's write, and its connection, open
+	// for good, past IdleTimeout and MaxAccepted alike.
+	conn.SetDeadline(now.Add(s.cfg.IdleTimeout))
 	return now.Add(s.cfg.IdleTimeout / 8)
 }
