@@ -213,8 +213,8 @@ func New(cfg Config) (*Node, error) {
 		cfg.GossipSync.GossipModeMaxMembers = defaultGossipModeMaxMembers
 	}
 	if cfg.GossipSync.MaxMembers > cfg.GossipSync.GossipModeMaxMembers {
-		cfg.Logger.Warn("auto mode gossips only up to gossip mode's cap: above it, auto keys are decided by their owners as gossip-mode keys are",
-			"gossip_max_members", cfg.GossipSync.MaxMembers, "gossip_mode_max_members", cfg.GossipSync.GossipModeMaxMembers)
+		cfg.Logger.Warn("auto mode's threshold (--gossip-max-members) is lowered to gossip mode's cap (--gossip-mode-max-members): auto gossips with the same machinery",
+			"gossip_max_members", cfg.GossipSync.MaxMembers, "lowered_to", cfg.GossipSync.GossipModeMaxMembers)
 		cfg.GossipSync.MaxMembers = cfg.GossipSync.GossipModeMaxMembers
 	}
 	if cfg.LeaveTimeout <= 0 {
@@ -302,6 +302,7 @@ func New(cfg Config) (*Node, error) {
 		return n, nil
 	}
 	gc := *cfg.Gossip
+	gc.Meta.GossipMax, gc.Meta.GossipModeMax = n.gossipCaps.auto, n.gossipCaps.gossip
 	if gc.Registerer == nil {
 		gc.Registerer = cfg.Metrics
 	}

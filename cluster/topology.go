@@ -45,6 +45,24 @@ type gossipCaps struct {
 	auto, gossip int
 }
 
+// lowest returns the caps lowered to those a member says in its metadata:
+// a topology goes by the smallest cap of any live member, so that nodes
+// started with different --gossip-max-members or --gossip-mode-max-members
+// still agree on how each key is kept. (They did not: with caps of 4 and 8
+// on three nodes each, a six-node cluster gossiped a key on three and
+// routed it to its owner on the others, and admitted 1.51 times what it
+// earned, then half.) An older node says nothing and changes nothing.
+func (c gossipCaps) lowest(m gossip.Meta) gossipCaps {
+	if m.GossipMax > 0 {
+		c.auto = min(c.auto, m.GossipMax)
+	}
+	if m.GossipModeMax > 0 {
+		c.gossip = min(c.gossip, m.GossipModeMax)
+	}
+	c.auto = min(c.auto, c.gossip) // auto gossips with the same machinery
+	return c
+}
+
 // autoGossips reports whether auto mode gossips in t, rather than routing
 // each key to its owner.
 func (t *topology) autoGossips() bool { return t.alive() <= int64(t.caps.auto) }
@@ -72,6 +90,7 @@ func buildTopology(self string, members []gossip.Member, cfg ring.Config, caps g
 		}
 		names = append(names, m.Name)
 		t.addrs[m.Name] = peerAddr(m)
+		t.caps = t.caps.lowest(m.Meta)
 		if start := m.Meta.Incarnation; len(names) == 2 || start < t.firstStart {
 			t.firstStart = start
 		}

@@ -24,6 +24,12 @@ type Meta struct {
 	// Incarnation tells the lives of a node apart: its start time in Unix
 	// nanoseconds. A node that restarts under the same name has a new one.
 	Incarnation int64 `msgpack:"i"`
+	// GossipMax and GossipModeMax are the node's caps on the cluster size
+	// in which sync auto and sync gossip keep keys by gossip (0: not
+	// said, as by an older node). The cluster goes by the smallest a live
+	// member says, so that every node routes a key the same way.
+	GossipMax     int `msgpack:"ga,omitempty"`
+	GossipModeMax int `msgpack:"gg,omitempty"`
 }
 
 func (m Meta) encode() ([]byte, error) {
