@@ -13,8 +13,8 @@ import (
 // TestScaleTable measures the clusters whose sizes SLUICE_SCALE lists
 // (comma-separated, e.g. SLUICE_SCALE=128,512,2000) and logs the table
 // of docs/design/scale.md; without it, it is skipped. SLUICE_SCALE_COLD=1
-// measures the cold start alone; SLUICE_SCALE_LIGHT=1 runs lighter nodes
-// (lightNode).
+// measures the cold start alone; SLUICE_SCALE_LIGHT=1 runs lighter full nodes
+// (lighterFullNode); the light nodes of TestScaleLight are another thing.
 func TestScaleTable(t *testing.T) {
 	env := os.Getenv("SLUICE_SCALE")
 	if env == "" {
@@ -29,7 +29,7 @@ func TestScaleTable(t *testing.T) {
 		run := scaleRun{n: n, converge: 5 * time.Minute, checksPerSecond: 1000, window: 10 * time.Second,
 			coldOnly: os.Getenv("SLUICE_SCALE_COLD") != ""}
 		if os.Getenv("SLUICE_SCALE_LIGHT") != "" {
-			run.configure = lightNode
+			run.configure = lighterFullNode
 		}
 		r := measureScale(t, run)
 		t.Logf("%s", r)
@@ -38,10 +38,10 @@ func TestScaleTable(t *testing.T) {
 	t.Logf("\n%s\n%s", scaleHeader, strings.Join(rows, "\n"))
 }
 
-// lightNode makes a node cheaper to simulate: its ring is rebuilt at most
+// lighterFullNode makes a full node cheaper to simulate: its ring is rebuilt at most
 // every 5 s (not 250 ms), and it exchanges full state every 30 s (not 10 s,
 // before memberlist's scaling with the cluster's size).
-func lightNode(_ int, cfg *cluster.Config) {
+func lighterFullNode(_ int, cfg *cluster.Config) {
 	cfg.Peer.RingSettle = 5 * time.Second
 	cfg.Gossip.PushPullInterval = 30 * time.Second
 }

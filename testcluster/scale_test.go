@@ -140,6 +140,7 @@ func measureScale(t *testing.T, r scaleRun) scaleResult {
 		runtime.ReadMemStats(&ms)
 		out.heapPerNode = ms.HeapInuse / uint64(r.n)
 		t.Logf("%d nodes: converged in %v (wall %v), heap in use %d MB", r.n, out.coldStart, out.wallStart.Round(time.Second), ms.HeapInuse>>20)
+		writeHeapProfile(t, "full", r.n)
 
 		if r.coldOnly {
 			stopAllAtOnce(c)
