@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -38,7 +37,6 @@ func TestHotKeyMixedCosts(t *testing.T) {
 					arrivals := 1000 * float64(abuseLimit.Rate) / abuseLimit.Period.Seconds() / mean
 					every := time.Duration(float64(n*callers) / arrivals * float64(time.Second))
 					h := &hotKey{}
-					var tokens atomic.Int64
 					ctx, stop := context.WithCancel(context.Background())
 					var wg sync.WaitGroup
 					for i := range n {
@@ -48,15 +46,7 @@ func TestHotKeyMixedCosts(t *testing.T) {
 								for s := i*3 + g; ctx.Err() == nil; s++ {
 									cost := costs[s%len(costs)]
 									res, err := c.Node(i).Check(ctx, &cluster.Request{Key: "abuser", Inline: abuseLimit, Cost: cost, Sync: mode, SyncSet: true})
-									h.checks.Add(1)
-									switch {
-									case err != nil:
-										if ctx.Err() == nil {
-											h.failed.Add(1)
-										}
-									case res.Allowed:
-										tokens.Add(cost)
-									}
+									h.observe(ctx, &res, err, cost)
 									time.Sleep(every)
 								}
 							})
@@ -65,13 +55,12 @@ func TestHotKeyMixedCosts(t *testing.T) {
 					var last int64
 					for range d / slice {
 						time.Sleep(slice)
-						now := tokens.Load()
+						now := h.admitted.Load()
 						h.slices = append(h.slices, now-last)
 						last = now
 					}
 					stop()
 					wg.Wait()
-					h.admitted.Store(tokens.Load())
 					hotKeyBand(t, fmt.Sprintf("%d nodes, %v, 1000×, mixed costs (tokens)", n, mode), h, abuseLimit, d, slice)
 				})
 			})

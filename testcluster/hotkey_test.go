@@ -28,6 +28,20 @@ type hotKey struct {
 	slices []int64
 }
 
+// observe counts one check's outcome: the tokens it was admitted, or a
+// failure that the run's end did not cause.
+func (h *hotKey) observe(ctx context.Context, res *cluster.Result, err error, cost int64) {
+	h.checks.Add(1)
+	switch {
+	case err != nil:
+		if ctx.Err() == nil {
+			h.failed.Add(1)
+		}
+	case res.Allowed:
+		h.admitted.Add(cost)
+	}
+}
+
 // hammer drives key at mult times limit's rate in mode, spread evenly over
 // nodes (two callers each, at fixed intervals; a caller whose node is
 // stopped waits for its next life), for d of virtual time, and
@@ -53,15 +67,7 @@ func hammer(c *Cluster, mode rules.Sync, key string, limit bucket.Limit, mult fl
 						continue
 					}
 					res, err := node.Check(ctx, req)
-					h.checks.Add(1)
-					switch {
-					case err != nil:
-						if ctx.Err() == nil {
-							h.failed.Add(1)
-						}
-					case res.Allowed:
-						h.admitted.Add(1)
-					}
+					h.observe(ctx, &res, err, req.Cost)
 					time.Sleep(every)
 				}
 			})
