@@ -1,6 +1,9 @@
 package cluster
 
-import "github.com/sluicerl/sluice/rules"
+import (
+	"github.com/sluicerl/sluice/bucket"
+	"github.com/sluicerl/sluice/rules"
+)
 
 // Auto mode entering gossip. When a cluster shrinks to --gossip-max-members
 // (a member leaves, is declared dead, or this node is cut off and sees its
@@ -17,16 +20,21 @@ import "github.com/sluicerl/sluice/rules"
 //
 // So for handoffTimeout after the switch, a key this node does not hold
 // yet starts its replica from what this node knows of the key:
-//   - it decided the key from its fair share lately (its owner did not
-//     answer): that share's level, as many times as members are alive, as
-//     an owner taking over does (seedTakeover);
 //   - it checked the key at the lease threshold lately: the owner's bucket
 //     was near empty, and the replica starts empty;
-//   - otherwise a fair share of the burst.
+//   - it decided the key from its fair share lately (its owner did not
+//     answer): that share's level, as many times as members are alive, as
+//     an owner taking over does (seedTakeover), but at most:
+//   - a fair share of the burst, otherwise.
 //
 // The owner's copy, when it arrives, is merged in and the lower level
 // stays, so the seed costs at most a fair share, and only for keys that
-// were fuller at their owners than that.
+// were fuller at their owners than that. A peer's totals that arrive for a
+// bucket not held yet are a debit on such a seed, not on a full bucket;
+// and a node that still routes the mode to owners takes no debit for a
+// bucket it does not hold (only the owner, which holds it, does): the
+// debit would make a full replica that the node, once it gossips too,
+// would spend as its own (560 tokens in a second, in one run of two).
 
 // gossipEntry is a switch from owners to gossip on this node: until when
 // keys not held yet of the modes that switched are seeded (seedEntered).
@@ -59,11 +67,20 @@ func (n *Node) noteGossipEntry(old, topo *topology) {
 }
 
 // seedEntered starts c's replica from what this node knows of the key, if
-// auto mode entered gossip within handoffTimeout and the replica is not
+// its mode entered gossip within handoffTimeout and the replica is not
 // held yet. Outside that window it costs one atomic load.
 func (n *Node) seedEntered(c *check) {
+	if n.entered.Load() != nil {
+		n.seedReplica(c.mode, c.id, c.topo.share(c.limit), c.topo)
+	}
+}
+
+// seedReplica is seedEntered for the bucket id of mode, decided at limit l
+// in topo: also called when a peer's totals arrive for a bucket this node
+// does not hold, whose debit would otherwise make it full first.
+func (n *Node) seedReplica(mode rules.Sync, id bucket.ID, l bucket.Limit, topo *topology) {
 	e := n.entered.Load()
-	if e == nil || c.mode != rules.SyncAuto && c.mode != rules.SyncGossip || !e.modes[replicaStore(c.mode)] {
+	if e == nil || mode != rules.SyncAuto && mode != rules.SyncGossip || !e.modes[replicaStore(mode)] {
 		return
 	}
 	now := n.now()
@@ -72,17 +89,19 @@ func (n *Node) seedEntered(c *check) {
 		n.entered.CompareAndSwap(e, nil)
 		return
 	}
-	store := n.replicas.store(c.mode)
-	if store.Holds(c.id) {
+	store := n.replicas.store(mode)
+	if store.Holds(id) {
 		return
 	}
-	l := c.topo.share(c.limit)
-	level := l.Burst / max(c.topo.remembered, 1)
+	level := l.Burst / max(topo.remembered, 1)
 	o := n.owners
-	if fl, ok := o.fallback.Level(now, c.id); ok && ns-o.lastFallback.Load() <= takeoverTerm {
-		level = min(fl*c.topo.alive(), l.Burst)
-	} else if o.leases.hot(leaseKey{c.mode, c.id}, ns) {
+	if o.leases.hot(leaseKey{mode, id}, ns) {
 		level = 0
+	} else if fl, ok := o.fallback.Level(now, id); ok && ns-o.lastFallback.Load() <= takeoverTerm {
+		// Never above the fair share: a node that fell back only once,
+		// as when the owner it asked was leaving, holds a fresh share,
+		// and that share times the members alive is a fresh burst.
+		level = min(level, fl*topo.alive())
 	}
-	store.Seed(now, c.id, l, level)
+	store.Seed(now, id, l, level)
 }

@@ -28,6 +28,9 @@ type replicas struct {
 	log      *slog.Logger
 	updates  prometheus.Counter // totals received
 	hearing  hearing            // when each peer was last heard (silence.go)
+	// seed starts a replica not held yet when a mode has just entered
+	// gossip (Node.seedReplica); nil: none.
+	seed func(mode rules.Sync, id bucket.ID, l bucket.Limit, topo *topology)
 	// onSilence is called when the set of silent peers changes.
 	onSilence func()
 }
@@ -85,11 +88,23 @@ func (r *replicas) applyTotals(p *totalsPacket) {
 	}
 	now := r.now()
 	r.hearing.heardFrom(p.Origin, now.UnixNano())
+	topo := r.topo()
 	for i := range p.Updates {
 		u := &p.Updates[i]
-		if d := r.totals.apply(p.Origin, u, now.UnixNano()); d > 0 {
-			r.store(u.Sync).DebitN(now, u.ID, u.Limit, d)
+		d := r.totals.apply(p.Origin, u, now.UnixNano())
+		if d <= 0 {
+			continue
 		}
+		store := r.store(u.Sync)
+		if !store.Holds(u.ID) {
+			if !topo.gossips(u.Sync) {
+				continue // its owner holds it, and takes the debit (enter.go)
+			}
+			if r.seed != nil {
+				r.seed(u.Sync, u.ID, u.Limit, topo)
+			}
+		}
+		store.DebitN(now, u.ID, u.Limit, d)
 	}
 	r.updates.Add(float64(len(p.Updates)))
 }

@@ -15,8 +15,12 @@ import (
 // decide at 2/5 and 3/5), node 0 crashes and starts again at once. Its new
 // life's memberlist knows nothing of the far side's members; it learns
 // them from its peer's state (the members missing there), and so keeps
-// deciding at 2/5: within 5% of burst + rate x elapsed, as
-// TestPartitionAtAnyRate.
+// deciding at 2/5. The restart itself costs at most a fair share of the
+// burst (burst / 5: the new life's keys start from one while their
+// buckets are on their way, docs/design/partitions.md), so the run admits
+// at most burst + rate x elapsed + burst / 5: 1.075 of the former here.
+// Measured 1.020 to 1.056; the test asserted 1.05 before, and failed 2
+// runs of 6 at the time (one of them in CI, under the race detector).
 func TestRestartDuringPartition(t *testing.T) {
 	for _, mode := range []rules.Sync{rules.SyncAuto, rules.SyncOwner} {
 		t.Run(fmt.Sprint(mode), func(t *testing.T) {
@@ -41,8 +45,8 @@ func TestRestartDuringPartition(t *testing.T) {
 				got := h.admitted.Load()
 				t.Logf("restart of node 0 20 s into a 70 s 2 | 3 split, %v: %d checks, %d admitted of %d (%.3fx), %d failed; before heal node 0 share %.2f, node 1 share %.2f; per 5 s %v",
 					mode, h.checks.Load(), got, exact, float64(got)/float64(exact), h.failed.Load(), share0, remembered1, h.slices)
-				if r := float64(got) / float64(exact); r > 1.05 {
-					t.Errorf("admitted %d, %.3fx burst + rate x elapsed (%d): want at most 1.05", got, r, exact)
+				if bound := exact + abuseLimit.Burst/5; got > bound {
+					t.Errorf("admitted %d, %.3fx burst + rate x elapsed (%d): want at most that plus a fair share of the burst, %d", got, float64(got)/float64(exact), exact, bound)
 				}
 			})
 		})
