@@ -7,25 +7,24 @@ import (
 
 // Auto mode entering gossip. When a cluster shrinks to --gossip-max-members
 // (a member leaves, is declared dead, or this node is cut off and sees its
-// peers die one by one), every node's auto-mode keys go from their owners to
-// the replicas (gossip mode's alike at --gossip-mode-max-members), which
-// share one store with the owners' buckets: the owner
-// of a key keeps its bucket as its replica, and sends a copy of every bucket
-// that is not full to every other member (owners.spread), which merges it
-// in. A node that decides a key before that copy has arrived (it is on its
-// way, or its sender is on the far side of a partition) would otherwise
-// make a full replica of it: a fresh burst on every such node, spent at a
-// share of a full bucket (a 9-node cluster losing one member gave a hot key
-// 1.13× its limit; a member cut off from eight others, 1.54×).
+// peers die one by one), every node's auto-mode keys go from their owners
+// to the replicas (gossip mode's alike at --gossip-mode-max-members), which
+// share one store with the owners' buckets: the owner of a key keeps its
+// bucket as its replica, and sends a copy of every bucket that is not full
+// to every other member (owners.spread), which merges it in. A node that
+// decides a key before that copy has arrived (it is on its way, or its
+// sender is on the far side of a partition) would otherwise make a full
+// replica of it: a fresh burst on every such node, spent at a share of a
+// full bucket (a 9-node cluster losing one member gave a hot key 1.13× its
+// limit; a member cut off from eight others, 1.54×).
 //
 // So for handoffTimeout after the switch, a key this node does not hold
-// yet starts its replica from what this node knows of the key:
-//   - it checked the key at the lease threshold lately: the owner's bucket
-//     was near empty, and the replica starts empty;
-//   - it decided the key from its fair share lately (its owner did not
-//     answer): that share's level, as many times as members are alive, as
-//     an owner taking over does (seedTakeover), but at most:
-//   - a fair share of the burst, otherwise.
+// yet starts its replica from what this node knows of the key: empty if it
+// checked the key at the lease threshold lately (the owner's bucket was
+// near empty); else a fair share of the burst, or less if the node decided
+// the key from its fair share lately (its owner did not answer) and that
+// share's level, as many times as members are alive, says less, as an
+// owner taking over estimates it (seedTakeover).
 //
 // The owner's copy, when it arrives, is merged in and the lower level
 // stays, so the seed costs at most a fair share, and only for keys that
@@ -34,7 +33,7 @@ import (
 // and a node that still routes the mode to owners takes no debit for a
 // bucket it does not hold (only the owner, which holds it, does): the
 // debit would make a full replica that the node, once it gossips too,
-// would spend as its own (560 tokens in a second, in one run of two).
+// would spend as its own (560 tokens in a second, in two runs of four).
 
 // gossipEntry is a switch from owners to gossip on this node: until when
 // keys not held yet of the modes that switched are seeded (seedEntered).
