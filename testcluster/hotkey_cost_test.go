@@ -52,13 +52,7 @@ func TestHotKeyMixedCosts(t *testing.T) {
 							})
 						}
 					}
-					var last int64
-					for range d / slice {
-						time.Sleep(slice)
-						now := h.admitted.Load()
-						h.slices = append(h.slices, now-last)
-						last = now
-					}
+					h.record(d, slice)
 					stop()
 					wg.Wait()
 					hotKeyBand(t, fmt.Sprintf("%d nodes, %v, 1000×, mixed costs (tokens)", n, mode), h, abuseLimit, d, slice)

@@ -76,6 +76,14 @@ func hammer(c *Cluster, mode rules.Sync, key string, limit bucket.Limit, mult fl
 	if during != nil {
 		wg.Go(during)
 	}
+	h.record(d, slice)
+	stop()
+	wg.Wait()
+	return h
+}
+
+// record waits out d, noting what was admitted in each slice of it.
+func (h *hotKey) record(d, slice time.Duration) {
 	var last int64
 	for range d / slice {
 		time.Sleep(slice)
@@ -83,9 +91,6 @@ func hammer(c *Cluster, mode rules.Sync, key string, limit bucket.Limit, mult fl
 		h.slices = append(h.slices, now-last)
 		last = now
 	}
-	stop()
-	wg.Wait()
-	return h
 }
 
 // hotKeyBand fails unless the run admitted within ±5% of burst + rate ×
