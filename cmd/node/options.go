@@ -201,7 +201,7 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	case len(o.nodeName) > 256:
 		return o, fmt.Errorf("--node-name must be at most 256 bytes, got %d", len(o.nodeName))
 	case o.peerIdle < 0 || (o.peerIdle > 0 && o.peerIdle < time.Second):
-		return o, fmt.Errorf("--peer-idle-timeout must be 0 (never) or at least 1s, got %v: a peer closing a connection as a check is sent on it makes that check fall back, and below a second that race is common", o.peerIdle)
+		return o, fmt.Errorf("--peer-idle-timeout must be 0 (never) or at least 1s, got %v: below a second, connections are closed and dialled again between the checks of a steady load", o.peerIdle)
 	case o.peerMaxConns < 0:
 		return o, fmt.Errorf("--peer-max-conns must be 0 (no bound) or positive, got %d", o.peerMaxConns)
 	case o.peerMaxAccept < 0:
