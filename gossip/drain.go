@@ -8,6 +8,7 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -38,7 +39,8 @@ func labeled(id string, f func()) {
 
 // Reading the goroutine profile costs time in proportion to every goroutine
 // of the process, so awaitDrained polls it first after drainFirstPoll and
-// then at doubling intervals up to drainMaxPoll: a process that holds many
+// then at doubling intervals up to drainMaxPoll, and instances stopping at
+// the same time share each read (profileReads): a process that holds many
 // nodes (testcluster runs thousands) and stops many at once would
 // otherwise spend most of its time reading profiles.
 const (
@@ -51,8 +53,10 @@ const (
 func awaitDrained(id string) error {
 	deadline := time.Now().Add(drainTimeout)
 	poll := drainFirstPoll
+	var seen uint64 // the last read this wait used
 	for {
-		n := labeledGoroutines(id)
+		var n int
+		n, seen = profileReads.count(id, seen)
 		if n == 0 {
 			return nil
 		}
@@ -64,16 +68,46 @@ func awaitDrained(id string) error {
 	}
 }
 
-// labeledGoroutines counts the goroutines carrying the label id, from the
-// goroutine profile's text form: records of "N @ pc..." followed by a
-// "# labels: {...}" line.
-func labeledGoroutines(id string) int {
+// profileReads is the process's last read of the goroutine profile.
+var profileReads sharedProfile
+
+// sharedProfile shares reads of the goroutine profile between the
+// instances waiting for their goroutines to end. Reads are numbered, not
+// timed (tests in synctest bubbles see other clocks than the process's).
+// Reusing a read another instance made is safe: an instance's labeled
+// goroutines only ever fall to zero once (a goroutine takes the label from
+// the one that starts it), so a read that is a little old can only delay
+// the answer, never give a wrong zero.
+type sharedProfile struct {
+	mu     sync.Mutex // held while reading, so callers arriving meanwhile wait and reuse the read
+	read   uint64     // the number of the last read
+	counts map[string]int
+}
+
+// count returns how many goroutines carry the label id, and the number of
+// the read that says so: the last read if it is newer than seen (the
+// caller's previous one), else a new read.
+func (p *sharedProfile) count(id string, seen uint64) (int, uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.read <= seen {
+		p.counts = labeledGoroutines()
+		p.read++
+	}
+	return p.counts[id], p.read
+}
+
+// labeledGoroutines counts the goroutines of each value of goroutineLabel,
+// from the goroutine profile's text form: records of "N @ pc..." followed
+// by a "# labels: {...}" line.
+func labeledGoroutines() map[string]int {
+	counts := make(map[string]int)
 	var buf bytes.Buffer
 	if err := pprof.Lookup("goroutine").WriteTo(&buf, 1); err != nil {
-		return 0
+		return counts
 	}
-	want := strconv.Quote(goroutineLabel) + ":" + strconv.Quote(id)
-	total, count := 0, 0
+	key := strconv.Quote(goroutineLabel) + ":"
+	count := 0
 	sc := bufio.NewScanner(&buf)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
@@ -82,9 +116,19 @@ func labeledGoroutines(id string) int {
 			count, _ = strconv.Atoi(n)
 			continue
 		}
-		if labels, ok := strings.CutPrefix(line, "# labels: "); ok && strings.Contains(labels, want) {
-			total += count
+		labels, ok := strings.CutPrefix(line, "# labels: ")
+		if !ok {
+			continue
+		}
+		_, rest, ok := strings.Cut(labels, key)
+		if !ok {
+			continue
+		}
+		if id, err := strconv.QuotedPrefix(rest); err == nil {
+			if v, err := strconv.Unquote(id); err == nil {
+				counts[v] += count
+			}
 		}
 	}
-	return total
+	return counts
 }

@@ -149,19 +149,25 @@ type lightFleet struct {
 	nodes []*lightNode // the current lives; nil while stopped
 }
 
-// newLightFleet starts n light nodes, and stops them all at once when the
-// test ends.
-func newLightFleet(t testing.TB, n int) *lightFleet {
+// newLightFleet starts n light nodes, every apart (all at once if every is
+// 0), and stops them all when the test ends.
+func newLightFleet(t testing.TB, n int, every time.Duration) *lightFleet {
 	f := &lightFleet{t: t, net: NewNetwork(1), dns: NewDNS(), nodes: make([]*lightNode, n)}
 	ips := make([]string, n)
 	for i := range n {
 		ips[i] = ipOf(AddrOf(i))
 	}
 	f.dns.Set(SeedName, ips...)
-	for i := range n {
-		f.start(i)
-	}
 	t.Cleanup(f.stopAll)
+	for i := range n {
+		if i > 0 && every > 0 {
+			time.Sleep(every)
+		}
+		f.start(i)
+		if every > 0 && (i+1)%250 == 0 { // progress, for sizes that take long
+			t.Logf("%d light nodes: %d started", n, i+1)
+		}
+	}
 	return f
 }
 

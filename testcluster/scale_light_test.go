@@ -20,7 +20,9 @@ import (
 // of the sizes SLUICE_SCALE_LIGHT_SIZES lists (comma-separated, e.g.
 // SLUICE_SCALE_LIGHT_SIZES=128,512,2000), and logs the light-node table of
 // docs/design/scale.md; without it, with -short and under the race
-// detector it is skipped. Run one size per process to read the process's
+// detector it is skipped. The nodes start all at once, or
+// SLUICE_SCALE_LIGHT_START_EVERY apart (a duration of virtual time, as a
+// rollout starts them). Run one size per process to read the process's
 // peak memory and CPU for that size. SLUICE_SCALE_HEAPPROFILE names a
 // directory to write a heap profile to right after each cold start.
 func TestScaleLight(t *testing.T) {
@@ -33,13 +35,21 @@ func TestScaleLight(t *testing.T) {
 	case raceEnabled:
 		t.Skip("too slow under the race detector")
 	}
+	var every time.Duration
+	if v := os.Getenv("SLUICE_SCALE_LIGHT_START_EVERY"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			t.Fatalf("SLUICE_SCALE_LIGHT_START_EVERY=%q: want a duration of at least 0", v)
+		}
+		every = d
+	}
 	var rows []string
 	for _, f := range strings.Split(env, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
 		if err != nil || n < 2 {
 			t.Fatalf("SLUICE_SCALE_LIGHT_SIZES=%q: want sizes of at least 2", env)
 		}
-		r := measureLight(t, n)
+		r := measureLight(t, n, every)
 		t.Logf("%s", r)
 		rows = append(rows, r.String())
 	}
@@ -67,7 +77,9 @@ const (
 // time unless named wall.
 type lightResult struct {
 	n                    int
-	coldStart, restart   time.Duration
+	startEvery           time.Duration // between two nodes' starts; 0: all at once
+	coldStart, restart   time.Duration // the cold start from the first node's start
+	afterLastStart       time.Duration // the cold start from the last node's start
 	heapPerNode          uint64        // bytes, after the cold start, simulator included
 	idle                 perNode       // lightWindow, lightQuiet after the cold start
 	settledAfter         time.Duration // from the restart
@@ -77,19 +89,25 @@ type lightResult struct {
 	wallStart, wallTotal time.Duration
 }
 
-// measureLight runs n light nodes: a cold start to convergence; idle
+// measureLight runs n light nodes: a cold start (the nodes every apart) to
+// convergence; idle
 // traffic lightQuiet after it; a rule set on node 0 reaching the others;
 // 10% of the nodes leaving and starting again at once; and idle traffic
 // again, over one push/pull interval, once the gossip of the joins has
 // drained. Each figure is logged as soon as it is measured.
-func measureLight(t *testing.T, n int) lightResult {
+func measureLight(t *testing.T, n int, every time.Duration) lightResult {
 	wall := newWallClock(t)
-	out := lightResult{n: n}
+	out := lightResult{n: n, startEvery: every}
 	wall0 := wall.now()
 	synctest.Test(t, func(t *testing.T) {
-		f := newLightFleet(t, n)
-		begin, lastLog := time.Now(), time.Now()
-		out.coldStart = f.await(lightConverge, "cold start converges", func() bool {
+		begin := time.Now()
+		f := newLightFleet(t, n, every)
+		lastStart, lastLog := time.Now(), time.Now()
+		if every > 0 {
+			t.Logf("%d light nodes: the last started %v after the first (wall %v, %s)",
+				n, lastStart.Sub(begin), wall.now().Sub(wall0).Round(time.Second), rss())
+		}
+		out.afterLastStart = f.await(lightConverge, "cold start converges", func() bool {
 			if time.Since(lastLog) >= 5*time.Second { // progress, for sizes that take long
 				lastLog = time.Now()
 				t.Logf("%d light nodes: after %v (wall %v, %s) the fewest members a node sees is %d",
@@ -97,13 +115,14 @@ func measureLight(t *testing.T, n int) lightResult {
 			}
 			return f.converged()
 		})
+		out.coldStart = time.Since(begin)
 		out.wallStart = wall.now().Sub(wall0)
 		runtime.GC()
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
 		out.heapPerNode = ms.HeapInuse / uint64(n)
-		t.Logf("%d light nodes: converged in %v (wall %v), heap in use %d MB, %s",
-			n, out.coldStart, out.wallStart.Round(time.Second), ms.HeapInuse>>20, rss())
+		t.Logf("%d light nodes: converged %v after the first start, %v after the last (wall %v), heap in use %d MB, %s",
+			n, out.coldStart, out.afterLastStart, out.wallStart.Round(time.Second), ms.HeapInuse>>20, rss())
 		writeHeapProfile(t, "light", n)
 
 		time.Sleep(lightQuiet)
@@ -238,8 +257,12 @@ func rss() string {
 // String renders the result as a row of the light-node table in
 // docs/design/scale.md.
 func (r lightResult) String() string {
-	return fmt.Sprintf("| %d | %v | %v | %.0f (%.0f / %.0f) | %.1f | %v | %.0f (%.0f / %.0f) over %v | %.2f | %s / %s |  %v / %v |",
-		r.n, r.coldStart, r.restart,
+	cold := r.coldStart.String()
+	if r.startEvery > 0 {
+		cold = fmt.Sprintf("%v (starts %v apart; %v after the last)", r.coldStart, r.startEvery, r.afterLastStart)
+	}
+	return fmt.Sprintf("| %d | %s | %v | %.0f (%.0f / %.0f) | %.1f | %v | %.0f (%.0f / %.0f) over %v | %.2f | %s / %s |  %v / %v |",
+		r.n, cold, r.restart,
 		r.idle.bytes(), r.idle.packetBytes, r.idle.gossipStream, r.idle.packets,
 		r.settledAfter, r.settled.bytes(), r.settled.packetBytes, r.settled.gossipStream, r.settledFor,
 		float64(r.heapPerNode)/(1<<20), firstLook(r.rule99), firstLook(r.rule100),
