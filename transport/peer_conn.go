@@ -254,11 +254,14 @@ func (pc *peerConn) finish(calls []*call, r callResult) {
 	}
 }
 
+// failQueued fails every call still queued on pc, which has ended (its
+// peer forgotten, or the client closed). Callers may race: each call is
+// taken from the queue once.
 func (pc *peerConn) failQueued() {
 	for {
 		select {
 		case cl := <-pc.queue:
-			pc.finish([]*call{cl}, callResult{err: fmt.Errorf("%w: client closed", ErrPeerUnavailable)})
+			pc.finish([]*call{cl}, callResult{err: fmt.Errorf("%w: %s: client closed or peer forgotten", ErrPeerUnavailable, pc.addr)})
 		default:
 			return
 		}

@@ -72,11 +72,17 @@ func (pc *peerConn) goAway(conn net.Conn, last uint64) {
 
 // requeue queues cl again, unless pc has ended. The queue has room: it
 // holds MaxInFlight calls, and cl's checks are still counted in flight.
+// If pc ends just as cl is queued, run may already have failed what was
+// queued and returned, so requeue fails what is left itself: else cl
+// would wait in the queue until its caller gave up.
 func (pc *peerConn) requeue(cl *call) {
 	if !pc.ended() {
 		select {
 		case pc.queue <- cl:
 			pc.c.resent.Add(float64(len(cl.checks)))
+			if pc.ended() {
+				pc.failQueued()
+			}
 			return
 		default:
 		}
