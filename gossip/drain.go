@@ -53,7 +53,7 @@ const (
 func awaitDrained(id string) error {
 	deadline := time.Now().Add(drainTimeout)
 	poll := drainFirstPoll
-	var seen uint64 // the last read this wait used
+	seen := profileReads.last() // reads from before the wait began are no answer
 	for {
 		var n int
 		n, seen = profileReads.count(id, seen)
@@ -74,14 +74,22 @@ var profileReads sharedProfile
 // sharedProfile shares reads of the goroutine profile between the
 // instances waiting for their goroutines to end. Reads are numbered, not
 // timed (tests in synctest bubbles see other clocks than the process's).
-// Reusing a read another instance made is safe: an instance's labeled
-// goroutines only ever fall to zero once (a goroutine takes the label from
-// the one that starts it), so a read that is a little old can only delay
-// the answer, never give a wrong zero.
+// Reusing a read another instance made after the wait began is safe: an
+// instance's labeled goroutines only ever fall to zero once (a goroutine
+// takes the label from the one that starts it), so a read that is a little
+// old can only delay the answer, never give a wrong zero. A read from
+// before the wait began could: it may predate the instance.
 type sharedProfile struct {
 	mu     sync.Mutex // held while reading, so callers arriving meanwhile wait and reuse the read
 	read   uint64     // the number of the last read
 	counts map[string]int
+}
+
+// last returns the number of the last read, waiting for one under way.
+func (p *sharedProfile) last() uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.read
 }
 
 // count returns how many goroutines carry the label id, and the number of

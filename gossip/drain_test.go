@@ -14,11 +14,10 @@ func TestLabeledGoroutinesCountsEachInstance(t *testing.T) {
 	release := make(chan struct{})
 	var started sync.WaitGroup
 	start := func(id string, n int) {
+		started.Add(2 * n)
 		labeled(id, func() {
 			for range n {
-				started.Add(1)
 				go func() {
-					started.Add(1)
 					go func() { started.Done(); <-release }() // inherits the label
 					started.Done()
 					<-release
@@ -34,9 +33,7 @@ func TestLabeledGoroutinesCountsEachInstance(t *testing.T) {
 	if counts[a] != 6 || counts[b] != 2 {
 		t.Fatalf("counts %v: want 6 for %s and 2 for %s", counts, a, b)
 	}
-	profileReads.mu.Lock()
-	seen := profileReads.read // what an earlier waiter read is old news here
-	profileReads.mu.Unlock()
+	seen := profileReads.last() // what an earlier waiter read is old news here
 	n, first := profileReads.count(a, seen)
 	if n != 6 {
 		t.Fatalf("count(%s) = %d, want 6", a, n)
