@@ -172,7 +172,7 @@ func New(cfg Config) (*Node, error) {
 		Help: "Gossip-mode totals received from peers (each a peer's running count of the tokens it admitted for one key).",
 	})
 	gossiped, auto := store("gossip"), store("auto")
-	n.replicas = &replicas{onSilence: n.membershipChanged, seed: n.seedReplica, now: cfg.Now, self: self, stores: [2]*bucket.Store{gossiped, auto}, topo: topology,
+	n.replicas = &replicas{onSilence: n.membershipChanged, seed: n.seedReplica, gossipRules: n.hasGossipRules, now: cfg.Now, self: self, stores: [2]*bucket.Store{gossiped, auto}, topo: topology,
 		totals: newTotals(self, cfg.Now().UnixNano(), cfg.GossipSync.Interval), interval: cfg.GossipSync.Interval, log: cfg.Logger, updates: updates}
 	n.owners = &owners{now: cfg.Now, log: cfg.Logger, topo: topology, peers: cfg.Peers, timeout: cfg.Peer.ForwardTimeout,
 		ringCfg: cfg.Peer.Ring, owner: store("owner"), auto: auto, gossip: gossiped, fallback: store("fallback"),

@@ -33,6 +33,9 @@ type replicas struct {
 	seed func(mode rules.Sync, id bucket.ID, l bucket.Limit, topo *topology)
 	// onSilence is called when the set of silent peers changes.
 	onSilence func()
+	// gossipRules reports whether rules in force use gossip mode (beats);
+	// nil: none do.
+	gossipRules func() bool
 }
 
 // replicaStore indexes replicas.stores by mode.
@@ -129,7 +132,7 @@ func (r *replicas) syncLoop(ctx context.Context) error {
 		}
 		now := r.now().UnixNano()
 		topo := r.topo()
-		beat := beats(topo)
+		beat := beats(topo, r.gossipRules != nil && r.gossipRules())
 		if r.hearing.update(topo, beat, now, silentAfter*int64(r.interval)) && r.onSilence != nil {
 			r.onSilence()
 		}

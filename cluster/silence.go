@@ -4,6 +4,8 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+
+	"github.com/sluicerl/sluice/rules"
 )
 
 // Failure detection takes seconds (longer on the minority side of a
@@ -14,8 +16,9 @@ import (
 // nothing to say: a heartbeat. A live member not heard for silentAfter
 // (twenty intervals: no plausible run of lost packets) counts as missing
 // for the share (partition.go) at once, before memberlist declares it
-// dead; it stays on the ring, so no key moves. In a larger cluster there
-// are no heartbeats, and the share follows membership alone.
+// dead; it stays on the ring, so no key moves. So does a cluster within
+// gossip mode's cap that has rules set to gossip mode (beats). In a larger
+// cluster there are no heartbeats, and the share follows membership alone.
 
 // silentAfter is how many sync intervals without a packet make a live
 // member silent.
@@ -97,6 +100,12 @@ func (h *hearing) silentOn(topo *topology) int64 {
 	return n
 }
 
-// beats reports whether nodes heartbeat in topo: auto mode gossips, and
-// there are peers.
-func beats(topo *topology) bool { return topo.autoGossips() && topo.alive() > 1 }
+// beats reports whether nodes heartbeat in topo: there are peers, and auto
+// mode gossips, or gossip mode does (up to its own cap, above auto's) and
+// rules in force use it (gossipRules). Rules are the cluster's, so every
+// node comes to the same answer; a key checked with sync gossip and no
+// rule, in a cluster above auto's cap, has no heartbeats, and its share
+// follows membership alone.
+func beats(topo *topology, gossipRules bool) bool {
+	return topo.alive() > 1 && (topo.autoGossips() || gossipRules && topo.gossips(rules.SyncGossip))
+}

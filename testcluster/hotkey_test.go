@@ -48,6 +48,12 @@ func (h *hotKey) observe(ctx context.Context, res *cluster.Result, err error, co
 // records the admissions in each slice of the run. during, if set, runs
 // on its own goroutine meanwhile (faults, joins) and must return by d.
 func hammer(c *Cluster, mode rules.Sync, key string, limit bucket.Limit, mult float64, d, slice time.Duration, nodes []int, during func()) *hotKey {
+	return hammerWith(c, cluster.Request{Key: key, Inline: limit, Cost: 1, Sync: mode, SyncSet: true}, limit, mult, d, slice, nodes, during)
+}
+
+// hammerWith is hammer sending req, whose limit (inline or its rule's) is
+// limit.
+func hammerWith(c *Cluster, req cluster.Request, limit bucket.Limit, mult float64, d, slice time.Duration, nodes []int, during func()) *hotKey {
 	const callers = 2
 	h := &hotKey{}
 	arrivals := mult * float64(limit.Rate) / limit.Period.Seconds() // checks per second
@@ -59,14 +65,14 @@ func hammer(c *Cluster, mode rules.Sync, key string, limit bucket.Limit, mult fl
 			wg.Go(func() {
 				// Stagger the callers over one interval.
 				time.Sleep(every * time.Duration(n*callers+g) / time.Duration(len(nodes)*callers))
-				req := &cluster.Request{Key: key, Inline: limit, Cost: 1, Sync: mode, SyncSet: true}
+				req := req
 				for ctx.Err() == nil {
 					node := c.Live(i)
 					if node == nil {
 						time.Sleep(every)
 						continue
 					}
-					res, err := node.Check(ctx, req)
+					res, err := node.Check(ctx, &req)
 					h.observe(ctx, &res, err, req.Cost)
 					time.Sleep(every)
 				}
