@@ -53,10 +53,16 @@ type Node struct {
 	// ringSettle is the least time between rebuilds of a large ring.
 	ringSettle time.Duration
 	gossipCaps gossipCaps
-	local      *localMode
-	replicas   *replicas
-	owners     *owners
-	stores     []storeLabel // every store, for the sweep and metrics
+	// Heartbeats above auto's cap (silence.go): the metadata advertised,
+	// whether the node beats, and a signal that the rules changed
+	// (buffered 1).
+	meta      gossip.Meta
+	beating   atomic.Bool
+	advertise chan struct{}
+	local     *localMode
+	replicas  *replicas
+	owners    *owners
+	stores    []storeLabel // every store, for the sweep and metrics
 
 	metrics *metrics
 	tr      *tracing // nil: tracing off
@@ -142,6 +148,7 @@ func New(cfg Config) (*Node, error) {
 		log:        cfg.Logger,
 		self:       self,
 		changed:    make(chan struct{}, 1),
+		advertise:  make(chan struct{}, 1),
 		ringCfg:    cfg.Peer.Ring,
 		ringSettle: cfg.Peer.RingSettle,
 		gossipCaps: gossipCaps{auto: cfg.GossipSync.MaxMembers, gossip: cfg.GossipSync.GossipModeMaxMembers},
@@ -172,7 +179,7 @@ func New(cfg Config) (*Node, error) {
 		Help: "Gossip-mode totals received from peers (each a peer's running count of the tokens it admitted for one key).",
 	})
 	gossiped, auto := store("gossip"), store("auto")
-	n.replicas = &replicas{onSilence: n.membershipChanged, seed: n.seedReplica, gossipRules: n.hasGossipRules, now: cfg.Now, self: self, stores: [2]*bucket.Store{gossiped, auto}, topo: topology,
+	n.replicas = &replicas{onSilence: n.membershipChanged, seed: n.seedReplica, beating: n.beating.Load, now: cfg.Now, self: self, stores: [2]*bucket.Store{gossiped, auto}, topo: topology,
 		totals: newTotals(self, cfg.Now().UnixNano(), cfg.GossipSync.Interval), interval: cfg.GossipSync.Interval, log: cfg.Logger, updates: updates}
 	n.owners = &owners{now: cfg.Now, log: cfg.Logger, topo: topology, peers: cfg.Peers, timeout: cfg.Peer.ForwardTimeout,
 		ringCfg: cfg.Peer.Ring, owner: store("owner"), auto: auto, gossip: gossiped, fallback: store("fallback"),
@@ -210,6 +217,7 @@ func New(cfg Config) (*Node, error) {
 	}
 	gc := *cfg.Gossip
 	gc.Meta.GossipMax, gc.Meta.GossipModeMax = n.gossipCaps.auto, n.gossipCaps.gossip
+	n.meta = gc.Meta
 	if gc.Registerer == nil {
 		gc.Registerer = cfg.Metrics
 	}
@@ -258,6 +266,7 @@ func (n *Node) Run(ctx context.Context) error {
 	})
 	g.Go(func() error { return n.topologyLoop(gctx) })
 	g.Go(func() error { return n.replicas.syncLoop(gctx) })
+	g.Go(func() error { return n.advertiseLoop(gctx) })
 	g.Go(func() error { return n.persistLoop(gctx) })
 	g.Go(func() error { return n.owners.jobLoop(gctx) })
 	g.Go(func() error {

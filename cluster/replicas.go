@@ -33,9 +33,9 @@ type replicas struct {
 	seed func(mode rules.Sync, id bucket.ID, l bucket.Limit, topo *topology)
 	// onSilence is called when the set of silent peers changes.
 	onSilence func()
-	// gossipRules reports whether rules in force use gossip mode (beats);
-	// nil: none do.
-	gossipRules func() bool
+	// beating reports whether the node advertises that it beats (beats);
+	// nil: it does not.
+	beating func() bool
 }
 
 // replicaStore indexes replicas.stores by mode.
@@ -132,8 +132,8 @@ func (r *replicas) syncLoop(ctx context.Context) error {
 		}
 		now := r.now().UnixNano()
 		topo := r.topo()
-		beat := beats(topo, r.gossipRules != nil && r.gossipRules())
-		if r.hearing.update(topo, beat, now, silentAfter*int64(r.interval)) && r.onSilence != nil {
+		beat := beats(topo, r.beating != nil && r.beating())
+		if r.hearing.update(topo, now, silentAfter*int64(r.interval)) && r.onSilence != nil {
 			r.onSilence()
 		}
 		ups = r.totals.flush(now, idleRecord, forgetOrigin, ups[:0])

@@ -29,6 +29,10 @@ func (n *Node) recombineLocked() {
 	}
 	s := n.catalog.Combine(n.fileRules)
 	n.rules.Store(s)
+	select {
+	case n.advertise <- struct{}{}:
+	default:
+	}
 	n.metrics.rulesLoaded.Set(float64(s.Len()))
 	for _, r := range s.Rules() {
 		// Each rule's series in its mode, at zero from the start (a mode

@@ -30,6 +30,9 @@ type topology struct {
 	// reachable is how many members are alive and heard (silence.go): at
 	// most alive.
 	reachable int64
+	// beaters are the live peers whose metadata says they heartbeat while
+	// gossip mode gossips (expectsBeats); nil if none.
+	beaters map[string]bool
 	// firstStart is the earliest start (gossip.Meta.Incarnation, Unix ns)
 	// of the live peers; 0 when a peer did not say, or there is none.
 	firstStart int64
@@ -91,6 +94,12 @@ func buildTopology(self string, members []gossip.Member, cfg ring.Config, caps g
 		names = append(names, m.Name)
 		t.addrs[m.Name] = peerAddr(m)
 		t.caps = t.caps.lowest(m.Meta)
+		if m.Meta.Beats {
+			if t.beaters == nil {
+				t.beaters = make(map[string]bool)
+			}
+			t.beaters[m.Name] = true
+		}
 		if start := m.Meta.Incarnation; len(names) == 2 || start < t.firstStart {
 			t.firstStart = start
 		}
@@ -118,7 +127,7 @@ func (t *topology) without(cfg ring.Config) (*topology, error) {
 	if err != nil {
 		return nil, err
 	}
-	next := &topology{ring: r, addrs: t.addrs, self: t.self, caps: t.caps}
+	next := &topology{ring: r, addrs: t.addrs, self: t.self, caps: t.caps, beaters: t.beaters}
 	next.remembered = max(t.remembered-1, next.alive())
 	next.reachable = next.alive()
 	return next, nil

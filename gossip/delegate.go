@@ -3,7 +3,7 @@ package gossip
 // delegate answers memberlist's questions about this node.
 type delegate struct{ g *Gossip }
 
-func (d delegate) NodeMeta(int) []byte { return d.g.meta }
+func (d delegate) NodeMeta(int) []byte { return *d.g.meta.Load() }
 
 // NotifyMsg handles a message from a peer. It runs on memberlist's packet
 // handler and must not block; b is reused after it returns.

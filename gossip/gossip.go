@@ -22,6 +22,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -111,7 +112,7 @@ var ErrInsecure = errors.New("gossip: seeds given without a gossip key; set a ke
 type Gossip struct {
 	cfg     Config
 	ml      *memberlist.Memberlist
-	meta    []byte
+	meta    atomic.Pointer[[]byte] // encoded Meta, as advertised
 	view    *view
 	keyring *memberlist.Keyring // nil when unencrypted
 	queue   *memberlist.TransmitLimitedQueue
@@ -172,7 +173,6 @@ func New(cfg Config) (*Gossip, error) {
 	}
 	g := &Gossip{
 		cfg:     cfg,
-		meta:    meta,
 		id:      newInstanceID(),
 		traffic: newTraffic(),
 		joins: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -184,6 +184,7 @@ func New(cfg Config) (*Gossip, error) {
 			Help: "Gossip packets and streams rejected, by reason: key (cannot be decrypted), label (another cluster), malformed.",
 		}, []string{"reason"}),
 	}
+	g.meta.Store(&meta)
 	g.view = newView(cfg.Name, cfg.OnChange)
 	// Every label value known in advance, exported at zero from start.
 	for _, r := range []string{"ok", "error"} {
@@ -276,6 +277,19 @@ func (g *Gossip) Addr() string {
 
 // Name returns this node's name.
 func (g *Gossip) Name() string { return g.cfg.Name }
+
+// UpdateMeta advertises m instead of the node's metadata so far, and
+// returns once memberlist has passed it to a member (at once if there is
+// none), or after timeout. Peers see the change as an update of this
+// member.
+func (g *Gossip) UpdateMeta(m Meta, timeout time.Duration) error {
+	b, err := m.encode()
+	if err != nil {
+		return fmt.Errorf("gossip: %w", err)
+	}
+	g.meta.Store(&b)
+	return g.ml.UpdateNode(timeout)
+}
 
 // Members returns every member this node knows of, itself included, in
 // name order: alive ones and, until memberlist forgets them, dead and

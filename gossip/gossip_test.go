@@ -107,7 +107,7 @@ func TestLogWriterLevelsAndRejections(t *testing.T) {
 }
 
 func TestMetaRoundTripAndLimit(t *testing.T) {
-	m := Meta{PeerAddr: "10.0.0.1:7947", API: APIVersion, Incarnation: 1234567890}
+	m := Meta{PeerAddr: "10.0.0.1:7947", API: APIVersion, Incarnation: 1234567890, GossipMax: 8, GossipModeMax: 32, Beats: true}
 	b, err := m.encode()
 	if err != nil {
 		t.Fatal(err)

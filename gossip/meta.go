@@ -30,6 +30,12 @@ type Meta struct {
 	// member says, so that every node routes a key the same way.
 	GossipMax     int `msgpack:"ga,omitempty"`
 	GossipModeMax int `msgpack:"gg,omitempty"`
+	// Beats says the node heartbeats whenever gossip mode gossips (within
+	// GossipModeMax), not only when auto does: it has rules in force set
+	// to gossip mode. Peers count it silent when its beats stop; one that
+	// does not say so (false, or an older node) is expected to beat only
+	// while auto gossips.
+	Beats bool `msgpack:"gb,omitempty"`
 }
 
 func (m Meta) encode() ([]byte, error) {
