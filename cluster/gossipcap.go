@@ -68,17 +68,3 @@ func (n *Node) gossipRules() []string {
 	}
 	return names
 }
-
-// hasGossipRules reports whether rules in force use gossip mode.
-func (n *Node) hasGossipRules() bool {
-	set := n.rules.Load()
-	if set == nil {
-		return false
-	}
-	for _, r := range set.Rules() {
-		if r.Sync == rules.SyncGossip {
-			return true
-		}
-	}
-	return false
-}

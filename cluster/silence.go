@@ -48,11 +48,11 @@ func (h *hearing) heardFrom(origin string, now int64) {
 // update recomputes the silent peers of topo at now: live members
 // expected to heartbeat (topology.expectsBeats) and not heard within
 // after. A live peer expected to beat and not heard yet counts from the
-// first update that expects it to (a member that joined, or every peer
-// when auto mode has just begun to gossip): one that never beats is silent
-// after that long too. For peers not expected to beat, and for peers no
-// longer in topo, nothing is kept, so each starts afresh when heartbeats
-// are expected of it again. It reports whether the set changed.
+// first update that expects it to (a member that joined, a peer that just
+// said it beats, or every peer when auto mode has just begun to gossip):
+// one that never beats is silent after that long too. For peers not
+// expected to beat, and for peers no longer in topo, nothing is kept, so
+// each starts afresh when heartbeats are expected of it again. It reports whether the set changed.
 //
 // A node cut off from the rest while its cluster routed to owners (no
 // heartbeats) begins to gossip when memberlist declares a first peer dead;
@@ -117,9 +117,7 @@ func beats(topo *topology, beating bool) bool {
 // beats above auto's cap: a node expecting beats that never come would
 // count a live peer silent, and decide every cluster-wide key at a reduced
 // share.
-func (t *topology) expectsBeats(peer string) bool {
-	return t.alive() > 1 && (t.autoGossips() || t.beaters[peer] && t.gossips(rules.SyncGossip))
-}
+func (t *topology) expectsBeats(peer string) bool { return beats(t, t.beaters[peer]) }
 
 // Advertising beats. A node with rules set to gossip mode beats within
 // gossip mode's cap, and says so in its metadata (gossip.Meta.Beats) for
@@ -145,7 +143,7 @@ func (n *Node) advertiseLoop(ctx context.Context) error {
 			return nil
 		case <-n.advertise:
 		}
-		want := n.hasGossipRules()
+		want := len(n.gossipRules()) > 0
 		if want == n.meta.Beats {
 			continue
 		}
@@ -166,7 +164,7 @@ func (n *Node) advertiseLoop(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
-		if !n.hasGossipRules() { // else the next round says so again
+		if len(n.gossipRules()) == 0 { // else the next round says so again
 			n.beating.Store(false)
 		}
 	}
