@@ -2,7 +2,10 @@ package cluster
 
 import (
 	"context"
+	"errors"
+	"log/slog"
 	"math"
+	"slices"
 	"sync"
 	"time"
 
@@ -179,13 +182,15 @@ const startedTogether = bootHold
 // bucket already handed on. Replicas of a mode that gossips stay: every
 // other member has its own.
 func (o *owners) leave(ctx context.Context) {
+	o.leaving.Lock()
 	o.left.Store(true)
+	o.leaving.Unlock()
 	topo := o.topo()
 	if topo.ring.Len() <= 1 {
 		o.after.Store(topo) // alone: nobody to hand on to; it keeps deciding here
 		return
 	}
-	next, err := topo.without(o.ringCfg)
+	next, err := topo.without(o.ringCfg, topo.self)
 	if err != nil {
 		o.log.Error("no ring to hand buckets off to", "err", err)
 		o.after.Store(topo)
@@ -206,20 +211,71 @@ func (o *owners) leave(ctx context.Context) {
 }
 
 // handOff sends the buckets of mode that topo assigns to another member to
-// that member, and drops them here. A bucket whose new owner cannot be
-// reached is lost; that owner starts it full (bounded: one burst).
+// that member, and drops them here (deliver).
 func (o *owners) handOff(ctx context.Context, topo *topology, mode rules.Sync) {
 	moved := o.store(mode).Take(o.now(), func(id bucket.ID) bool { return topo.ownerOf(id) != topo.self })
-	byOwner := map[string][]bucket.Entry{}
-	for _, e := range moved {
-		owner := topo.ownerOf(e.ID)
-		byOwner[owner] = append(byOwner[owner], e)
+	o.deliver(ctx, topo, mode, moved)
+}
+
+// deliver sends entries of mode to their owners in topo, all owners at
+// once. Entries an owner does not take (it is leaving too, as when an
+// autoscaler removes several members at once, or it cannot be reached) go
+// to their owner on the ring without it, round after round, until every
+// entry is taken or ctx ends: the ring the cluster will have once the
+// leavers are gone. An entry whose owner is then this node is merged back
+// here. An entry nobody takes is lost, and its owner starts it full
+// (bounded: one burst).
+func (o *owners) deliver(ctx context.Context, topo *topology, mode rules.Sync, entries []bucket.Entry) {
+	for len(entries) > 0 {
+		byOwner := map[string][]bucket.Entry{}
+		for _, e := range entries {
+			owner := topo.ownerOf(e.ID)
+			byOwner[owner] = append(byOwner[owner], e)
+		}
+		if mine := byOwner[topo.self]; len(mine) > 0 {
+			delete(byOwner, topo.self)
+			now := o.now()
+			for _, e := range mine {
+				o.store(mode).Merge(now, e)
+			}
+		}
+		var (
+			mu      sync.Mutex
+			refused []string
+			errs    []error
+			failed  []bucket.Entry
+			wg      sync.WaitGroup
+		)
+		for owner, es := range byOwner {
+			wg.Go(func() {
+				if err := o.send(ctx, topo, owner, mode, es); err != nil {
+					mu.Lock()
+					refused, errs, failed = append(refused, owner), append(errs, err), append(failed, es...)
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		if len(failed) == 0 {
+			return
+		}
+		next, err := topo.without(o.ringCfg, refused...)
+		if err == nil {
+			err = ctx.Err()
+		}
+		if err != nil {
+			o.m.handoff.WithLabelValues("lost").Add(float64(len(failed)))
+			level := slog.LevelWarn
+			if errors.Is(err, errNoMembers) && !slices.ContainsFunc(errs, func(err error) bool { return !errors.Is(err, ErrLeft) }) {
+				level = slog.LevelInfo // the whole cluster is stopping: nobody to start them full
+			}
+			o.log.Log(ctx, level, "handoff failed; the new owners start these buckets full", "owners", refused, "buckets", len(failed), "err", errors.Join(errs...), "stopped", err)
+			return
+		}
+		o.log.Info("new owners did not take their buckets; handing them to the next owners", "owners", refused, "buckets", len(failed), "err", errors.Join(errs...))
+		o.m.handoff.WithLabelValues("rerouted").Add(float64(len(failed)))
+		topo, entries = next, failed
 	}
-	var wg sync.WaitGroup
-	for owner, entries := range byOwner {
-		wg.Go(func() { o.send(ctx, topo, owner, mode, entries) })
-	}
-	wg.Wait()
 }
 
 // spread sends a copy of every bucket of mode that is not full to every
@@ -232,31 +288,39 @@ func (o *owners) spread(ctx context.Context, topo *topology, mode rules.Sync) {
 	}
 	var wg sync.WaitGroup
 	for name := range topo.addrs {
-		wg.Go(func() { o.send(ctx, topo, name, mode, levels) })
+		wg.Go(func() {
+			switch err := o.send(ctx, topo, name, mode, levels); {
+			case errors.Is(err, ErrLeft):
+				// Leaving too: it needs no replicas.
+			case err != nil:
+				// It starts its replicas from what it has (full, for
+				// keys it did not see lately).
+				o.m.handoff.WithLabelValues("lost").Add(float64(len(levels)))
+				o.log.Warn("spreading buckets failed; the member starts its replicas from its own", "member", name, "buckets", len(levels), "err", err)
+			}
+		})
 	}
 	wg.Wait()
 }
 
 // send hands entries of mode to member to, within ctx and the handoff
 // timeout.
-func (o *owners) send(ctx context.Context, topo *topology, to string, mode rules.Sync, entries []bucket.Entry) {
+func (o *owners) send(ctx context.Context, topo *topology, to string, mode rules.Sync, entries []bucket.Entry) error {
 	hctx, cancel := context.WithTimeout(ctx, handoffTimeout)
 	err := o.peers.Handoff(hctx, topo.addrs[to], mode, entries)
 	cancel()
-	if err != nil {
-		o.m.handoff.WithLabelValues("lost").Add(float64(len(entries)))
-		o.log.Warn("handoff failed; the new owner starts these buckets full", "owner", to, "buckets", len(entries), "err", err)
-		return
+	if err == nil {
+		o.m.handoff.WithLabelValues("sent").Add(float64(len(entries)))
 	}
-	o.m.handoff.WithLabelValues("sent").Add(float64(len(entries)))
+	return err
 }
 
 func newHandoffMetrics(reg Registerer) *prometheus.CounterVec {
 	c := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "sluice_handoff_buckets_total",
-		Help: "Buckets handed over when ownership moved or auto or gossip mode switched between gossip and owner (the cluster crossed --gossip-max-members or --gossip-mode-max-members): sent, received, lost (peer unreachable; it starts them full).",
+		Help: "Buckets handed over when ownership moved or auto or gossip mode switched between gossip and owner (the cluster crossed --gossip-max-members or --gossip-mode-max-members): sent, received, rerouted (their owner refused them, leaving too, or could not be reached: sent on to the next owner), lost (nobody took them; the owner starts them full).",
 	}, []string{"result"})
-	for _, r := range []string{"sent", "received", "lost"} {
+	for _, r := range []string{"sent", "received", "rerouted", "lost"} {
 		c.WithLabelValues(r)
 	}
 	if reg != nil {

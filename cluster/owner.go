@@ -49,6 +49,11 @@ type owners struct {
 	jobs         chan peerJob             // lease requests and returns, run by jobLoop
 	replicas     *replicas                // where checks of a gossiping mode served as owner are counted
 	left         atomic.Bool              // this node is leaving: it answers no peer any more
+	// leaving is held for reading by what a peer asks of the
+	// authoritative stores (serve, accept), and for writing as left is
+	// set: once leave holds it, no peer's handoff or check lands in a
+	// store after the buckets were taken from it to be handed on.
+	leaving sync.RWMutex
 	// after is the ring without this node, once it has handed its buckets
 	// on: its own checks go to their new owners.
 	after atomic.Pointer[topology]

@@ -42,6 +42,8 @@ func (n *Node) AcceptHandoff(mode rules.Sync, entries []bucket.Entry) error {
 }
 
 func (o *owners) serve(checks []PeerCheck) ([]bucket.Decision, error) {
+	o.leaving.RLock()
+	defer o.leaving.RUnlock()
 	if o.left.Load() {
 		return nil, ErrLeft
 	}
@@ -89,6 +91,8 @@ func (o *owners) serve(checks []PeerCheck) ([]bucket.Decision, error) {
 }
 
 func (o *owners) accept(mode rules.Sync, entries []bucket.Entry) error {
+	o.leaving.RLock()
+	defer o.leaving.RUnlock()
 	if o.left.Load() {
 		return ErrLeft
 	}

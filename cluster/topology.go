@@ -3,7 +3,9 @@ package cluster
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"net"
+	"slices"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
@@ -114,24 +116,32 @@ func buildTopology(self string, members []gossip.Member, cfg ring.Config, caps g
 	return t, nil
 }
 
-// without returns t without this node: the ring its keys go to when it
-// leaves.
-func (t *topology) without(cfg ring.Config) (*topology, error) {
+// without returns t without the named members: the ring this node's keys
+// go to when it leaves (without(cfg, t.self)), or when the members their
+// owner is on refuse them (they are leaving too). errNoMembers if no
+// member is left.
+func (t *topology) without(cfg ring.Config, names ...string) (*topology, error) {
 	var others []string
 	for _, m := range t.ring.Members() {
-		if m != t.self {
+		if !slices.Contains(names, m) {
 			others = append(others, m)
 		}
+	}
+	if len(others) == 0 {
+		return nil, errNoMembers
 	}
 	r, err := ring.New(others, cfg)
 	if err != nil {
 		return nil, err
 	}
 	next := &topology{ring: r, addrs: t.addrs, self: t.self, caps: t.caps, beaters: t.beaters}
-	next.remembered = max(t.remembered-1, next.alive())
+	next.remembered = max(t.remembered-int64(t.ring.Len()-len(others)), next.alive())
 	next.reachable = next.alive()
 	return next, nil
 }
+
+// errNoMembers: a ring without anyone.
+var errNoMembers = errors.New("no member left to own the keys")
 
 // peerAddr is where member answers peer calls: its advertised peer
 // address, whose host defaults to the host of its gossip address.

@@ -213,7 +213,8 @@ func (c *PeerClient) peer(addr string, n int64) (*peerConn, error) {
 // Handoff sends buckets to their new owner at addr, in frames of at most
 // MaxBatch, on a connection of its own (handoffs are rare and may be
 // large), and returns when the owner has merged them all. mode is the mode
-// the buckets belong to.
+// the buckets belong to. An owner that is leaving too refuses them:
+// cluster.ErrLeft, and it merged none of the frame it refused.
 func (c *PeerClient) Handoff(ctx context.Context, addr string, mode rules.Sync, entries []bucket.Entry) error {
 	conn, err := c.cfg.Dial(ctx, addr)
 	if err != nil {
@@ -235,6 +236,9 @@ func (c *PeerClient) Handoff(ctx context.Context, addr string, mode rules.Sync, 
 			return fmt.Errorf("handoff to %s: %w", addr, err)
 		}
 		typ, dec, err := r.read(conn)
+		if err == nil && typ == frameGoAway {
+			return fmt.Errorf("handoff to %s: %w", addr, cluster.ErrLeft)
+		}
 		var ack peerHandoffAck
 		if err == nil && (typ != frameHandoffAck || ack.decode(dec) != nil || ack.id != id) {
 			err = errMalformed

@@ -201,6 +201,12 @@ func (s *PeerServer) serveConn(conn net.Conn) {
 		case typ == frameHandoff && handoff.decode(dec) == nil:
 			a.carried.Store(carriedHandoff)
 			if err = s.cfg.Handler.AcceptHandoff(handoff.sync, handoff.entries); err != nil {
+				if errors.Is(err, cluster.ErrLeft) {
+					// Leaving too: the sender hands them to the next
+					// owner. A goaway says so (an older sender takes it
+					// for a broken connection: the same, less clearly).
+					s.goAway(conn, w, last)
+				}
 				return
 			}
 			err = w.write(conn, frameHandoffAck, &peerHandoffAck{id: handoff.id})

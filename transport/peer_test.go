@@ -247,6 +247,28 @@ func TestPeerHandoff(t *testing.T) {
 	}
 }
 
+// leavingHandler is a node that has left its cluster: it refuses every
+// handoff.
+type leavingHandler struct{ storeHandler }
+
+func (h *leavingHandler) AcceptHandoff(rules.Sync, []bucket.Entry) error { return cluster.ErrLeft }
+
+// TestPeerHandoffToALeaver: an owner that is leaving too says so, and the
+// sender learns it (and hands the buckets to the next owner).
+func TestPeerHandoffToALeaver(t *testing.T) {
+	h := &leavingHandler{storeHandler{store: bucket.NewStore(bucket.StoreConfig{})}}
+	_, addr := startPeerServer(t, h, [][]byte{keyA})
+	c := newClient(t, PeerClientConfig{Keys: func() [][]byte { return [][]byte{keyA} }})
+	l := bucket.Limit{Rate: 1, Period: time.Hour, Burst: 10}
+	entries := []bucket.Entry{{ID: bucket.ID{Rule: "r", Key: "k"}, Limit: l, Tokens: 2}}
+	if err := c.Handoff(context.Background(), addr, rules.SyncOwner, entries); !errors.Is(err, cluster.ErrLeft) {
+		t.Fatalf("handoff to a leaving owner: %v, want cluster.ErrLeft", err)
+	}
+	if n := h.store.Len(); n != 0 {
+		t.Fatalf("the leaving owner holds %d buckets, want none", n)
+	}
+}
+
 // BenchmarkPeerTCP forwards single checks to an owner over real TCP on
 // loopback from many goroutines (client and server in one process, on the
 // same cores), and reports the batch size that coalescing achieved.
