@@ -5,7 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"math"
-	"slices"
 	"sync"
 	"time"
 
@@ -266,7 +265,7 @@ func (o *owners) deliver(ctx context.Context, topo *topology, mode rules.Sync, e
 		if err != nil {
 			o.m.handoff.WithLabelValues("lost").Add(float64(len(failed)))
 			level := slog.LevelWarn
-			if errors.Is(err, errNoMembers) && !slices.ContainsFunc(errs, func(err error) bool { return !errors.Is(err, ErrLeft) }) {
+			if errors.Is(err, errNoMembers) && o.allLeaving(refused, errs) {
 				level = slog.LevelInfo // the whole cluster is stopping: nobody to start them full
 			}
 			o.log.Log(ctx, level, "handoff failed; the new owners start these buckets full", "owners", refused, "buckets", len(failed), "err", errors.Join(errs...), "stopped", err)
@@ -276,6 +275,19 @@ func (o *owners) deliver(ctx context.Context, topo *topology, mode rules.Sync, e
 		o.m.handoff.WithLabelValues("rerouted").Add(float64(len(failed)))
 		topo, entries = next, failed
 	}
+}
+
+// allLeaving reports whether every member that refused a handoff (with
+// the error at the same index) is leaving: it said so, or it is no longer
+// a member.
+func (o *owners) allLeaving(refused []string, errs []error) bool {
+	now := o.topo()
+	for i, name := range refused {
+		if _, member := now.addrs[name]; member && !errors.Is(errs[i], ErrLeft) {
+			return false
+		}
+	}
+	return true
 }
 
 // spread sends a copy of every bucket of mode that is not full to every

@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -346,8 +347,13 @@ func (g *Gossip) leave() error {
 	}
 	if err := g.ml.Leave(leaveTimeout); err != nil {
 		// Nobody left to tell (the whole cluster is stopping), or the
-		// network is cut: peers will detect the failure instead.
-		g.cfg.Logger.Warn("leave not confirmed; peers will detect the departure as a failure", "err", err)
+		// network is cut: peers will detect the failure instead. Only
+		// the second is worth a warning.
+		level := slog.LevelWarn
+		if !slices.ContainsFunc(g.view.members(), func(m Member) bool { return m.State == StateAlive && !m.Self }) {
+			level = slog.LevelInfo
+		}
+		g.cfg.Logger.Log(context.Background(), level, "leave not confirmed; peers will detect the departure as a failure", "err", err)
 	}
 	return g.shutdown()
 }

@@ -1,13 +1,17 @@
 package testcluster
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/sluicerl/sluice/bucket"
+	"github.com/sluicerl/sluice/cluster"
 	"github.com/sluicerl/sluice/rules"
 )
 
@@ -79,4 +83,64 @@ func TestScaleDownHalfAtOnce(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestWholeClusterStopsQuietly stops every node at once, as a deployment
+// deleted does, after each has come to own buckets: each new owner is
+// leaving too, and nobody is left to start the keys full, so no node
+// warns that its handoff failed (it did, on every node: an operator
+// would look for the fault). The buckets are counted lost.
+func TestWholeClusterStopsQuietly(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var warnings warnLog
+		c := New(t, 3, Options{Configure: func(_ int, cfg *cluster.Config) { cfg.Logger = slog.New(&warnings) }})
+		c.AwaitConverged(joinBound, c.All()...)
+		for k := range 30 {
+			req := cluster.Request{Key: fmt.Sprintf("key-%d", k), Inline: bucket.Limit{Rate: 10, Period: time.Minute, Burst: 10}, Cost: 1, Sync: rules.SyncOwner, SyncSet: true}
+			if _, err := c.Node(k%3).Check(context.Background(), &req); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var stops sync.WaitGroup
+		for _, i := range c.All() {
+			stops.Go(func() { c.Stop(i) })
+		}
+		stops.Wait()
+		var lost float64
+		for _, i := range c.All() {
+			lost += c.Counter(i, "sluice_handoff_buckets_total", "lost")
+		}
+		if lost == 0 {
+			t.Fatal("no bucket counted lost: the test did not make the nodes hand off to each other")
+		}
+		for _, w := range warnings.all() {
+			t.Errorf("warned while the whole cluster stopped: %s", w)
+		}
+		t.Logf("%v buckets lost as the whole cluster stopped", lost)
+	})
+}
+
+// warnLog is a slog.Handler keeping the messages of records at warning
+// level and above.
+type warnLog struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (w *warnLog) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
+
+func (w *warnLog) Handle(_ context.Context, r slog.Record) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.msgs = append(w.msgs, r.Message)
+	return nil
+}
+
+func (w *warnLog) WithAttrs([]slog.Attr) slog.Handler { return w }
+func (w *warnLog) WithGroup(string) slog.Handler      { return w }
+
+func (w *warnLog) all() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.msgs)
 }
