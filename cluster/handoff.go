@@ -17,6 +17,11 @@ import (
 // handoffTimeout bounds handing buckets to one member.
 const handoffTimeout = 5 * time.Second
 
+// deliverLimit bounds handing buckets on, over every owner that refused
+// them: a refusal by a member that is leaving too takes a round trip, one
+// by a member that cannot be reached takes handoffTimeout.
+const deliverLimit = 2 * handoffTimeout
+
 // topologyChanged follows a change of membership from old to topo: it
 // forgets peers that left or moved, hands buckets to members that now own
 // them, and moves auto and gossip mode's buckets when the cluster crosses
@@ -223,8 +228,11 @@ func (o *owners) handOff(ctx context.Context, topo *topology, mode rules.Sync) {
 // entry is taken or ctx ends: the ring the cluster will have once the
 // leavers are gone. An entry whose owner is then this node is merged back
 // here. An entry nobody takes is lost, and its owner starts it full
-// (bounded: one burst).
+// (bounded: one burst). All rounds together take at most deliverLimit:
+// a change of membership waits for them before the next is taken in.
 func (o *owners) deliver(ctx context.Context, topo *topology, mode rules.Sync, entries []bucket.Entry) {
+	ctx, cancel := context.WithTimeout(ctx, deliverLimit)
+	defer cancel()
 	for len(entries) > 0 {
 		byOwner := map[string][]bucket.Entry{}
 		for _, e := range entries {
