@@ -15,27 +15,39 @@ import (
 	"github.com/sluicerl/sluice/rules"
 )
 
-// TestScaleDownHalfAtOnce stops half the cluster at once, gracefully, as
-// an autoscaler scaling down does, while twenty keys are each driven at
-// 100 times their rate through every node. A leaving owner hands each
-// bucket to its owner on the ring without it, and that owner is often
-// leaving too: it refused the bucket, which was lost, and the survivor
-// that came to own the key started it full. Six nodes less three: 8 of
-// 20 keys past the bound below, the worst 1.41× burst + rate × elapsed
-// (ten nodes less five in auto mode: 1.17×). Now a refused bucket goes
-// on to its owner on the ring without the members that refused it:
-// 1.05–1.12× over four runs of each, nothing lost. What is left is a fair share of the burst per
-// member that left (a new owner's first checks before its bucket came,
-// and the leavers' own checks while they hand off), which the test holds
-// each key to. In auto mode ten nodes less five also cross auto's
-// threshold into gossip mode.
+// TestScaleDownHalfAtOnce stops half the cluster, gracefully, as an
+// autoscaler scaling down does, while twenty keys are each driven at 100
+// or 1,000 times their rate through every node.
+//
+// At once: a leaving owner hands each bucket to its owner on the ring
+// without it, and that owner is often leaving too. It refused the bucket,
+// which was lost, and the survivor that came to own the key started it
+// full. Six nodes less three: 8 of 20 keys past the bound below, the worst
+// 1.41× burst + rate × elapsed (ten nodes less five in auto mode: 1.17×).
+// Now a refused bucket goes on to its owner on the ring without the
+// members that refused it: 1.05–1.12× over four runs of each, nothing
+// lost. What is left is a fair share of the burst per member that left (a
+// new owner's first checks before its bucket came, and the leavers' own
+// checks while they hand off), which the test holds each key to. In auto
+// mode ten nodes less five also cross auto's threshold into gossip mode.
+//
+// 300 ms apart (ten less five, owner mode, 1,000×): each leave also moves
+// keys between members that stay (the ring spreads its load again), and
+// such a key started full at its new owner while the old one's handoff
+// was on its way: 1.47–1.99× in 10 of 10 runs. Now it starts from a fair
+// share there: 1.11–1.20×. Leaves apart cost more than leaves together:
+// every node falls back to its fair share for the keys of each leaver in
+// turn (docs/design/ownership.md), so the test holds those runs to one
+// burst over the five leaves.
 func TestScaleDownHalfAtOnce(t *testing.T) {
 	limit := bucket.Limit{Rate: 60, Period: time.Minute, Burst: 60}
 	for _, tc := range []struct {
 		mode  rules.Sync
 		nodes int
-	}{{rules.SyncOwner, 6}, {rules.SyncAuto, 10}} {
-		t.Run(fmt.Sprintf("%v/%d", tc.mode, tc.nodes), func(t *testing.T) {
+		mult  float64
+		apart time.Duration
+	}{{rules.SyncOwner, 6, 100, 0}, {rules.SyncAuto, 10, 100, 0}, {rules.SyncOwner, 10, 1000, 300 * time.Millisecond}} {
+		t.Run(fmt.Sprintf("%v/%d/%v", tc.mode, tc.nodes, tc.apart), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				c := New(t, tc.nodes)
 				c.AwaitConverged(joinBound, c.All()...)
@@ -50,13 +62,16 @@ func TestScaleDownHalfAtOnce(t *testing.T) {
 							during = func() {
 								time.Sleep(20 * time.Second)
 								var stops sync.WaitGroup
-								for _, i := range leavers {
-									stops.Go(func() { c.Stop(i) })
+								for n, i := range leavers {
+									stops.Go(func() {
+										time.Sleep(time.Duration(n) * tc.apart)
+										c.Stop(i)
+									})
 								}
 								stops.Wait()
 							}
 						}
-						hs[k] = hammer(c, tc.mode, fmt.Sprintf("key-%d", k), limit, 100, run, 10*time.Second, c.All(), during)
+						hs[k] = hammer(c, tc.mode, fmt.Sprintf("key-%d", k), limit, tc.mult, run, 10*time.Second, c.All(), during)
 					})
 				}
 				wg.Wait()
@@ -67,19 +82,22 @@ func TestScaleDownHalfAtOnce(t *testing.T) {
 				}
 				exact := limit.Burst + int64(float64(limit.Rate)*run.Seconds()/limit.Period.Seconds())
 				bound := exact + limit.Burst*int64(len(leavers))/int64(tc.nodes)
+				if tc.apart > 0 {
+					bound = exact + limit.Burst
+				}
 				var worst int64
 				for k, h := range hs {
 					got := h.admitted.Load()
 					worst = max(worst, got)
 					if got > bound {
-						t.Errorf("key-%d: admitted %d > burst + rate × elapsed + a fair share per leaver (%d); slices %v", k, got, bound, h.slices)
+						t.Errorf("key-%d: admitted %d > its bound (%d); slices %v", k, got, bound, h.slices)
 					}
 					if n := h.failed.Load(); n > 0 {
 						t.Errorf("key-%d: %d checks failed", k, n)
 					}
 				}
-				t.Logf("%d of %d nodes stopped at once: buckets rerouted %v, lost %v; worst key admitted %d of %d (%.3f×), bound %d",
-					len(leavers), tc.nodes, rerouted, lost, worst, exact, float64(worst)/float64(exact), bound)
+				t.Logf("%d of %d nodes stopped %v apart: buckets rerouted %v, lost %v; worst key admitted %d of %d (%.3f×), bound %d",
+					len(leavers), tc.nodes, tc.apart, rerouted, lost, worst, exact, float64(worst)/float64(exact), bound)
 			})
 		})
 	}
