@@ -21,6 +21,10 @@ import (
 // at most burst + rate x elapsed + burst / 5: 1.075 of the former here.
 // Measured 1.020 to 1.056; the test asserted 1.05 before, and failed 2
 // runs of 6 at the time (one of them in CI, under the race detector).
+// The restart waits until both sides have declared the other dead: on
+// the side of two that sometimes took longer than 20 s, and a restart
+// before it is another case (3 runs of 30 admitted 1.06–1.10×:
+// docs/design/partitions.md).
 func TestRestartDuringPartition(t *testing.T) {
 	for _, mode := range []rules.Sync{rules.SyncAuto, rules.SyncOwner} {
 		t.Run(fmt.Sprint(mode), func(t *testing.T) {
@@ -35,6 +39,12 @@ func TestRestartDuringPartition(t *testing.T) {
 					time.Sleep(10 * time.Second)
 					c.Partition([]int{0, 1}, []int{2, 3, 4})
 					time.Sleep(20 * time.Second)
+					// Both sides have declared the other dead (on a side of
+					// two, a suspicion gets one confirmation at most and
+					// can take longer: the scenario is a restart after it).
+					for !c.Converged(0, 1) || !c.Converged(2, 3, 4) {
+						time.Sleep(pollInterval)
+					}
 					c.Restart(0)
 					time.Sleep(40 * time.Second)
 					share0 = c.Counter(0, "sluice_partition_share", "")
