@@ -227,6 +227,9 @@ func (o *owners) forward(ctx context.Context, topo *topology, owner string, cs [
 			o.m.forwarded.Add(float64(len(cs)))
 			for i, c := range cs {
 				out[i] = c.resultFrom(ds[i], owner, false)
+				if !ds[i].Allowed {
+					o.noteEmpty(topo, c)
+				}
 			}
 			return nil
 		}
@@ -264,6 +267,19 @@ func (o *owners) fallBack(topo *topology, owner string, cs []*check, out []Resul
 			d = o.fallback.AllowN(now, c.id, share, c.cost)
 		}
 		out[i] = c.resultFrom(d, owner, true)
+	}
+}
+
+// noteEmpty records that c's owner denied it: the key is empty there now,
+// so this node's fair share of it is too. If the owner cannot be reached
+// later (it is leaving, it failed, a partition), the share starts from
+// what it has earned since, not from a fresh part of the burst: every
+// member falling back on a hot key at once spent a whole burst between
+// them. It empties the share bucket (one store update, on denials only),
+// which refills at the share's rate and is swept once full.
+func (o *owners) noteEmpty(topo *topology, c *check) {
+	if c.op == OpCheck || c.op == OpReserve {
+		o.fallback.Merge(o.now(), bucket.Entry{ID: c.id, Limit: fairShare(c.limit, topo.remembered)})
 	}
 }
 
