@@ -227,8 +227,11 @@ func (o *owners) forward(ctx context.Context, topo *topology, owner string, cs [
 			o.m.forwarded.Add(float64(len(cs)))
 			for i, c := range cs {
 				out[i] = c.resultFrom(ds[i], owner, false)
-				if !ds[i].Allowed {
-					o.noteEmpty(topo, c)
+				if d := &ds[i]; !d.Allowed && d.Remaining == 0 && (c.op == OpCheck || c.op == OpReserve) && !c.limit.Algo.Windowed() {
+					// Empty at its owner now: if the owner cannot be
+					// reached later, this node's share starts from what
+					// it earned since (fallBack).
+					o.leases.denied(leaseKey{c.mode, c.id}, o.now().UnixNano())
 				}
 			}
 			return nil
@@ -254,11 +257,14 @@ func (o *owners) fallBack(topo *topology, owner string, cs []*check, out []Resul
 	o.lastFallback.Store(now.UnixNano())
 	for i, c := range cs {
 		share := fairShare(c.limit, members)
-		if o.leases.hot(leaseKey{c.mode, c.id}, now.UnixNano()) {
-			// A key this node checks often is near empty at its owner:
-			// its share starts empty, not with a fresh burst, and fills
-			// at the share's rate.
-			o.fallback.Seed(now, c.id, share, 0)
+		if level, ok := o.leases.emptyShare(leaseKey{c.mode, c.id}, share, now.UnixNano()); ok {
+			// A key this node checks often, or one its owner denied
+			// lately, is near empty at its owner: its share starts from
+			// what it earned since, not with a fresh part of the burst
+			// (every member falling back at once spent a whole burst
+			// between them, once per leaver when members left apart),
+			// and fills at the share's rate.
+			o.fallback.Seed(now, c.id, share, level)
 		}
 		var d bucket.Decision
 		if c.op == OpReserve {
@@ -267,19 +273,6 @@ func (o *owners) fallBack(topo *topology, owner string, cs []*check, out []Resul
 			d = o.fallback.AllowN(now, c.id, share, c.cost)
 		}
 		out[i] = c.resultFrom(d, owner, true)
-	}
-}
-
-// noteEmpty records that c's owner denied it: the key is empty there now,
-// so this node's fair share of it is too. If the owner cannot be reached
-// later (it is leaving, it failed, a partition), the share starts from
-// what it has earned since, not from a fresh part of the burst: every
-// member falling back on a hot key at once spent a whole burst between
-// them. It empties the share bucket (one store update, on denials only),
-// which refills at the share's rate and is swept once full.
-func (o *owners) noteEmpty(topo *topology, c *check) {
-	if c.op == OpCheck || c.op == OpReserve {
-		o.fallback.Merge(o.now(), bucket.Entry{ID: c.id, Limit: fairShare(c.limit, topo.remembered)})
 	}
 }
 

@@ -36,8 +36,8 @@ import (
 // apart, 1,000×: 1.47–1.99× in 10 of 10 runs); now it starts from a fair
 // share there. And every node fell back to a fresh fair share of each
 // leaver's keys in turn (100 ms to 1 s apart, 100×: 1.28–1.37×); now a
-// node's share of a key its owner denied starts empty. Measured now:
-// 1.00–1.06× at once and apart.
+// node's share of a key its owner denied starts from what it earned
+// since. Measured now: 1.00–1.17× at once and apart.
 func TestScaleDownHalfAtOnce(t *testing.T) {
 	limit := bucket.Limit{Rate: 60, Period: time.Minute, Burst: 60}
 	for _, tc := range []struct {
