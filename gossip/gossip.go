@@ -118,6 +118,8 @@ type Gossip struct {
 	keyring *memberlist.Keyring // nil when unencrypted
 	queue   *memberlist.TransmitLimitedQueue
 	traffic *traffic
+	addr    string // advertised gossip address, "ip:port"
+	port    int    // advertised gossip port
 
 	joins    *prometheus.CounterVec
 	rejected *prometheus.CounterVec
@@ -204,6 +206,11 @@ func New(cfg Config) (*Gossip, error) {
 		return nil, fmt.Errorf("gossip: start memberlist on %s: %w", cfg.BindAddr, err)
 	}
 	g.queue = &memberlist.TransmitLimitedQueue{NumNodes: g.ml.NumMembers, RetransmitMult: mc.RetransmitMult}
+	// Read once, before anything can update the local node: memberlist's
+	// LocalNode returns its own record, which UpdateNode (UpdateMeta)
+	// rewrites under a lock that a reader of the record does not hold.
+	local := g.ml.LocalNode()
+	g.addr, g.port = net.JoinHostPort(local.Addr.String(), strconv.Itoa(int(local.Port))), int(local.Port)
 	if cfg.Registerer != nil {
 		cfg.Registerer.MustRegister(g.joins, g.rejected, g.view.events, newMembersCollector(g.view))
 		cfg.Registerer.MustRegister(g.traffic.collectors()...)
@@ -271,10 +278,7 @@ func splitHostPort(hp string) (string, int, error) {
 }
 
 // Addr returns the gossip address this node advertises ("ip:port").
-func (g *Gossip) Addr() string {
-	n := g.ml.LocalNode()
-	return net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
-}
+func (g *Gossip) Addr() string { return g.addr }
 
 // Name returns this node's name.
 func (g *Gossip) Name() string { return g.cfg.Name }
@@ -329,9 +333,7 @@ func (g *Gossip) Run(ctx context.Context) error {
 	}
 }
 
-func (g *Gossip) defaultPort() int {
-	return int(g.ml.LocalNode().Port)
-}
+func (g *Gossip) defaultPort() int { return g.port }
 
 // leave tells the cluster this node is going, then stops membership. The
 // leaving message goes first, twice, so peers record a departure rather

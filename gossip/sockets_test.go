@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -144,4 +145,38 @@ func TestJoinLogsOneLinePerAttempt(t *testing.T) {
 	if lines := attempts(); len(lines) != 1 || !strings.Contains(lines[0], `level=INFO msg=joined tried=4 answered=1 members=1 failed_attempts=2`) {
 		t.Fatalf("the join that found a peer logged %q; want one INFO line", lines)
 	}
+}
+
+// TestUpdateMetaWhileJoining: the join loop reads the node's own port
+// while its metadata changes (a node's heartbeat flag follows its rules):
+// memberlist rewrites its own record on UpdateNode, so the port and
+// address are read once, at New. The race detector caught it in a
+// twelve-node test.
+func TestUpdateMetaWhileJoining(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed := ln.Addr().String()
+	ln.Close() // refused from now on
+	g, err := New(Config{Name: "a", BindAddr: "127.0.0.1:0", Profile: "local", Insecure: true, Seeds: []string{seed}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.shutdown()
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := range 20 {
+			g.joinOnce(context.Background(), i)
+		}
+	})
+	wg.Go(func() {
+		for i := range 20 {
+			if err := g.UpdateMeta(Meta{API: APIVersion, Beats: i%2 == 0}, time.Second); err != nil {
+				t.Error(err)
+			}
+			_ = g.Addr()
+		}
+	})
+	wg.Wait()
 }
